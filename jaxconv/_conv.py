@@ -1,0 +1,141 @@
+"""`conv`: N-d convolution (cross-correlation by default) with an explicit backward pass."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxconv import _padmode
+from jaxconv import _validate as v
+from jaxconv._backward import check_backward, input_grad, weight_grad
+from jaxconv._general import conv_p
+from jaxconv._spec import ConvSpec, make_spec
+
+
+def conv(
+    x,
+    w,
+    bias=None,
+    *,
+    stride=1,
+    padding="VALID",
+    dilation=1,
+    groups=1,
+    flip=False,
+    padding_mode="zeros",
+    layout="channels_last",
+    backward="auto",
+    precision=None,
+    preferred_element_type=None,
+):
+    """N-d convolution with stride, padding, dilation and groups; explicit VJP.
+
+    Cross-correlation (seed 001 Eq. 1, 4, the convention of every framework), one output
+    channel f, spatial index i (a tuple), x̃ the padded input:
+
+    .. math:: y[n, i, f] = \\sum_{m, c} w[m, c, f]\\, \\tilde x[n, i s + m d, g(f) C_g + c] + b[f]
+
+    ``flip=True`` rotates the kernel by 180 degrees first: true convolution (Eq. 2-3).
+
+    Backward (the custom VJP): dx = `conv_input_grad` (g zero-dilated by the stride, correlated
+    with the rot180 kernel with regrouped channels: seeds 000, 001 Eq. 20-21, 002), dw =
+    `conv_weight_grad` (x correlated with g: Eq. 13-14, seed 003), db = g summed over batch and
+    space. With ``padding_mode`` other than zeros the border's gradient is folded back onto the
+    input cells it copied.
+
+    Args:
+      x: (N, *spatial, C_in) for ``layout="channels_last"`` (default), (N, C_in, *spatial) for
+        ``"channels_first"``. Any number of spatial dims >= 1.
+      w: (*k, C_in // groups, C_out), or (C_out, C_in // groups, *k) for channels_first.
+      bias: (C_out,) or None.
+      stride, dilation: an int or one int per spatial dim (>= 1).
+      padding: "VALID", "SAME" (output ceil(n / stride)), "FULL" (k_eff - 1 each side), an int,
+        one int per dim, or one (lo, hi) pair per dim.
+      groups: feature groups; C_in and C_out divisible by it (groups == C_in: depthwise).
+      flip: true convolution instead of cross-correlation.
+      padding_mode: "zeros", "reflect", "replicate" or "circular".
+      layout: "channels_last" or "channels_first".
+      backward: input-gradient algorithm, see `jaxconv._backward` ("auto", "transpose").
+      precision, preferred_element_type: as in `jax.lax.conv_general_dilated`.
+    Returns:
+      y: (N, *out_spatial, C_out) (or channels-first), out = (n + lo + hi - d(k-1) - 1) // s + 1.
+
+    Example:
+      >>> x = jnp.ones((1, 5, 5, 3)); w = jnp.ones((3, 3, 3, 8))
+      >>> conv(x, w, padding="SAME").shape
+      (1, 5, 5, 8)
+    """
+    fn = "conv"
+    v.check_float(fn, "x", x)
+    v.check_float(fn, "w", w)
+    if bias is not None:
+        v.check_float(fn, "bias", bias)
+    spec = make_spec(
+        fn,
+        x.shape,
+        w.shape,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        layout=layout,
+        backward=backward,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+        padding_mode=padding_mode,
+    )
+    check_backward(fn, spec.backward)
+    v.check_bias(fn, bias, v.split_kernel(w.shape, layout)[2])
+    if spec.padding_mode != "zeros":
+        x = _padmode.pad(
+            x, spec.mode_pads, spec.padding_mode, spec.params.dimension_numbers.lhs_spec[2:]
+        )
+        spec = spec._replace(padding_mode="zeros", mode_pads=((0, 0),) * len(spec.mode_pads))
+    return _conv(spec, x, w, bias)
+
+
+def add_bias(y, b, layout: str):
+    """y + b over the channel axis."""
+    if b is None:
+        return y
+    if layout == "channels_first":
+        b = b.reshape((-1,) + (1,) * (y.ndim - 2))
+    return y + b.astype(y.dtype)
+
+
+def bias_grad(g, b, layout: str):
+    """db[f] = sum over batch and space of g[..., f]."""
+    if b is None:
+        return None
+    axes = tuple(a for a in range(g.ndim) if a != (1 if layout == "channels_first" else g.ndim - 1))
+    return jnp.sum(g, axis=axes).astype(b.dtype)
+
+
+def kernel(spec: ConvSpec, w):
+    """The kernel the correlation uses: w, or rot180(w) for a true convolution."""
+    return lax.rev(w, spec.params.dimension_numbers.rhs_spec[2:]) if spec.flip else w
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _conv(spec: ConvSpec, x, w, b):
+    return add_bias(conv_p(spec.params, x, kernel(spec, w)), b, spec.layout)
+
+
+def _conv_fwd(spec, x, w, b):
+    return _conv(spec, x, w, b), (x, w, b)
+
+
+def _conv_bwd(spec, res, g):
+    x, w, b = res
+    with jax.named_scope("jaxconv_bwd"):
+        dx = input_grad(spec, w, g, x.shape).astype(x.dtype)
+        dw = weight_grad(spec, x, g, w.shape).astype(w.dtype)
+        db = bias_grad(g, b, spec.layout)
+    return dx, dw, db
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)

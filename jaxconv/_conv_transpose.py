@@ -1,0 +1,177 @@
+"""`conv_transpose`: deconvolution, the exact adjoint of `conv` with the same kernel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import jax
+from jax import lax
+
+from jaxconv import _validate as v
+from jaxconv._backward import check_backward, input_grad, weight_grad
+from jaxconv._conv import add_bias, bias_grad, kernel
+from jaxconv._general import conv_p
+from jaxconv._spec import ConvSpec, make_spec
+
+
+def conv_transpose(
+    y,
+    w,
+    bias=None,
+    *,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    output_size=None,
+    dilation=1,
+    groups=1,
+    flip=False,
+    layout="channels_last",
+    backward="auto",
+    precision=None,
+    preferred_element_type=None,
+):
+    """Transposed convolution: the adjoint of ``conv(., w)`` (PyTorch ConvTranspose semantics).
+
+    ``conv_transpose(y, w, ...)`` is the map whose matrix is the transpose of ``conv(., w, ...)``
+    with the same `w`, `stride`, `padding`, `dilation`, `groups` (seed 002's Cᵀ; its 1-D, 2-D
+    and 3-D deconvolution). One dim, o = input size, s stride, d dilation, (lo, hi) padding:
+
+    .. math:: x[i] = \\sum_{j, m:\\; j s + m d - lo = i} y[j]\\, w[m] + b
+
+    Output size n = (o - 1) s + d (k - 1) + 1 - lo - hi + output_padding. A strided `conv` maps
+    several input sizes onto the same output size (its floor division); `output_padding` (in
+    [0, max(stride, dilation))) or `output_size` picks which one to return.
+
+    Backward: dy = ``conv(g, w)`` (same settings), dw = ``conv_weight_grad`` with the roles of
+    the input and the gradient exchanged (x := g, g := y), db = g summed over batch and space.
+
+    Args:
+      y: (N, *spatial, C_out) or (N, C_out, *spatial): C_out is the conv kernel's out channels.
+      w: the conv kernel, (*k, C_in // groups, C_out) or (C_out, C_in // groups, *k) -- in
+        channels_first this is PyTorch's ConvTranspose weight layout (in, out // groups, *k).
+      bias: (C_in,) or None (added to the output, which has C_in channels).
+      stride, dilation: int or one int per spatial dim.
+      padding: an int, one int per dim, (lo, hi) pairs, "VALID" (0), "FULL" (the adjoint of a
+        FULL conv), or "SAME" (output size = input size * stride, as Flax/TF).
+      output_padding: extra size at the high end, int or per dim. output_size: the spatial
+        output size (overrides output_padding).
+      flip, layout, backward, precision, preferred_element_type: as `conv`.
+    Returns:
+      x: (N, *out_spatial, C_in) (or channels-first).
+    """
+    fn = "conv_transpose"
+    v.check_float(fn, "y", y)
+    v.check_float(fn, "w", w)
+    v.check_layout(fn, layout)
+    nd = v.spatial_rank(fn, y, "y")
+    if w.ndim != y.ndim:
+        v.fail(fn, "w.shape", tuple(w.shape), f"must have rank {y.ndim} like y")
+    n_batch, o, c_y = v.split_layout(tuple(y.shape), layout)
+    k, cin_g, cout = v.split_kernel(tuple(w.shape), layout)
+    if c_y != cout:
+        v.fail(
+            fn,
+            "y.shape",
+            tuple(y.shape),
+            f"has {c_y} channels but the kernel maps to "
+            f"{cout} (its C_out); y must have the conv's output channels",
+        )
+    groups = v.as_int(fn, "groups", groups)
+    if groups < 1 or cout % groups:
+        v.fail(fn, "groups", groups, f"must be >= 1 and divide the kernel's C_out (={cout})")
+    stride = v.int_tuple(fn, "stride", stride, nd)
+    dilation = v.int_tuple(fn, "dilation", dilation, nd)
+    k_eff = v.effective_kernel(k, dilation)
+    if isinstance(padding, str) and padding.upper() == "SAME":
+        pads = v.padding_pairs(
+            fn, "SAME", nd, k_eff, stride, tuple(oo * s for oo, s in zip(o, stride))
+        )
+        if output_size is None:
+            output_size = tuple(oo * s for oo, s in zip(o, stride))
+    else:
+        pads = v.padding_pairs(fn, padding, nd, k_eff, stride, o)
+    n_min = tuple(
+        (oo - 1) * s + ke - lo - hi for oo, s, ke, (lo, hi) in zip(o, stride, k_eff, pads)
+    )
+    if any(n < 1 for n in n_min):
+        v.fail(fn, "padding", padding, f"is too large: the output would have size {n_min}")
+    room = tuple(max(s, d) for s, d in zip(stride, dilation))
+    op = v.int_tuple(fn, "output_padding", output_padding, nd, minimum=0)
+    if output_size is not None:
+        if any(op):
+            v.fail(fn, "output_padding", output_padding, "must be 0 when `output_size` is given")
+        size = _output_size(fn, output_size, nd)
+        op = tuple(n - m for n, m in zip(size, n_min))
+        if any(not 0 <= p < r for p, r in zip(op, room)):
+            v.fail(
+                fn,
+                "output_size",
+                output_size,
+                f"must lie between {n_min} and {tuple(m + r - 1 for m, r in zip(n_min, room))}",
+            )
+    if any(p >= r for p, r in zip(op, room)):
+        v.fail(
+            fn,
+            "output_padding",
+            output_padding,
+            f"must be smaller than max(stride, dilation) (={room}) in every dim",
+        )
+    n = tuple(m + p for m, p in zip(n_min, op))
+    x_shape = v.join_layout(n_batch, n, cin_g * groups, layout)
+    spec = make_spec(
+        fn,
+        x_shape,
+        w.shape,
+        stride=stride,
+        padding=pads,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        layout=layout,
+        backward=backward,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+    check_backward(fn, spec.backward)
+    v.check_bias(fn, bias, cin_g * groups)
+    # The conv of an n-sized input with pads (lo, hi_eff) has exactly o outputs (hi_eff may be
+    # negative: output_padding cells beyond the kernel's reach get no contribution).
+    hi_eff = tuple(
+        (oo - 1) * s + ke - nn - lo for oo, s, ke, nn, (lo, _) in zip(o, stride, k_eff, n, pads)
+    )
+    spec = spec._replace(
+        params=spec.params._replace(padding=tuple((lo, h) for (lo, _), h in zip(pads, hi_eff)))
+    )
+    return _conv_transpose(spec, x_shape, y, w, bias)
+
+
+def _output_size(fn, output_size, nd):
+    if not isinstance(output_size, Sequence) or len(output_size) != nd:
+        v.fail(fn, "output_size", output_size, f"must be {nd} spatial sizes")
+    return tuple(v.as_int(fn, "output_size", s) for s in output_size)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _conv_transpose(spec: ConvSpec, x_shape, y, w, b):
+    x = input_grad(spec, w, y, x_shape)
+    return add_bias(
+        x.astype(lax.dtype(x) if spec.params.preferred_element_type else y.dtype), b, spec.layout
+    )
+
+
+def _conv_transpose_fwd(spec, x_shape, y, w, b):
+    return _conv_transpose(spec, x_shape, y, w, b), (y, w, b)
+
+
+def _conv_transpose_bwd(spec, x_shape, res, g):
+    y, w, b = res
+    with jax.named_scope("jaxconv_bwd"):
+        dy = conv_p(spec.params, g, kernel(spec, w)).astype(y.dtype)
+        dw = weight_grad(spec, g, y, w.shape).astype(w.dtype)
+        db = bias_grad(g, b, spec.layout)
+    return dy, dw, db
+
+
+_conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)

@@ -1,0 +1,313 @@
+"""`conv_general_dilated`: a drop-in for `jax.lax.conv_general_dilated` with explicit VJP rules.
+
+This is the one place where jaxconv calls XLA's convolution. Its backward passes are two more
+calls of this same function, so reverse-over-reverse also runs on these rules.
+
+One spatial dim (each dim is alike), input size n, lhs dilation a, padding (lo, hi), kernel k with
+dilation d (k_eff = (k-1)d + 1), stride s, output size o::
+
+    y[j] = sum_m w[m] * x_a[j*s + m*d - lo]          x_a: x with a-1 zeros between elements
+
+Input gradient (seeds 000, 001 Eq. 20-21, 002): dilate g by s (s-1 zeros between elements), pad
+by k_eff-1-lo low, correlate with rot180(w) at dilation d, keep every a-th output:
+``dx = conv(g, rot180(w), strides=a, lhs_dilation=s, rhs_dilation=d, pad=(k_eff-1-lo, hi'))``
+with hi' chosen so that exactly n outputs come out: hi' = (n-1)a + 1 + lo - ((o-1)s + 1).
+In/out channels of w swap roles; with groups G the kernel's out channels (G, C_out/G) are
+regrouped into its in-channel axis (seed 002: "regroup the filters").
+
+Weight gradient (seeds 001 Eq. 13-14, 003, 004): dw[m] = sum_j g[j] x_a[m*d + j*s - lo], i.e. x
+correlated with g as the kernel, stride d and kernel dilation s, batch and feature axes swapped:
+``dw = conv(x, g, strides=d, lhs_dilation=a, rhs_dilation=s, pad=(lo, (o-1)s+1 - ((n-1)a+1) +
+k_eff-1-lo))``; feature groups become batch groups and vice versa.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxconv import _validate as v
+
+_FN = "conv_general_dilated"
+
+
+class ConvParams(NamedTuple):
+    """Static settings of one `lax.conv_general_dilated` call, normalised and hashable."""
+
+    window_strides: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    lhs_dilation: tuple[int, ...]
+    rhs_dilation: tuple[int, ...]
+    dimension_numbers: lax.ConvDimensionNumbers
+    feature_group_count: int
+    batch_group_count: int
+    precision: object
+    preferred_element_type: object
+
+
+def conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    precision=None,
+    preferred_element_type=None,
+    out_sharding=None,
+):
+    """Same signature and values as `jax.lax.conv_general_dilated`, with an explicit VJP.
+
+    Use it wherever lax's is used, e.g. ``flax.linen.Conv(..., conv_general_dilated=
+    jaxconv.conv_general_dilated)``. The input gradient is the transposed convolution of the
+    module docstring (zero-dilated g, rot180 kernel, regrouped channels), the weight gradient the
+    correlation of the input with g. Both are calls of this function, so grad-of-grad is explicit.
+
+    Args:
+      lhs: input, rank n+2, axes as in ``dimension_numbers`` (default NCHW...).
+      rhs: kernel, rank n+2 (default OIHW...).
+      window_strides: n ints. padding: "VALID", "SAME", "SAME_LOWER" or n (lo, hi) pairs
+        (negative values crop). lhs_dilation / rhs_dilation: n ints or None.
+      dimension_numbers, feature_group_count, batch_group_count, precision,
+      preferred_element_type: as in lax.
+      out_sharding: the output's sharding, passed to lax (forward) and applied to the
+        gradients' inputs' shardings by XLA's partitioner.
+    Returns:
+      the output, rank n+2, in ``dimension_numbers``' output layout.
+    """
+    p = _normalize(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        dimension_numbers,
+        feature_group_count,
+        batch_group_count,
+        precision,
+        preferred_element_type,
+    )
+    y = conv_p(p, lhs, rhs)
+    if out_sharding is not None:
+        y = jax.sharding.reshard(y, out_sharding)
+    return y
+
+
+def _normalize(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation,
+    rhs_dilation,
+    dimension_numbers,
+    feature_group_count,
+    batch_group_count,
+    precision,
+    preferred_element_type,
+) -> ConvParams:
+    v.check_float(_FN, "lhs", lhs)
+    v.check_float(_FN, "rhs", rhs)
+    if lhs.ndim != rhs.ndim or lhs.ndim < 3:
+        v.fail(
+            _FN,
+            "rhs.shape",
+            tuple(rhs.shape),
+            f"must have the rank of lhs (={tuple(lhs.shape)}), which must be >= 3",
+        )
+    nd = lhs.ndim - 2
+    dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    strides = v.int_tuple(_FN, "window_strides", window_strides, nd)
+    lhs_dil = v.int_tuple(_FN, "lhs_dilation", 1 if lhs_dilation is None else lhs_dilation, nd)
+    rhs_dil = v.int_tuple(_FN, "rhs_dilation", 1 if rhs_dilation is None else rhs_dilation, nd)
+    fgc = v.as_int(_FN, "feature_group_count", feature_group_count)
+    bgc = v.as_int(_FN, "batch_group_count", batch_group_count)
+    in_sp = [lhs.shape[i] for i in dn.lhs_spec[2:]]
+    k = [rhs.shape[i] for i in dn.rhs_spec[2:]]
+    k_eff = v.effective_kernel(k, rhs_dil)
+    if isinstance(padding, str):
+        if padding.upper() not in ("VALID", "SAME", "SAME_LOWER"):
+            v.fail(_FN, "padding", padding, "must be 'VALID', 'SAME', 'SAME_LOWER' or pairs")
+        in_dil = [(n - 1) * a + 1 for n, a in zip(in_sp, lhs_dil)]
+        pads = tuple(
+            tuple(int(q) for q in pr)
+            for pr in lax.padtype_to_pads(in_dil, k_eff, strides, padding.upper())
+        )
+    else:
+        if len(padding) != nd or any(len(pr) != 2 for pr in padding):
+            v.fail(_FN, "padding", padding, f"must be {nd} (lo, hi) pairs")
+        pads = tuple(
+            (v.as_int(_FN, "padding", lo), v.as_int(_FN, "padding", hi)) for lo, hi in padding
+        )
+    cin, cout, rin = lhs.shape[dn.lhs_spec[1]], rhs.shape[dn.rhs_spec[0]], rhs.shape[dn.rhs_spec[1]]
+    if fgc < 1 or bgc < 1 or (fgc > 1 and bgc > 1):
+        v.fail(
+            _FN,
+            "feature_group_count",
+            (fgc, bgc),
+            "and batch_group_count must be >= 1 and not both > 1",
+        )
+    if cin % fgc or cin // fgc != rin:
+        v.fail(
+            _FN,
+            "feature_group_count",
+            fgc,
+            f"must divide the lhs features (={cin}) into groups of the rhs input features (={rin})",
+        )
+    if cout % (fgc * bgc):
+        v.fail(
+            _FN,
+            "rhs.shape",
+            tuple(rhs.shape),
+            f"output features (={cout}) must be divisible by the group count",
+        )
+    if lhs.shape[dn.lhs_spec[0]] % bgc:
+        v.fail(
+            _FN,
+            "batch_group_count",
+            bgc,
+            f"must divide the lhs batch (={lhs.shape[dn.lhs_spec[0]]})",
+        )
+    for n, a, (lo, hi), ke in zip(in_sp, lhs_dil, pads, k_eff):
+        if (n - 1) * a + 1 + lo + hi < ke:
+            v.fail(
+                _FN,
+                "rhs.shape",
+                tuple(rhs.shape),
+                f"(dilated window {tuple(k_eff)}) is "
+                f"larger than the padded lhs (spatial {tuple(in_sp)}, padding {pads})",
+            )
+    if isinstance(precision, list):
+        precision = tuple(precision)
+    pet = None if preferred_element_type is None else np.dtype(preferred_element_type)
+    return ConvParams(strides, pads, lhs_dil, rhs_dil, dn, fgc, bgc, precision, pet)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def conv_p(p: ConvParams, lhs, rhs):
+    """The convolution with normalised static settings ``p`` (custom_vjp core)."""
+    return lax.conv_general_dilated(
+        lhs,
+        rhs,
+        p.window_strides,
+        p.padding,
+        p.lhs_dilation,
+        p.rhs_dilation,
+        p.dimension_numbers,
+        p.feature_group_count,
+        p.batch_group_count,
+        p.precision,
+        p.preferred_element_type,
+    )
+
+
+def _conv_fwd(p, lhs, rhs):
+    return conv_p(p, lhs, rhs), (lhs, rhs)
+
+
+def _conv_bwd(p, res, g):
+    lhs, rhs = res
+    with jax.named_scope("jaxconv_bwd"):
+        dlhs = transpose_lhs(p, g, rhs, lhs.shape).astype(lhs.dtype)
+        drhs = transpose_rhs(p, lhs, g, rhs.shape).astype(rhs.dtype)
+    return dlhs, drhs
+
+
+conv_p.defvjp(_conv_fwd, _conv_bwd)
+
+
+def regroup(x, src: int, dst: int, groups: int):
+    """Split axis ``src`` into (groups, rest) and move the groups into axis ``dst`` (major).
+
+    (S, D) -> (S // groups, groups * D). Seed 002's regrouping of the filters by channel.
+    """
+    x = jnp.moveaxis(x, (src, dst), (0, 1))
+    s, d = x.shape[:2]
+    x = x.reshape(groups, s // groups, d, *x.shape[2:])
+    x = jnp.swapaxes(x, 0, 1).reshape(s // groups, groups * d, *x.shape[3:])
+    return jnp.moveaxis(x, (0, 1), (src, dst))
+
+
+def _dims(p: ConvParams, lhs_shape, rhs_shape, out_shape):
+    lhs_spec, rhs_spec, out_spec = p.dimension_numbers
+    n = [lhs_shape[i] for i in lhs_spec[2:]]
+    k = [rhs_shape[i] for i in rhs_spec[2:]]
+    o = [out_shape[i] for i in out_spec[2:]]
+    k_eff = v.effective_kernel(k, p.rhs_dilation)
+    n_dil = [(nn - 1) * a + 1 for nn, a in zip(n, p.lhs_dilation)]
+    o_dil = [(oo - 1) * s + 1 for oo, s in zip(o, p.window_strides)]
+    return k_eff, n_dil, o_dil
+
+
+def _to_dtype(p, a, b):
+    """Bring the operands of a gradient convolution to one dtype (g may be wider)."""
+    dt = jnp.promote_types(a.dtype, b.dtype)
+    return a.astype(dt), b.astype(dt)
+
+
+def transpose_lhs(p: ConvParams, g, rhs, lhs_shape):
+    """d lhs: g zero-dilated by the stride, fully correlated with the rot180 regrouped kernel."""
+    lhs_spec, rhs_spec, out_spec = p.dimension_numbers
+    k_eff, n_dil, o_dil = _dims(p, lhs_shape, rhs.shape, g.shape)
+    # lo' = k_eff - 1 - lo (the "full" padding less what the forward padded); hi' makes n outputs.
+    pads = tuple(
+        (ke - 1 - lo, nd - od + lo) for ke, nd, od, (lo, _) in zip(k_eff, n_dil, o_dil, p.padding)
+    )
+    w = lax.rev(rhs, rhs_spec[2:])
+    groups = max(p.feature_group_count, p.batch_group_count)
+    if groups > 1:
+        w = regroup(w, rhs_spec[0], rhs_spec[1], groups)
+    dn = lax.ConvDimensionNumbers(out_spec, (rhs_spec[1], rhs_spec[0], *rhs_spec[2:]), lhs_spec)
+    q = ConvParams(
+        p.lhs_dilation,
+        pads,
+        p.window_strides,
+        p.rhs_dilation,
+        dn,
+        groups,
+        1,
+        p.precision,
+        p.preferred_element_type,
+    )
+    dx = conv_p(q, *_to_dtype(p, g, w))
+    if p.batch_group_count > 1:
+        dx = regroup(dx, lhs_spec[1], lhs_spec[0], p.batch_group_count)
+    assert tuple(dx.shape) == tuple(lhs_shape), (dx.shape, lhs_shape)
+    return dx
+
+
+def transpose_rhs(p: ConvParams, lhs, g, rhs_shape):
+    """d rhs: the input correlated with g (weight sharing sums over all windows)."""
+    lhs_spec, rhs_spec, out_spec = p.dimension_numbers
+    k_eff, n_dil, o_dil = _dims(p, lhs.shape, rhs_shape, g.shape)
+    pads = tuple(
+        (lo, od - nd + ke - 1 - lo) for ke, nd, od, (lo, _) in zip(k_eff, n_dil, o_dil, p.padding)
+    )
+    dn = lax.ConvDimensionNumbers(
+        (lhs_spec[1], lhs_spec[0], *lhs_spec[2:]),
+        (out_spec[1], out_spec[0], *out_spec[2:]),
+        (rhs_spec[1], rhs_spec[0], *rhs_spec[2:]),
+    )
+    q = ConvParams(
+        p.rhs_dilation,
+        pads,
+        p.lhs_dilation,
+        p.window_strides,
+        dn,
+        p.batch_group_count,
+        p.feature_group_count,
+        p.precision,
+        p.preferred_element_type,
+    )
+    dw = conv_p(q, *_to_dtype(p, lhs, g))
+    assert tuple(dw.shape) == tuple(rhs_shape), (dw.shape, rhs_shape)
+    return dw

@@ -1,0 +1,114 @@
+"""One normalised, hashable description of a convolution, shared by the conv family.
+
+`conv`, `conv_input_grad`, `conv_weight_grad` and `conv_transpose` take the same user-facing
+settings (stride, padding, dilation, groups, flip, layout, backward, ...). `make_spec` validates
+them once, at trace time, and turns them into the `ConvParams` of the lax call plus the few
+settings lax has no notion of.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from jax import lax
+
+from jaxconv import _validate as v
+from jaxconv._general import ConvParams
+
+BACKWARDS = ("auto", "transpose", "phase", "matmul")
+
+
+class ConvSpec(NamedTuple):
+    params: ConvParams  # the lax call of the forward convolution (zero padding)
+    flip: bool  # true convolution: the kernel is rotated 180 degrees first
+    layout: str
+    backward: str
+    padding_mode: str
+    mode_pads: tuple  # (lo, hi) per dim applied by `padding_mode` before a VALID conv
+
+
+def dimension_numbers(nd: int, layout: str) -> lax.ConvDimensionNumbers:
+    """lax dimension numbers of a layout: NH..C / H..IO, or NC.. / OI.. ."""
+    if layout == "channels_last":
+        sp = tuple(range(1, nd + 1))
+        return lax.ConvDimensionNumbers(
+            (0, nd + 1, *sp), (nd + 1, nd, *range(nd)), (0, nd + 1, *sp)
+        )
+    sp = tuple(range(2, nd + 2))
+    return lax.ConvDimensionNumbers((0, 1, *sp), (0, 1, *sp), (0, 1, *sp))
+
+
+def make_spec(
+    fn: str,
+    x_shape,
+    w_shape,
+    *,
+    stride,
+    padding,
+    dilation,
+    groups,
+    flip,
+    layout,
+    backward,
+    precision,
+    preferred_element_type,
+    padding_mode="zeros",
+) -> ConvSpec:
+    """Validate the settings of a convolution of an input of `x_shape` with a `w_shape` kernel."""
+    v.check_layout(fn, layout)
+    v.check_choice(fn, "backward", backward, BACKWARDS)
+    if not isinstance(flip, (bool, np.bool_)):
+        v.fail(fn, "flip", flip, "must be a bool", TypeError)
+    if len(x_shape) < 3:
+        v.fail(
+            fn,
+            "x.shape",
+            tuple(x_shape),
+            "must be (N, *spatial, C) or (N, C, *spatial) with at least one spatial dim",
+        )
+    nd = len(x_shape) - 2
+    if len(w_shape) != nd + 2:
+        want = (
+            "(*k, C_in // groups, C_out)"
+            if layout == "channels_last"
+            else "(C_out, C_in // groups, *k)"
+        )
+        v.fail(
+            fn,
+            "w.shape",
+            tuple(w_shape),
+            f"must have rank {nd + 2} like the input (={tuple(x_shape)}): {want}",
+        )
+    _, size, cin = v.split_layout(tuple(x_shape), layout)
+    k, cin_g, cout = v.split_kernel(tuple(w_shape), layout)
+    if any(kk < 1 for kk in k) or cout < 1:
+        v.fail(fn, "w.shape", tuple(w_shape), "must have non-zero kernel and channel sizes")
+    groups = v.as_int(fn, "groups", groups)
+    v.check_groups(fn, groups, cin, cout, cin_g)
+    stride = v.int_tuple(fn, "stride", stride, nd)
+    dilation = v.int_tuple(fn, "dilation", dilation, nd)
+    k_eff = v.effective_kernel(k, dilation)
+    pads = v.padding_pairs(fn, padding, nd, k_eff, stride, size)
+    v.check_window_fits(fn, size, pads, k_eff)
+    mode_pads = ((0, 0),) * nd
+    if padding_mode != "zeros":
+        v.check_padding_mode(fn, padding_mode, pads, size)
+        mode_pads, pads = pads, ((0, 0),) * nd
+    if isinstance(precision, list):
+        precision = tuple(precision)
+    pet = None if preferred_element_type is None else np.dtype(preferred_element_type)
+    params = ConvParams(
+        stride, pads, (1,) * nd, dilation, dimension_numbers(nd, layout), groups, 1, precision, pet
+    )
+    return ConvSpec(params, bool(flip), layout, backward, padding_mode, mode_pads)
+
+
+def output_shape(spec: ConvSpec, x_shape, w_shape) -> tuple[int, ...]:
+    """The output shape of the convolution `spec` of an `x_shape` input with a `w_shape` kernel."""
+    p = spec.params
+    n, size, _ = v.split_layout(tuple(x_shape), spec.layout)
+    k, _, cout = v.split_kernel(tuple(w_shape), spec.layout)
+    size = tuple(s + lo + hi for s, (lo, hi) in zip(size, spec.mode_pads))
+    k_eff = v.effective_kernel(k, p.rhs_dilation)
+    return v.join_layout(n, v.out_size(size, k_eff, p.window_strides, p.padding), cout, spec.layout)

@@ -1,0 +1,51 @@
+"""Shared test setup: float64 on, highest matmul precision, hypothesis profiles, tolerances."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_default_matmul_precision", "highest")
+
+# "ci" (default) keeps the whole suite within a few minutes on 2 cores; "thorough" for local runs.
+settings.register_profile(
+    "ci",
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=300,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Relative tolerances of explicit VJP vs autodiff, per dtype (errors are measured against the
+# largest magnitude of the reference, so cancellation in single entries does not inflate them).
+TOL = {np.dtype("float64"): 1e-12, np.dtype("float32"): 1e-5}
+
+
+def assert_close(actual, expected, dtype=None, tol=None, err_msg=""):
+    """max |actual - expected| <= tol * max(1, max |expected|)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape, err_msg)
+    if tol is None:
+        tol = TOL[np.dtype(dtype or expected.dtype)]
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    err = float(
+        np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64)), initial=0.0)
+    )
+    assert err <= tol * scale, f"max abs err {err:.3g} > {tol:.1g} * {scale:.3g} {err_msg}"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
