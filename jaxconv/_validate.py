@@ -1,0 +1,227 @@
+"""Argument normalisation and validation for every public jaxconv function.
+
+All user-facing checks live here so that the messages read alike:
+``conv: `groups` (=4) must divide the input channels (=6)``. Everything raises while tracing
+(shapes and static settings only), never inside XLA.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+
+LAYOUTS = ("channels_last", "channels_first")
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+PADDING_STRINGS = ("VALID", "SAME", "FULL")
+
+
+def fail(fn: str, arg: str, value, message: str, exc=ValueError):
+    """Raise ``exc`` worded as "fn: `arg` (=value) message"."""
+    raise exc(f"{fn}: `{arg}` (={value!r}) {message}")
+
+
+def check_float(fn: str, arg: str, x) -> None:
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        fail(fn, arg + ".dtype", str(dtype), "must be a floating dtype "
+             "(float16, bfloat16, float32 or float64)", TypeError)
+
+
+def check_same_dtype(fn: str, **arrays) -> None:
+    dtypes = {k: str(jnp.result_type(v)) for k, v in arrays.items() if v is not None}
+    if len(set(dtypes.values())) > 1:
+        raise TypeError(f"{fn}: arguments must share one dtype, got {dtypes}")
+
+
+def check_choice(fn: str, arg: str, value, choices) -> None:
+    if not isinstance(value, str) or value not in choices:
+        fail(fn, arg, value, f"must be one of {list(choices)}")
+
+
+def as_int(fn: str, arg: str, value) -> int:
+    if isinstance(value, bool):
+        fail(fn, arg, value, "must be an int, not a bool", TypeError)
+    try:
+        return operator.index(value)
+    except TypeError:
+        fail(fn, arg, value, "must be an int", TypeError)
+
+
+def int_tuple(fn: str, arg: str, value, nd: int, *, minimum: int = 1) -> tuple[int, ...]:
+    """An int (all dims) or one int per spatial dim -> tuple of ``nd`` ints >= ``minimum``."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != nd:
+            fail(fn, arg, value, f"must have one entry per spatial dim ({nd})")
+        out = tuple(as_int(fn, arg, v) for v in value)
+    else:
+        out = (as_int(fn, arg, value),) * nd
+    if any(v < minimum for v in out):
+        fail(fn, arg, value, f"must be >= {minimum} in every dim")
+    return out
+
+
+def check_layout(fn: str, layout) -> None:
+    check_choice(fn, "layout", layout, LAYOUTS)
+
+
+def spatial_rank(fn: str, x, arg: str = "x", min_ndim: int = 3) -> int:
+    if x.ndim < min_ndim:
+        fail(fn, arg + ".shape", tuple(x.shape),
+             "must be (N, *spatial, C) or (N, C, *spatial) with at least one spatial dim")
+    return x.ndim - 2
+
+
+def split_layout(shape, layout):
+    """(N, spatial, C) from a shape in either layout."""
+    if layout == "channels_last":
+        return shape[0], tuple(shape[1:-1]), shape[-1]
+    return shape[0], tuple(shape[2:]), shape[1]
+
+
+def join_layout(n, spatial, c, layout):
+    if layout == "channels_last":
+        return (n, *spatial, c)
+    return (n, c, *spatial)
+
+
+def split_kernel(shape, layout):
+    """(k, C_in // groups, C_out) from a kernel shape in either layout."""
+    if layout == "channels_last":
+        return tuple(shape[:-2]), shape[-2], shape[-1]
+    return tuple(shape[2:]), shape[1], shape[0]
+
+
+def join_kernel(k, cin_g, cout, layout):
+    if layout == "channels_last":
+        return (*k, cin_g, cout)
+    return (cout, cin_g, *k)
+
+
+def padding_pairs(fn: str, padding, nd: int, k_eff, stride, size) -> tuple[tuple[int, int], ...]:
+    """Every padding form in DESIGN.md -> one (lo, hi) pair per spatial dim.
+
+    "VALID": none. "SAME": output size ceil(n / stride), the extra cell high (as lax/TF).
+    "FULL": k_eff - 1 on each side. An int, one int per dim, or one (lo, hi) pair per dim.
+    """
+    if isinstance(padding, str):
+        p = padding.upper()
+        if p == "VALID":
+            return ((0, 0),) * nd
+        if p == "FULL":
+            return tuple((k - 1, k - 1) for k in k_eff)
+        if p == "SAME":
+            pairs = []
+            for n, k, s in zip(size, k_eff, stride):
+                total = max((-(-n // s) - 1) * s + k - n, 0)
+                pairs.append((total // 2, total - total // 2))
+            return tuple(pairs)
+        fail(fn, "padding", padding, f"must be one of {list(PADDING_STRINGS)}, an int, "
+             "one int per dim or one (lo, hi) pair per dim")
+    if isinstance(padding, Sequence):
+        if len(padding) != nd:
+            fail(fn, "padding", padding, f"must have one entry per spatial dim ({nd})")
+        pairs = []
+        for p in padding:
+            if isinstance(p, Sequence) and not isinstance(p, str):
+                if len(p) != 2:
+                    fail(fn, "padding", padding, "pairs must be (lo, hi)")
+                pairs.append((as_int(fn, "padding", p[0]), as_int(fn, "padding", p[1])))
+            else:
+                v = as_int(fn, "padding", p)
+                pairs.append((v, v))
+        out = tuple(pairs)
+    else:
+        v = as_int(fn, "padding", padding)
+        out = ((v, v),) * nd
+    if any(lo < 0 or hi < 0 for lo, hi in out):
+        fail(fn, "padding", padding, "must be >= 0")
+    return out
+
+
+def effective_kernel(k, dilation):
+    return tuple((kk - 1) * d + 1 for kk, d in zip(k, dilation))
+
+
+def out_size(n, k_eff, stride, pad) -> tuple[int, ...]:
+    return tuple((nn + lo + hi - k) // s + 1 for nn, k, s, (lo, hi) in zip(n, k_eff, stride, pad))
+
+
+def check_window_fits(fn: str, size, pads, k_eff, arg: str = "kernel") -> None:
+    for n, (lo, hi), k in zip(size, pads, k_eff):
+        if n + lo + hi < k:
+            fail(fn, arg, tuple(k_eff), f"(dilated size) is larger than the padded input "
+                 f"(spatial {tuple(size)}, padding {tuple(pads)})")
+
+
+def check_padding_mode(fn: str, mode, pads, size) -> None:
+    check_choice(fn, "padding_mode", mode, PADDING_MODES)
+    if mode == "reflect":
+        for n, (lo, hi) in zip(size, pads):
+            if lo >= n or hi >= n:
+                fail(fn, "padding", tuple(pads), f"must be < the input size {tuple(size)} "
+                     "with padding_mode='reflect'")
+    if mode == "circular":
+        for n, (lo, hi) in zip(size, pads):
+            if lo > n or hi > n:
+                fail(fn, "padding", tuple(pads), f"must be <= the input size {tuple(size)} "
+                     "with padding_mode='circular'")
+
+
+def check_groups(fn: str, groups: int, cin: int, cout: int, cin_g: int) -> None:
+    if groups < 1:
+        fail(fn, "groups", groups, "must be >= 1")
+    if cin % groups:
+        fail(fn, "groups", groups, f"must divide the input channels (={cin})")
+    if cout % groups:
+        fail(fn, "groups", groups, f"must divide the output channels (={cout})")
+    if cin // groups != cin_g:
+        fail(fn, "w.shape", None, f"kernel has {cin_g} input channels per group but the "
+             f"input has {cin} channels and groups={groups} (expected {cin // groups})")
+
+
+def check_bias(fn: str, b, cout: int) -> None:
+    if b is None:
+        return
+    if tuple(b.shape) != (cout,):
+        fail(fn, "bias.shape", tuple(b.shape), f"must be ({cout},), one per output channel")
+
+
+def as_np_shape(fn: str, arg: str, shape) -> tuple[int, ...]:
+    try:
+        return tuple(as_int(fn, arg, s) for s in shape)
+    except TypeError:
+        fail(fn, arg, shape, "must be a sequence of ints", TypeError)
+
+
+# --- pooling ---
+# Checks used by _pool.py, _maxpool.py, _avgpool.py, _activation.py, _linear.py, _loss.py.
+
+TIES = ("first", "last", "split")
+REDUCTIONS = ("sum", "mean")
+
+
+def check_bool(fn: str, arg: str, value) -> None:
+    if not isinstance(value, bool):
+        fail(fn, arg, value, "must be True or False", TypeError)
+
+
+def check_pool_padding(fn: str, padding, pads, k_eff) -> None:
+    """PyTorch's rule: each side pads at most half the (dilated) window, so no window is all pad."""
+    for (lo, hi), k in zip(pads, k_eff):
+        if max(lo, hi) > k // 2:
+            fail(fn, "padding", padding, f"must be at most half the window (={tuple(k_eff)}) "
+                 f"on each side, got {tuple(pads)}")
+
+
+def check_int_dtype(fn: str, arg: str, x) -> None:
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.integer):
+        fail(fn, arg + ".dtype", str(dtype), "must be an integer dtype", TypeError)
+
+
+def check_shape(fn: str, arg: str, shape, expected, what: str) -> None:
+    if tuple(shape) != tuple(expected):
+        fail(fn, arg + ".shape", tuple(shape), f"must be {tuple(expected)} ({what})")
+
