@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from jaxconv import reference as reference
 from jaxconv._backward import conv_input_grad as conv_input_grad
 from jaxconv._backward import conv_weight_grad as conv_weight_grad
 from jaxconv._conv import conv as conv

@@ -57,8 +57,9 @@ def weight_grad(spec: ConvSpec, x, g, w_shape):
     return dw
 
 
-def _check_g(fn: str, spec: ConvSpec, x_shape, w_shape, g) -> None:
+def _check_g(fn: str, spec: ConvSpec, x_shape, w_shape, g, other: str, a) -> None:
     v.check_float(fn, "g", g)
+    v.check_same_dtype(fn, **{other: a}, g=g)
     expected = output_shape(spec, x_shape, w_shape)
     if tuple(g.shape) != expected:
         v.fail(
@@ -116,8 +117,9 @@ def conv_input_grad(
         backward=backward,
         precision=precision,
         preferred_element_type=preferred_element_type,
+        x_arg="input_shape",
     )
-    _check_g(fn, spec, x_shape, w.shape, g)
+    _check_g(fn, spec, x_shape, w.shape, g, "w", w)
     return input_grad(spec, w, g, x_shape).astype(jnp.result_type(w))
 
 
@@ -166,6 +168,7 @@ def conv_weight_grad(
         backward=backward,
         precision=precision,
         preferred_element_type=preferred_element_type,
+        w_arg="weight_shape",
     )
-    _check_g(fn, spec, x.shape, w_shape, g)
+    _check_g(fn, spec, x.shape, w_shape, g, "x", x)
     return weight_grad(spec, x, g, w_shape).astype(jnp.result_type(x))

@@ -73,6 +73,7 @@ def conv(
     v.check_float(fn, "w", w)
     if bias is not None:
         v.check_float(fn, "bias", bias)
+    v.check_same_dtype(fn, x=x, w=w)
     spec = make_spec(
         fn,
         x.shape,

@@ -64,6 +64,9 @@ def conv_transpose(
     fn = "conv_transpose"
     v.check_float(fn, "y", y)
     v.check_float(fn, "w", w)
+    if bias is not None:
+        v.check_float(fn, "bias", bias)
+    v.check_same_dtype(fn, y=y, w=w)
     v.check_layout(fn, layout)
     nd = v.spatial_rank(fn, y, "y")
     if w.ndim != y.ndim:
@@ -89,14 +92,20 @@ def conv_transpose(
             fn, "SAME", nd, k_eff, stride, tuple(oo * s for oo, s in zip(o, stride))
         )
         if output_size is None:
+            if any(v.int_tuple(fn, "output_padding", output_padding, nd, minimum=0)):
+                v.fail(
+                    fn,
+                    "output_padding",
+                    output_padding,
+                    "must be 0 with padding='SAME' "
+                    "(the output size is the input size times the stride)",
+                )
             output_size = tuple(oo * s for oo, s in zip(o, stride))
     else:
         pads = v.padding_pairs(fn, padding, nd, k_eff, stride, o)
     n_min = tuple(
         (oo - 1) * s + ke - lo - hi for oo, s, ke, (lo, hi) in zip(o, stride, k_eff, pads)
     )
-    if any(n < 1 for n in n_min):
-        v.fail(fn, "padding", padding, f"is too large: the output would have size {n_min}")
     room = tuple(max(s, d) for s, d in zip(stride, dilation))
     op = v.int_tuple(fn, "output_padding", output_padding, nd, minimum=0)
     if output_size is not None:
@@ -119,6 +128,8 @@ def conv_transpose(
             f"must be smaller than max(stride, dilation) (={room}) in every dim",
         )
     n = tuple(m + p for m, p in zip(n_min, op))
+    if any(nn < 1 for nn in n):
+        v.fail(fn, "padding", padding, f"is too large: the output would have size {n}")
     x_shape = v.join_layout(n_batch, n, cin_g * groups, layout)
     spec = make_spec(
         fn,
@@ -148,6 +159,8 @@ def conv_transpose(
 
 
 def _output_size(fn, output_size, nd):
+    if hasattr(output_size, "tolist"):
+        output_size = output_size.tolist()
     if not isinstance(output_size, Sequence) or len(output_size) != nd:
         v.fail(fn, "output_size", output_size, f"must be {nd} spatial sizes")
     return tuple(v.as_int(fn, "output_size", s) for s in output_size)

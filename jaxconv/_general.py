@@ -23,12 +23,12 @@ k_eff-1-lo))``; feature groups become batch groups and vice versa.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from jaxconv import _validate as v
@@ -117,6 +117,7 @@ def _normalize(
 ) -> ConvParams:
     v.check_float(_FN, "lhs", lhs)
     v.check_float(_FN, "rhs", rhs)
+    v.check_same_dtype(_FN, lhs=lhs, rhs=rhs)
     if lhs.ndim != rhs.ndim or lhs.ndim < 3:
         v.fail(
             _FN,
@@ -125,43 +126,59 @@ def _normalize(
             f"must have the rank of lhs (={tuple(lhs.shape)}), which must be >= 3",
         )
     nd = lhs.ndim - 2
-    dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    try:
+        dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    except (TypeError, ValueError) as e:
+        v.fail(_FN, "dimension_numbers", dimension_numbers, f"is invalid: {e}".split("\n")[0])
     strides = v.int_tuple(_FN, "window_strides", window_strides, nd)
     lhs_dil = v.int_tuple(_FN, "lhs_dilation", 1 if lhs_dilation is None else lhs_dilation, nd)
     rhs_dil = v.int_tuple(_FN, "rhs_dilation", 1 if rhs_dilation is None else rhs_dilation, nd)
     fgc = v.as_int(_FN, "feature_group_count", feature_group_count)
     bgc = v.as_int(_FN, "batch_group_count", batch_group_count)
+    if fgc < 1:
+        v.fail(_FN, "feature_group_count", fgc, "must be >= 1")
+    if bgc < 1:
+        v.fail(_FN, "batch_group_count", bgc, "must be >= 1")
+    if fgc > 1 and bgc > 1:
+        v.fail(
+            _FN, "batch_group_count", bgc, f"must be 1 when `feature_group_count` (={fgc}) is > 1"
+        )
     in_sp = [lhs.shape[i] for i in dn.lhs_spec[2:]]
     k = [rhs.shape[i] for i in dn.rhs_spec[2:]]
     k_eff = v.effective_kernel(k, rhs_dil)
     if isinstance(padding, str):
         if padding.upper() not in ("VALID", "SAME", "SAME_LOWER"):
             v.fail(_FN, "padding", padding, "must be 'VALID', 'SAME', 'SAME_LOWER' or pairs")
-        in_dil = [(n - 1) * a + 1 for n, a in zip(in_sp, lhs_dil)]
+        if any(a > 1 for a in lhs_dil):
+            v.fail(
+                _FN,
+                "padding",
+                padding,
+                "must be explicit (lo, hi) pairs when "
+                f"`lhs_dilation` (={lhs_dil}) is > 1 (as in lax)",
+            )
         pads = tuple(
             tuple(int(q) for q in pr)
-            for pr in lax.padtype_to_pads(in_dil, k_eff, strides, padding.upper())
+            for pr in lax.padtype_to_pads(in_sp, k_eff, strides, padding.upper())
         )
     else:
-        if len(padding) != nd or any(len(pr) != 2 for pr in padding):
-            v.fail(_FN, "padding", padding, f"must be {nd} (lo, hi) pairs")
+        if (
+            not isinstance(padding, Sequence)
+            or len(padding) != nd
+            or any(not isinstance(pr, Sequence) or len(pr) != 2 for pr in padding)
+        ):
+            v.fail(_FN, "padding", padding, f"must be a string or {nd} (lo, hi) pairs")
         pads = tuple(
             (v.as_int(_FN, "padding", lo), v.as_int(_FN, "padding", hi)) for lo, hi in padding
         )
     cin, cout, rin = lhs.shape[dn.lhs_spec[1]], rhs.shape[dn.rhs_spec[0]], rhs.shape[dn.rhs_spec[1]]
-    if fgc < 1 or bgc < 1 or (fgc > 1 and bgc > 1):
-        v.fail(
-            _FN,
-            "feature_group_count",
-            (fgc, bgc),
-            "and batch_group_count must be >= 1 and not both > 1",
-        )
     if cin % fgc or cin // fgc != rin:
         v.fail(
             _FN,
-            "feature_group_count",
-            fgc,
-            f"must divide the lhs features (={cin}) into groups of the rhs input features (={rin})",
+            "rhs.shape",
+            tuple(rhs.shape),
+            f"has {rin} input features, but lhs has "
+            f"{cin} features and `feature_group_count` is {fgc}",
         )
     if cout % (fgc * bgc):
         v.fail(
@@ -183,12 +200,10 @@ def _normalize(
                 _FN,
                 "rhs.shape",
                 tuple(rhs.shape),
-                f"(dilated window {tuple(k_eff)}) is "
+                f"has a window (dilated: {tuple(k_eff)}) "
                 f"larger than the padded lhs (spatial {tuple(in_sp)}, padding {pads})",
             )
-    if isinstance(precision, list):
-        precision = tuple(precision)
-    pet = None if preferred_element_type is None else np.dtype(preferred_element_type)
+    precision, pet = v.precision_and_type(_FN, precision, preferred_element_type)
     return ConvParams(strides, pads, lhs_dil, rhs_dil, dn, fgc, bgc, precision, pet)
 
 

@@ -54,8 +54,13 @@ def make_spec(
     precision,
     preferred_element_type,
     padding_mode="zeros",
+    x_arg="x.shape",
+    w_arg="w.shape",
 ) -> ConvSpec:
-    """Validate the settings of a convolution of an input of `x_shape` with a `w_shape` kernel."""
+    """Validate the settings of a convolution of an input of `x_shape` with a `w_shape` kernel.
+
+    `x_arg` / `w_arg` name the arguments the shapes came from, for the error messages.
+    """
     v.check_layout(fn, layout)
     v.check_choice(fn, "backward", backward, BACKWARDS)
     if not isinstance(flip, (bool, np.bool_)):
@@ -63,7 +68,7 @@ def make_spec(
     if len(x_shape) < 3:
         v.fail(
             fn,
-            "x.shape",
+            x_arg,
             tuple(x_shape),
             "must be (N, *spatial, C) or (N, C, *spatial) with at least one spatial dim",
         )
@@ -76,28 +81,26 @@ def make_spec(
         )
         v.fail(
             fn,
-            "w.shape",
+            w_arg,
             tuple(w_shape),
             f"must have rank {nd + 2} like the input (={tuple(x_shape)}): {want}",
         )
     _, size, cin = v.split_layout(tuple(x_shape), layout)
     k, cin_g, cout = v.split_kernel(tuple(w_shape), layout)
     if any(kk < 1 for kk in k) or cout < 1:
-        v.fail(fn, "w.shape", tuple(w_shape), "must have non-zero kernel and channel sizes")
+        v.fail(fn, w_arg, tuple(w_shape), "must have non-zero kernel and channel sizes")
     groups = v.as_int(fn, "groups", groups)
-    v.check_groups(fn, groups, cin, cout, cin_g)
+    v.check_groups(fn, groups, cin, cout, cin_g, w_arg, tuple(w_shape))
     stride = v.int_tuple(fn, "stride", stride, nd)
     dilation = v.int_tuple(fn, "dilation", dilation, nd)
     k_eff = v.effective_kernel(k, dilation)
     pads = v.padding_pairs(fn, padding, nd, k_eff, stride, size)
-    v.check_window_fits(fn, size, pads, k_eff)
+    v.check_window_fits(fn, size, pads, k_eff, w_arg, tuple(w_shape))
     mode_pads = ((0, 0),) * nd
     if padding_mode != "zeros":
         v.check_padding_mode(fn, padding_mode, pads, size)
         mode_pads, pads = pads, ((0, 0),) * nd
-    if isinstance(precision, list):
-        precision = tuple(precision)
-    pet = None if preferred_element_type is None else np.dtype(preferred_element_type)
+    precision, pet = v.precision_and_type(fn, precision, preferred_element_type)
     params = ConvParams(
         stride, pads, (1,) * nd, dilation, dimension_numbers(nd, layout), groups, 1, precision, pet
     )

@@ -11,28 +11,100 @@ import operator
 from collections.abc import Sequence
 
 import jax.numpy as jnp
+import numpy as np
 
 LAYOUTS = ("channels_last", "channels_first")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDING_STRINGS = ("VALID", "SAME", "FULL")
 
 
+def show(value):
+    """A short, plain repr of a user value: numpy scalars and arrays as Python numbers/lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.size <= 16:
+        return value.tolist()
+    if isinstance(value, (tuple, list)):
+        return type(value)(show(x) for x in value)
+    if hasattr(value, "aval"):  # a tracer: say what it is, not its internals
+        return f"traced {value.aval.str_short()}"
+    return value
+
+
 def fail(fn: str, arg: str, value, message: str, exc=ValueError):
     """Raise ``exc`` worded as "fn: `arg` (=value) message"."""
-    raise exc(f"{fn}: `{arg}` (={value!r}) {message}")
+    text = repr(show(value))
+    if len(text) > 80:
+        text = text[:77] + "..."
+    raise exc(f"{fn}: `{arg}` (={text}) {message}")
+
+
+def check_array(fn: str, arg: str, x) -> None:
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        fail(fn, arg, type(x).__name__, "must be an array (jax.Array or numpy.ndarray)", TypeError)
 
 
 def check_float(fn: str, arg: str, x) -> None:
+    check_array(fn, arg, x)
     dtype = jnp.result_type(x)
     if not jnp.issubdtype(dtype, jnp.floating):
-        fail(fn, arg + ".dtype", str(dtype), "must be a floating dtype "
-             "(float16, bfloat16, float32 or float64)", TypeError)
+        fail(
+            fn,
+            arg + ".dtype",
+            str(dtype),
+            "must be a floating dtype (float16, bfloat16, float32 or float64)",
+            TypeError,
+        )
 
 
 def check_same_dtype(fn: str, **arrays) -> None:
-    dtypes = {k: str(jnp.result_type(v)) for k, v in arrays.items() if v is not None}
-    if len(set(dtypes.values())) > 1:
-        raise TypeError(f"{fn}: arguments must share one dtype, got {dtypes}")
+    """Every array given (None skipped) has the dtype of the first one."""
+    named = [(k, a) for k, a in arrays.items() if a is not None]
+    first, want = named[0][0], jnp.result_type(named[0][1])
+    for name, a in named[1:]:
+        if jnp.result_type(a) != want:
+            fail(
+                fn,
+                name + ".dtype",
+                str(jnp.result_type(a)),
+                f"must equal `{first}.dtype` (={str(want)!r})",
+                TypeError,
+            )
+
+
+def precision_and_type(fn: str, precision, preferred_element_type):
+    """Validate lax's `precision` and `preferred_element_type`; return hashable forms."""
+    from jax import lax
+
+    def one(p):
+        if p is None or isinstance(p, lax.Precision):
+            return p
+        try:
+            return lax.Precision(p)
+        except (ValueError, TypeError, KeyError):
+            fail(
+                fn,
+                "precision",
+                precision,
+                "must be None, a jax.lax.Precision, one of "
+                "'default', 'high', 'highest', or a pair of those",
+            )
+
+    if isinstance(precision, (tuple, list)):
+        if len(precision) != 2:
+            fail(fn, "precision", precision, "must be a single precision or a pair")
+        precision = tuple(one(p) for p in precision)
+    elif not isinstance(precision, lax.DotAlgorithmPreset):
+        precision = one(precision)
+    if preferred_element_type is None:
+        return precision, None
+    try:
+        pet = np.dtype(preferred_element_type)
+    except TypeError:
+        fail(fn, "preferred_element_type", preferred_element_type, "must be a dtype", TypeError)
+    if not jnp.issubdtype(pet, jnp.floating):
+        fail(fn, "preferred_element_type", str(pet), "must be a floating dtype", TypeError)
+    return precision, pet
 
 
 def check_choice(fn: str, arg: str, value, choices) -> None:
@@ -68,8 +140,12 @@ def check_layout(fn: str, layout) -> None:
 
 def spatial_rank(fn: str, x, arg: str = "x", min_ndim: int = 3) -> int:
     if x.ndim < min_ndim:
-        fail(fn, arg + ".shape", tuple(x.shape),
-             "must be (N, *spatial, C) or (N, C, *spatial) with at least one spatial dim")
+        fail(
+            fn,
+            arg + ".shape",
+            tuple(x.shape),
+            "must be (N, *spatial, C) or (N, C, *spatial) with at least one spatial dim",
+        )
     return x.ndim - 2
 
 
@@ -117,8 +193,13 @@ def padding_pairs(fn: str, padding, nd: int, k_eff, stride, size) -> tuple[tuple
                 total = max((-(-n // s) - 1) * s + k - n, 0)
                 pairs.append((total // 2, total - total // 2))
             return tuple(pairs)
-        fail(fn, "padding", padding, f"must be one of {list(PADDING_STRINGS)}, an int, "
-             "one int per dim or one (lo, hi) pair per dim")
+        fail(
+            fn,
+            "padding",
+            padding,
+            f"must be one of {list(PADDING_STRINGS)}, an int, "
+            "one int per dim or one (lo, hi) pair per dim",
+        )
     if isinstance(padding, Sequence):
         if len(padding) != nd:
             fail(fn, "padding", padding, f"must have one entry per spatial dim ({nd})")
@@ -148,11 +229,17 @@ def out_size(n, k_eff, stride, pad) -> tuple[int, ...]:
     return tuple((nn + lo + hi - k) // s + 1 for nn, k, s, (lo, hi) in zip(n, k_eff, stride, pad))
 
 
-def check_window_fits(fn: str, size, pads, k_eff, arg: str = "kernel") -> None:
+def check_window_fits(fn: str, size, pads, k_eff, arg: str = "w.shape", value=None) -> None:
+    value = tuple(k_eff) if value is None else value
     for n, (lo, hi), k in zip(size, pads, k_eff):
         if n + lo + hi < k:
-            fail(fn, arg, tuple(k_eff), f"(dilated size) is larger than the padded input "
-                 f"(spatial {tuple(size)}, padding {tuple(pads)})")
+            fail(
+                fn,
+                arg,
+                value,
+                f"has a window (dilated: {tuple(k_eff)}) larger than the "
+                f"padded input (spatial {tuple(size)}, padding {tuple(pads)})",
+            )
 
 
 def check_padding_mode(fn: str, mode, pads, size) -> None:
@@ -160,16 +247,26 @@ def check_padding_mode(fn: str, mode, pads, size) -> None:
     if mode == "reflect":
         for n, (lo, hi) in zip(size, pads):
             if lo >= n or hi >= n:
-                fail(fn, "padding", tuple(pads), f"must be < the input size {tuple(size)} "
-                     "with padding_mode='reflect'")
+                fail(
+                    fn,
+                    "padding",
+                    tuple(pads),
+                    f"must be < the input size {tuple(size)} with padding_mode='reflect'",
+                )
     if mode == "circular":
         for n, (lo, hi) in zip(size, pads):
             if lo > n or hi > n:
-                fail(fn, "padding", tuple(pads), f"must be <= the input size {tuple(size)} "
-                     "with padding_mode='circular'")
+                fail(
+                    fn,
+                    "padding",
+                    tuple(pads),
+                    f"must be <= the input size {tuple(size)} with padding_mode='circular'",
+                )
 
 
-def check_groups(fn: str, groups: int, cin: int, cout: int, cin_g: int) -> None:
+def check_groups(
+    fn: str, groups: int, cin: int, cout: int, cin_g: int, w_arg="w.shape", w_shape=None
+) -> None:
     if groups < 1:
         fail(fn, "groups", groups, "must be >= 1")
     if cin % groups:
@@ -177,8 +274,13 @@ def check_groups(fn: str, groups: int, cin: int, cout: int, cin_g: int) -> None:
     if cout % groups:
         fail(fn, "groups", groups, f"must divide the output channels (={cout})")
     if cin // groups != cin_g:
-        fail(fn, "w.shape", None, f"kernel has {cin_g} input channels per group but the "
-             f"input has {cin} channels and groups={groups} (expected {cin // groups})")
+        fail(
+            fn,
+            w_arg,
+            w_shape,
+            f"has {cin_g} input channels per group but the "
+            f"input has {cin} channels and groups={groups} (expected {cin // groups})",
+        )
 
 
 def check_bias(fn: str, b, cout: int) -> None:
@@ -211,8 +313,13 @@ def check_pool_padding(fn: str, padding, pads, k_eff) -> None:
     """PyTorch's rule: each side pads at most half the (dilated) window, so no window is all pad."""
     for (lo, hi), k in zip(pads, k_eff):
         if max(lo, hi) > k // 2:
-            fail(fn, "padding", padding, f"must be at most half the window (={tuple(k_eff)}) "
-                 f"on each side, got {tuple(pads)}")
+            fail(
+                fn,
+                "padding",
+                padding,
+                f"must be at most half the window (={tuple(k_eff)}) "
+                f"on each side, got {tuple(pads)}",
+            )
 
 
 def check_int_dtype(fn: str, arg: str, x) -> None:
@@ -224,4 +331,3 @@ def check_int_dtype(fn: str, arg: str, x) -> None:
 def check_shape(fn: str, arg: str, shape, expected, what: str) -> None:
     if tuple(shape) != tuple(expected):
         fail(fn, arg + ".shape", tuple(shape), f"must be {tuple(expected)} ({what})")
-

@@ -1,0 +1,271 @@
+"""The public names of jaxconv and their signatures, pinned to DESIGN.md's API table.
+
+DESIGN.md: "Names and signatures below are the contract users (and tests written by others)
+depend on: keep them exactly, add freely." So each signature below must start with exactly the
+listed parameters (names, order, positional vs keyword-only, defaults); anything added after
+them must be keyword-only with a default, so no existing call changes meaning.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+
+import jaxconv
+
+P = inspect.Parameter
+POS = P.POSITIONAL_OR_KEYWORD
+KW = P.KEYWORD_ONLY
+REQUIRED = P.empty
+ROOT = Path(__file__).resolve().parents[1]
+
+CONV_FAMILY = [
+    "conv",
+    "conv_transpose",
+    "conv_input_grad",
+    "conv_weight_grad",
+    "conv_general_dilated",
+]
+# Being written in parallel; exported later (then test_later_names_exist becomes a hard check).
+LATER = [
+    "max_pool",
+    "max_unpool",
+    "avg_pool",
+    "lp_pool",
+    "global_avg_pool",
+    "global_max_pool",
+    "relu",
+    "linear",
+    "mse_loss",
+    "softmax_cross_entropy",
+    "reference",
+]
+
+# (name, kind, default) in order, as DESIGN.md writes them.
+CONV = [
+    ("x", POS, REQUIRED),
+    ("w", POS, REQUIRED),
+    ("bias", POS, None),
+    ("stride", KW, 1),
+    ("padding", KW, "VALID"),
+    ("dilation", KW, 1),
+    ("groups", KW, 1),
+    ("flip", KW, False),
+    ("padding_mode", KW, "zeros"),
+    ("layout", KW, "channels_last"),
+    ("backward", KW, "auto"),
+    ("precision", KW, None),
+    ("preferred_element_type", KW, None),
+]
+CONV_TRANSPOSE = [
+    ("y", POS, REQUIRED),
+    ("w", POS, REQUIRED),
+    ("bias", POS, None),
+    ("stride", KW, 1),
+    ("padding", KW, 0),
+    ("output_padding", KW, 0),
+    ("output_size", KW, None),
+    ("dilation", KW, 1),
+    ("groups", KW, 1),
+    ("flip", KW, False),
+    ("layout", KW, "channels_last"),
+    ("backward", KW, "auto"),
+]
+# DESIGN.md lists `*, stride, padding, dilation, groups, ...` without defaults: they are the
+# forward convolution's settings, so they (and the "...") default to what `conv` defaults to,
+# and conv_input_grad(x.shape, w, g) is the dL/dx of conv(x, w).
+_CONV_DEFAULT = {name: default for name, _, default in CONV}
+_GRAD_SETTINGS = ["stride", "padding", "dilation", "groups"]
+CONV_INPUT_GRAD = [("input_shape", POS, REQUIRED), ("w", POS, REQUIRED), ("g", POS, REQUIRED)] + [
+    (n, KW, _CONV_DEFAULT[n]) for n in _GRAD_SETTINGS
+]
+CONV_WEIGHT_GRAD = [("x", POS, REQUIRED), ("weight_shape", POS, REQUIRED), ("g", POS, REQUIRED)] + [
+    (n, KW, _CONV_DEFAULT[n]) for n in _GRAD_SETTINGS
+]
+CONV_GENERAL_DILATED = [
+    ("lhs", POS, REQUIRED),
+    ("rhs", POS, REQUIRED),
+    ("window_strides", POS, REQUIRED),
+    ("padding", POS, REQUIRED),
+    ("lhs_dilation", POS, None),
+    ("rhs_dilation", POS, None),
+    ("dimension_numbers", POS, None),
+    ("feature_group_count", POS, 1),
+    ("batch_group_count", POS, 1),
+    ("precision", POS, None),
+    ("preferred_element_type", POS, None),
+]
+SIGNATURES = {
+    "conv": CONV,
+    "conv_transpose": CONV_TRANSPOSE,
+    "conv_input_grad": CONV_INPUT_GRAD,
+    "conv_weight_grad": CONV_WEIGHT_GRAD,
+    "conv_general_dilated": CONV_GENERAL_DILATED,
+}
+
+
+def params(fn) -> list[tuple[str, object, object]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def check_prefix(name: str, fn, expected) -> None:
+    """`fn`'s signature starts with `expected`; what follows is keyword-only with a default.
+
+    (conv_general_dilated's additions follow lax's signature instead, pinned separately.)
+    """
+    got = params(fn)
+    assert got[: len(expected)] == expected, (name, got[: len(expected)])
+    if name == "conv_general_dilated":
+        return
+    for p in list(inspect.signature(fn).parameters.values())[len(expected) :]:
+        ok = p.kind is P.VAR_KEYWORD or (p.kind is KW and p.default is not REQUIRED)
+        assert ok, f"{name}: added parameter {p} must be keyword-only with a default"
+
+
+def test_conv_family_is_exported():
+    for name in CONV_FAMILY:
+        fn = getattr(jaxconv, name, None)
+        assert callable(fn), name
+        assert fn.__name__ == name, (name, fn.__name__)
+        assert fn.__doc__ and fn.__doc__.strip(), f"{name} has no docstring"
+
+
+def test_version_is_a_string():
+    assert isinstance(jaxconv.__version__, str) and jaxconv.__version__
+
+
+def test_all_lists_only_real_names():
+    """`__all__` is optional; where it exists it names real attributes, the conv family first."""
+    names = getattr(jaxconv, "__all__", None)
+    if names is None:
+        pytest.skip("jaxconv defines no __all__")
+    assert all(hasattr(jaxconv, n) for n in names), [n for n in names if not hasattr(jaxconv, n)]
+    assert set(CONV_FAMILY) <= set(names), sorted(set(CONV_FAMILY) - set(names))
+
+
+@pytest.mark.parametrize("name", list(SIGNATURES))
+def test_signature_matches_design(name):
+    check_prefix(name, getattr(jaxconv, name), SIGNATURES[name])
+
+
+def test_conv_signature_is_complete():
+    """DESIGN.md lists conv's parameters in full (no "..."): nothing hides behind **kwargs."""
+    assert [p[0] for p in params(jaxconv.conv)][: len(CONV)] == [p[0] for p in CONV]
+    assert not any(k is P.VAR_KEYWORD or k is P.VAR_POSITIONAL for _, k, _ in params(jaxconv.conv))
+
+
+@pytest.mark.parametrize("name", ["conv_transpose", "conv_input_grad", "conv_weight_grad"])
+def test_shared_settings_default_like_conv(name):
+    """The "..." of DESIGN.md: every setting the conv family shares with `conv` is keyword-only
+    and defaults as in `conv` (flip, layout, backward, precision, preferred_element_type, ...)."""
+    got = {n: (k, d) for n, k, d in params(getattr(jaxconv, name))}
+    shared = [n for n, kind, _ in CONV if kind is KW and n in got]
+    assert {"flip", "layout", "backward", "precision", "preferred_element_type"} <= set(shared)
+    for n in shared:
+        if name == "conv_transpose" and n == "padding":
+            continue  # PyTorch's ConvTranspose default: padding=0 (the same as "VALID")
+        assert got[n] == (KW, _CONV_DEFAULT[n]), (name, n, got[n])
+
+
+def test_conv_general_dilated_has_every_lax_parameter():
+    """Drop-in for jax.lax.conv_general_dilated: same names, order, kinds and defaults
+    (out_sharding included), so any positional or keyword call of lax's works unchanged."""
+    lax_params = params(jax.lax.conv_general_dilated)
+    assert "out_sharding" in [n for n, _, _ in lax_params]  # the jax this is pinned against
+    ours = params(jaxconv.conv_general_dilated)
+    assert ours[: len(lax_params)] == lax_params, (ours, lax_params)
+
+
+def test_later_names_exist():
+    """Pooling, activation, linear, loss and `reference` (DESIGN.md's API table)."""
+    missing = [n for n in LATER if not hasattr(jaxconv, n)]
+    if missing:
+        pytest.skip(f"not exported from jaxconv yet: {', '.join(missing)}")
+    for n in LATER:
+        obj = getattr(jaxconv, n)
+        assert inspect.ismodule(obj) if n == "reference" else callable(obj), n
+
+
+# (name, positional parameters with defaults, keyword-only parameters with defaults) from
+# DESIGN.md; `layout=...` there: only its presence is pinned, its default follows `conv`.
+LATER_SIGNATURES = {
+    "max_pool": (
+        [("x", REQUIRED), ("window", REQUIRED)],
+        [
+            ("stride", None),
+            ("padding", "VALID"),
+            ("dilation", 1),
+            ("ceil_mode", False),
+            ("ties", "first"),
+            ("return_indices", False),
+        ],
+    ),
+    "max_unpool": ([("y", REQUIRED), ("indices", REQUIRED), ("output_shape", REQUIRED)], []),
+    "avg_pool": (
+        [("x", REQUIRED), ("window", REQUIRED)],
+        [
+            ("stride", None),
+            ("padding", "VALID"),
+            ("ceil_mode", False),
+            ("count_include_pad", True),
+            ("divisor_override", None),
+        ],
+    ),
+    "lp_pool": (
+        [("x", REQUIRED), ("p", REQUIRED), ("window", REQUIRED)],
+        [("stride", None), ("padding", "VALID"), ("ceil_mode", False)],
+    ),
+    "global_avg_pool": ([("x", REQUIRED)], []),
+    "global_max_pool": ([("x", REQUIRED)], []),
+    "relu": ([("x", REQUIRED)], []),
+    "linear": ([("x", REQUIRED), ("w", REQUIRED), ("bias", None)], []),
+    "mse_loss": ([("y", REQUIRED), ("t", REQUIRED), ("reduction", "sum")], []),
+    "softmax_cross_entropy": ([("logits", REQUIRED), ("labels", REQUIRED)], []),
+}
+POOLS_WITH_LAYOUT = ["max_pool", "max_unpool", "avg_pool", "lp_pool"]
+
+
+@pytest.mark.parametrize("name", list(LATER_SIGNATURES))
+def test_later_signatures_match_design(name):
+    fn = getattr(jaxconv, name, None)
+    if fn is None:
+        pytest.skip(f"jaxconv.{name} not exported yet")
+    positional, keyword = LATER_SIGNATURES[name]
+    got = params(fn)
+    assert [(n, d) for n, k, d in got[: len(positional)]] == positional, (name, got)
+    assert all(k is POS for _, k, _ in got[: len(positional)]), (name, got)
+    kw = {n: d for n, k, d in got if k is KW}
+    for n, d in keyword:
+        assert n in kw and kw[n] == d, (name, n, kw.get(n, "missing"))
+    if name in POOLS_WITH_LAYOUT:
+        assert kw.get("layout") == "channels_last", (name, kw.get("layout", "missing"))
+
+
+def test_reference_does_not_import_jax():
+    """`jaxconv.reference` is plain NumPy. Loaded by file path (importing `jaxconv.reference`
+    would run jaxconv/__init__.py, which imports jax) in a fresh interpreter."""
+    path = ROOT / "jaxconv" / "reference.py"
+    if not path.exists():
+        pytest.skip("jaxconv/reference.py does not exist yet")
+    assert importlib.util.find_spec("numpy") is not None
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('reference_alone', {str(path)!r})\n"
+        "mod = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(mod)\n"
+        "bad = sorted(m for m in sys.modules if m == 'jax' or m.startswith(('jax.', 'jaxlib')))\n"
+        "assert not bad, bad\n"
+        "assert 'jaxconv' not in sys.modules\n"
+        "print('ok', len([n for n in dir(mod) if not n.startswith('_')]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok"), out.stdout

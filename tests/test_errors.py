@@ -1,0 +1,618 @@
+"""Every bad call of the conv family raises ValueError/TypeError at trace time, worded alike.
+
+One table of bad calls (`CASES`, one id per case) for `conv`, `conv_transpose`,
+`conv_input_grad`, `conv_weight_grad` and `conv_general_dilated`. Each case pins the exception
+type and a regex that must be found in the message: the function name, the argument name in
+backticks and, where the message echoes it, the bad value, as in
+``conv: `groups` (=4) must divide the input channels (=6)``.
+
+- `test_bad_call_raises`: the call, eagerly.
+- `test_raised_at_trace_time`: the same call inside `jax.jit` and under `jax.eval_shape` raises
+  the same exception with the same message (nothing reaches XLA).
+- `test_messages_read_well`: each message is one line, starts with "<fn>: `", echoes no
+  placeholder "(=None)" and no numpy/tracer reprs, and has balanced brackets.
+
+Cases marked ``xfail(strict=True)`` document the desired behaviour of a check that is missing or
+badly worded today; the reason says what happens now.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxconv
+from jaxconv import (
+    conv,
+    conv_general_dilated,
+    conv_input_grad,
+    conv_transpose,
+    conv_weight_grad,
+)
+
+F32 = jnp.float32
+
+
+def ones(shape, dtype=F32):
+    return jnp.ones(shape, dtype)
+
+
+# channels_last 2-D: x (N, H, W, C_in), w (kh, kw, C_in // groups, C_out), conv output 3x3.
+X = ones((2, 5, 5, 4))
+W = ones((3, 3, 4, 6))
+G = ones((2, 3, 3, 6))  # dL/dy of conv(X, W), also the `y` of conv_transpose(G, W) -> (2,5,5,4)
+B = ones((6,))
+# channels_last 1-D.
+X1 = ones((2, 7, 3))
+W1 = ones((3, 3, 6))
+# channels_first 2-D (lax's default NCHW / OIHW for conv_general_dilated).
+XC = ones((2, 4, 5, 5))
+WC = ones((6, 4, 3, 3))
+
+
+class Case(NamedTuple):
+    id: str
+    fn: Any
+    args: tuple
+    kwargs: dict
+    exc: type
+    match: str
+    xfail: str | None = None  # the table test fails today for this reason
+    form_xfail: str | None = None  # type and match are right, but the message reads badly
+
+
+def say(fn: str, arg: str, *value, rest: str = "") -> str:
+    """Regex for "fn: `arg` (=value!r)" (value optional) followed by the regex `rest`."""
+    head = f"{fn}: `{arg}`" + (f" (={value[0]!r})" if value else "")
+    return re.escape(head) + rest
+
+
+def case(id, fn, args, kwargs, exc, match, **marks) -> Case:
+    return Case(id, fn, tuple(args), dict(kwargs), exc, match, **marks)
+
+
+V, T, NI = ValueError, TypeError, NotImplementedError
+
+# The table is aligned by hand for reading; ruff format would put every argument on its own line.
+# fmt: off
+
+# ------------------------------------------------------------------------------------------- conv
+_c = "conv"
+CONV = [
+    # channels
+    case("conv-channels-mismatch", conv, (X, ones((3, 3, 3, 6))), {}, V,
+         say(_c, "w.shape", rest=r".*3 input channels per group.*4 channels")),
+    case("conv-channels-mismatch-echoes-w-shape", conv, (X, ones((3, 3, 3, 6))), {}, V,
+         say(_c, "w.shape", (3, 3, 3, 6))),
+    case("conv-channels-mismatch-channels-first", conv, (XC, ones((6, 3, 3, 3))),
+         {"layout": "channels_first"}, V, say(_c, "w.shape", rest=r".*4 channels")),
+    # groups
+    case("conv-groups-not-dividing-in", conv, (ones((2, 5, 5, 6)), ones((3, 3, 1, 8))),
+         {"groups": 4}, V, say(_c, "groups", 4, rest=r" must divide the input channels \(=6\)")),
+    case("conv-groups-not-dividing-out", conv, (ones((2, 5, 5, 6)), ones((3, 3, 2, 4))),
+         {"groups": 3}, V, say(_c, "groups", 3, rest=r" must divide the output channels \(=4\)")),
+    case("conv-groups-zero", conv, (X, W), {"groups": 0}, V, say(_c, "groups", 0)),
+    case("conv-groups-negative", conv, (X, W), {"groups": -2}, V, say(_c, "groups", -2)),
+    case("conv-groups-float", conv, (X, W), {"groups": 2.0}, T, say(_c, "groups", 2.0)),
+    case("conv-groups-bool", conv, (X, W), {"groups": True}, T, say(_c, "groups", True)),
+    case("conv-groups-str", conv, (X, W), {"groups": "1"}, T, say(_c, "groups", "1")),
+    # kernel larger than the padded input
+    case("conv-kernel-too-large", conv, (X, ones((7, 7, 4, 6))), {}, V,
+         r"^conv: `\w+(\.shape)?` .*larger than the padded input"),
+    case("conv-kernel-too-large-names-w", conv, (X, ones((7, 7, 4, 6))), {}, V,
+         say(_c, "w.shape", (7, 7, 4, 6))),
+    case("conv-kernel-too-large-by-dilation", conv, (X, W), {"dilation": 3}, V,
+         r"^conv: `w\.shape` \(=\(3, 3, 4, 6\)\).*\(dilated: \(7, 7\)\).*larger than the padded"),
+    case("conv-kernel-too-large-1d", conv, (ones((2, 2, 3)), W1), {}, V,
+         r"^conv: .*larger than the padded input"),
+    case("conv-kernel-zero-size", conv, (X, ones((0, 3, 4, 6))), {}, V,
+         say(_c, "w.shape", (0, 3, 4, 6))),
+    # stride / dilation
+    case("conv-stride-zero", conv, (X, W), {"stride": 0}, V, say(_c, "stride", 0)),
+    case("conv-stride-negative-one-dim", conv, (X, W), {"stride": (1, -1)}, V,
+         say(_c, "stride", (1, -1))),
+    case("conv-stride-wrong-length", conv, (X, W), {"stride": (1, 1, 1)}, V,
+         say(_c, "stride", (1, 1, 1), rest=r" must have one entry per spatial dim \(2\)")),
+    case("conv-stride-wrong-length-1d", conv, (X1, W1), {"stride": (1, 1)}, V,
+         say(_c, "stride", (1, 1))),
+    case("conv-stride-float", conv, (X, W), {"stride": 1.5}, T, say(_c, "stride", 1.5)),
+    case("conv-stride-str", conv, (X, W), {"stride": "2"}, T, say(_c, "stride", "2")),
+    case("conv-stride-numpy-int", conv, (X, W), {"stride": np.int64(0)}, V, say(_c, "stride")),
+    case("conv-dilation-zero", conv, (X, W), {"dilation": 0}, V, say(_c, "dilation", 0)),
+    case("conv-dilation-negative-one-dim", conv, (X, W), {"dilation": (1, -2)}, V,
+         say(_c, "dilation", (1, -2))),
+    # padding
+    case("conv-padding-unknown-string", conv, (X, W), {"padding": "HALF"}, V,
+         say(_c, "padding", "HALF")),
+    case("conv-padding-wrong-length", conv, (X, W), {"padding": (1, 1, 1)}, V,
+         say(_c, "padding", (1, 1, 1))),
+    case("conv-padding-pair-wrong-length", conv, (X, W), {"padding": ((1, 1, 1), (1, 1))}, V,
+         say(_c, "padding", ((1, 1, 1), (1, 1)), rest=r" pairs must be \(lo, hi\)")),
+    case("conv-padding-negative", conv, (X, W), {"padding": -1}, V,
+         say(_c, "padding", -1, rest=" must be >= 0")),
+    case("conv-padding-negative-in-pair", conv, (X, W), {"padding": ((0, -1), (0, 0))}, V,
+         say(_c, "padding", ((0, -1), (0, 0)), rest=" must be >= 0")),
+    case("conv-padding-float", conv, (X, W), {"padding": 1.0}, T, say(_c, "padding", 1.0)),
+    case("conv-padding-none", conv, (X, W), {"padding": None}, T, say(_c, "padding", None)),
+    # padding_mode
+    case("conv-padding-mode-unknown", conv, (X, W), {"padding": 1, "padding_mode": "mirror"},
+         V, say(_c, "padding_mode", "mirror")),
+    case("conv-padding-mode-none", conv, (X, W), {"padding": 1, "padding_mode": None}, V,
+         say(_c, "padding_mode", None)),
+    case("conv-reflect-padding-equals-size", conv, (X1, W1),
+         {"padding": 7, "padding_mode": "reflect"}, V,
+         say(_c, "padding", ((7, 7),), rest=r" must be < the input size \(7,\)")),
+    case("conv-reflect-padding-exceeds-size", conv, (X, W),
+         {"padding": 6, "padding_mode": "reflect"}, V, say(_c, "padding", ((6, 6), (6, 6)))),
+    case("conv-reflect-same-on-size-1", conv, (ones((2, 1, 4)), ones((3, 4, 6))),
+         {"padding": "SAME", "padding_mode": "reflect"}, V, say(_c, "padding", ((1, 1),))),
+    case("conv-reflect-channels-first", conv, (ones((2, 4, 3, 3)), ones((6, 4, 3, 3))),
+         {"padding": 3, "padding_mode": "reflect", "layout": "channels_first"}, V,
+         say(_c, "padding", ((3, 3), (3, 3)), rest=r" must be < the input size \(3, 3\)")),
+    case("conv-circular-padding-exceeds-size", conv, (X1, W1),
+         {"padding": 8, "padding_mode": "circular"}, V,
+         say(_c, "padding", ((8, 8),), rest=r" must be <= the input size \(7,\)")),
+    case("conv-circular-padding-pair-exceeds-size", conv, (ones((2, 3, 4)), ones((3, 4, 6))),
+         {"padding": ((0, 4),), "padding_mode": "circular"}, V, say(_c, "padding", ((0, 4),))),
+    # rank
+    case("conv-x-rank-too-low", conv, (ones((5, 4)), ones((3, 4, 6))), {}, V,
+         say(_c, "x.shape", (5, 4))),
+    case("conv-x-scalar", conv, (jnp.float32(1.0), W), {}, V, say(_c, "x.shape", ())),
+    case("conv-rank-mixed-w-lower", conv, (X, W1), {}, V,
+         say(_c, "w.shape", (3, 3, 6), rest=" must have rank 4")),
+    case("conv-rank-mixed-w-higher", conv, (X1, W), {}, V,
+         say(_c, "w.shape", (3, 3, 4, 6), rest=" must have rank 3")),
+    # bias
+    case("conv-bias-wrong-length", conv, (X, W, ones((4,))), {}, V,
+         say(_c, "bias.shape", (4,), rest=r" must be \(6,\)")),
+    case("conv-bias-2d", conv, (X, W, ones((1, 6))), {}, V, say(_c, "bias.shape", (1, 6))),
+    case("conv-bias-scalar-array", conv, (X, W, jnp.float32(1.0)), {}, V,
+         say(_c, "bias.shape", ())),
+    case("conv-bias-python-float", conv, (X, W, 1.0), {}, T, say(_c, "bias")),
+    # dtypes
+    case("conv-x-int32", conv, (X.astype(jnp.int32), W), {}, T,
+         say(_c, "x.dtype", "int32", rest=" must be a floating dtype")),
+    case("conv-x-int64-numpy", conv, (np.ones((2, 5, 5, 4), np.int64), W), {}, T,
+         say(_c, "x.dtype", "int64")),
+    case("conv-w-bool", conv, (X, W.astype(bool)), {}, T, say(_c, "w.dtype", "bool")),
+    case("conv-x-complex", conv, (X.astype(jnp.complex64), W.astype(jnp.complex64)), {}, T,
+         say(_c, "x.dtype", "complex64")),
+    case("conv-w-complex", conv, (X, W.astype(jnp.complex64)), {}, T,
+         say(_c, "w.dtype", "complex64")),
+    case("conv-bias-int", conv, (X, W, B.astype(jnp.int32)), {}, T,
+         say(_c, "bias.dtype", "int32")),
+    case("conv-mixed-float-dtypes", conv, (X, W.astype(jnp.float64)), {}, T,
+         r"^conv: `w\.dtype` \(='float64'\) must equal `x\.dtype` \(='float32'\)"),
+    case("conv-x-none", conv, (None, W), {}, T, say(_c, "x")),
+    case("conv-x-list", conv, (np.ones((2, 5, 5, 4)).tolist(), W), {}, T, r"^conv: `x`"),
+    # layout / backward / flip
+    case("conv-layout-unknown", conv, (X, W), {"layout": "NHWC"}, V,
+         say(_c, "layout", "NHWC", rest=r" must be one of \['channels_last', 'channels_first'\]")),
+    case("conv-layout-none", conv, (X, W), {"layout": None}, V, say(_c, "layout", None)),
+    case("conv-backward-unknown", conv, (X, W), {"backward": "fft"}, V,
+         say(_c, "backward", "fft")),
+    case("conv-backward-none", conv, (X, W), {"backward": None}, V, say(_c, "backward", None)),
+    case("conv-backward-phase-not-implemented", conv, (X, W), {"backward": "phase"}, NI,
+         say(_c, "backward", "phase", rest=" is not implemented")),
+    case("conv-backward-matmul-not-implemented", conv, (X, W), {"backward": "matmul"}, NI,
+         say(_c, "backward", "matmul", rest=" is not implemented")),
+    case("conv-flip-int", conv, (X, W), {"flip": 1}, T, say(_c, "flip", 1)),
+    case("conv-flip-str", conv, (X, W), {"flip": "yes"}, T, say(_c, "flip", "yes")),
+    case("conv-flip-none", conv, (X, W), {"flip": None}, T, say(_c, "flip", None)),
+    # lax settings passed through
+    case("conv-precision-unknown", conv, (X, W), {"precision": "bogus"}, V,
+         say(_c, "precision", "bogus")),
+    case("conv-preferred-element-type-unknown", conv, (X, W),
+         {"preferred_element_type": "notadtype"}, T, say(_c, "preferred_element_type")),
+    case("conv-preferred-element-type-int", conv, (X, W),
+         {"preferred_element_type": jnp.int32}, T, say(_c, "preferred_element_type")),
+]
+
+# ---------------------------------------------------------------------------------- conv_transpose
+_t = "conv_transpose"
+CT = [
+    case("ct-channels-mismatch", conv_transpose, (ones((2, 3, 3, 4)), W), {}, V,
+         say(_t, "y.shape", (2, 3, 3, 4), rest=r" has 4 channels.*6")),
+    case("ct-groups-not-dividing", conv_transpose, (G, W), {"groups": 4}, V,
+         say(_t, "groups", 4)),
+    case("ct-groups-zero", conv_transpose, (G, W), {"groups": 0}, V, say(_t, "groups", 0)),
+    case("ct-groups-float", conv_transpose, (G, W), {"groups": 1.0}, T, say(_t, "groups", 1.0)),
+    case("ct-output-padding-equals-stride", conv_transpose, (G, W),
+         {"stride": 2, "output_padding": 2}, V,
+         say(_t, "output_padding", 2, rest=r" must be smaller than max\(stride, dilation\)")),
+    case("ct-output-padding-exceeds-stride-one-dim", conv_transpose, (G, W),
+         {"stride": 2, "output_padding": (0, 2)}, V, say(_t, "output_padding", (0, 2))),
+    case("ct-output-padding-with-stride-1", conv_transpose, (G, W), {"output_padding": 1}, V,
+         say(_t, "output_padding", 1)),
+    case("ct-output-padding-equals-dilation", conv_transpose, (G, W),
+         {"dilation": 2, "output_padding": 2}, V, say(_t, "output_padding", 2)),
+    case("ct-output-padding-negative", conv_transpose, (G, W),
+         {"stride": 2, "output_padding": -1}, V, say(_t, "output_padding", -1)),
+    case("ct-output-padding-wrong-length", conv_transpose, (G, W),
+         {"stride": 2, "output_padding": (1, 1, 1)}, V, say(_t, "output_padding", (1, 1, 1))),
+    case("ct-output-padding-float", conv_transpose, (G, W),
+         {"stride": 2, "output_padding": 0.5}, T, say(_t, "output_padding", 0.5)),
+    case("ct-output-size-too-large", conv_transpose, (G, W),
+         {"stride": 2, "output_size": (9, 9)}, V,
+         say(_t, "output_size", (9, 9), rest=r" must lie between \(7, 7\) and \(8, 8\)")),
+    case("ct-output-size-too-small", conv_transpose, (G, W),
+         {"stride": 2, "output_size": (6, 7)}, V, say(_t, "output_size", (6, 7))),
+    case("ct-output-size-with-output-padding", conv_transpose, (G, W),
+         {"stride": 2, "output_size": (7, 7), "output_padding": 1}, V,
+         say(_t, "output_padding", 1, rest=" must be 0 when `output_size` is given")),
+    case("ct-output-size-wrong-length", conv_transpose, (G, W),
+         {"stride": 2, "output_size": (7,)}, V, say(_t, "output_size", (7,))),
+    case("ct-output-size-int", conv_transpose, (G, W), {"stride": 2, "output_size": 7}, V,
+         say(_t, "output_size", 7)),
+    case("ct-output-size-float-entry", conv_transpose, (G, W),
+         {"stride": 2, "output_size": (7.5, 7)}, T, say(_t, "output_size")),
+    case("ct-same-padding-with-output-padding", conv_transpose, (G, W),
+         {"stride": 2, "padding": "SAME", "output_padding": 1}, V,
+         say(_t, "output_padding", 1, rest=".*SAME")),
+    case("ct-padding-too-large", conv_transpose, (G, W), {"padding": 3}, V,
+         say(_t, "padding", 3, rest=" is too large")),
+    case("ct-padding-full-too-large", conv_transpose, (ones((2, 1, 1, 6)), W),
+         {"padding": "FULL"}, V, say(_t, "padding", "FULL")),
+    case("ct-padding-negative", conv_transpose, (G, W), {"padding": -1}, V,
+         say(_t, "padding", -1, rest=" must be >= 0")),
+    case("ct-padding-unknown-string", conv_transpose, (G, W), {"padding": "HALF"}, V,
+         say(_t, "padding", "HALF")),
+    case("ct-padding-pair-wrong-length", conv_transpose, (G, W),
+         {"padding": ((1, 1, 1), (0, 0))}, V, say(_t, "padding", ((1, 1, 1), (0, 0)))),
+    case("ct-stride-zero", conv_transpose, (G, W), {"stride": 0}, V, say(_t, "stride", 0)),
+    case("ct-stride-wrong-length", conv_transpose, (G, W), {"stride": (1, 1, 1)}, V,
+         say(_t, "stride", (1, 1, 1))),
+    case("ct-dilation-zero", conv_transpose, (G, W), {"dilation": 0}, V,
+         say(_t, "dilation", 0)),
+    case("ct-rank-mixed", conv_transpose, (ones((2, 3, 6)), W), {}, V,
+         say(_t, "w.shape", (3, 3, 4, 6), rest=" must have rank 3")),
+    case("ct-y-rank-too-low", conv_transpose, (ones((3, 6)), ones((3, 4, 6))), {}, V,
+         say(_t, "y.shape", (3, 6))),
+    case("ct-bias-wrong-length", conv_transpose, (G, W, ones((6,))), {}, V,
+         say(_t, "bias.shape", (6,), rest=r" must be \(4,\)")),
+    case("ct-y-int32", conv_transpose, (G.astype(jnp.int32), W), {}, T,
+         say(_t, "y.dtype", "int32")),
+    case("ct-w-int8", conv_transpose, (G, W.astype(jnp.int8)), {}, T,
+         say(_t, "w.dtype", "int8")),
+    case("ct-y-complex", conv_transpose, (G.astype(jnp.complex64), W), {}, T,
+         say(_t, "y.dtype", "complex64")),
+    case("ct-y-bool", conv_transpose, (G.astype(bool), W), {}, T, say(_t, "y.dtype", "bool")),
+    case("ct-bias-int", conv_transpose, (G, W, ones((4,), jnp.int32)), {}, T,
+         say(_t, "bias.dtype", "int32")),
+    case("ct-layout-unknown", conv_transpose, (G, W), {"layout": "NCHW"}, V,
+         say(_t, "layout", "NCHW")),
+    case("ct-backward-unknown", conv_transpose, (G, W), {"backward": "fft"}, V,
+         say(_t, "backward", "fft")),
+    case("ct-backward-phase-not-implemented", conv_transpose, (G, W), {"backward": "phase"},
+         NI, say(_t, "backward", "phase")),
+    case("ct-backward-matmul-not-implemented", conv_transpose, (G, W), {"backward": "matmul"},
+         NI, say(_t, "backward", "matmul")),
+    case("ct-flip-int", conv_transpose, (G, W), {"flip": 0}, T, say(_t, "flip", 0)),
+]
+
+# --------------------------------------------------------------------------------- conv_input_grad
+_i = "conv_input_grad"
+IG = [
+    case("ig-g-wrong-shape", conv_input_grad, (X.shape, W, ones((2, 4, 4, 6))), {}, V,
+         say(_i, "g.shape", (2, 4, 4, 6), rest=r" must be the conv output shape \(2, 3, 3, 6\)")),
+    case("ig-g-wrong-channels", conv_input_grad, (X.shape, W, ones((2, 3, 3, 5))), {}, V,
+         say(_i, "g.shape", (2, 3, 3, 5))),
+    case("ig-g-wrong-rank", conv_input_grad, (X.shape, W, ones((2, 9, 6))), {}, V,
+         say(_i, "g.shape", (2, 9, 6))),
+    case("ig-g-wrong-shape-for-stride", conv_input_grad, (X.shape, W, G), {"stride": 2}, V,
+         say(_i, "g.shape", (2, 3, 3, 6), rest=r".*\(2, 2, 2, 6\)")),
+    case("ig-g-int32", conv_input_grad, (X.shape, W, G.astype(jnp.int32)), {}, T,
+         say(_i, "g.dtype", "int32")),
+    case("ig-g-complex", conv_input_grad, (X.shape, W, G.astype(jnp.complex64)), {}, T,
+         say(_i, "g.dtype", "complex64")),
+    case("ig-w-int32", conv_input_grad, (X.shape, W.astype(jnp.int32), G), {}, T,
+         say(_i, "w.dtype", "int32")),
+    case("ig-g-none", conv_input_grad, (X.shape, W, None), {}, T, say(_i, "g")),
+    case("ig-input-shape-str", conv_input_grad, ("abc", W, G), {}, T,
+         say(_i, "input_shape", "abc")),
+    case("ig-input-shape-int", conv_input_grad, (5, W, G), {}, T, say(_i, "input_shape", 5)),
+    case("ig-input-shape-float-entry", conv_input_grad, ((2, 5.0, 5, 4), W, G), {}, T,
+         say(_i, "input_shape", (2, 5.0, 5, 4))),
+    case("ig-input-shape-rank-too-low", conv_input_grad, ((2, 4), W, G), {}, V,
+         r"^conv_input_grad: `\w+(\.shape)?` \(=\(2, 4\)\)"),
+    case("ig-input-shape-rank-too-low-names-input-shape", conv_input_grad, ((2, 4), W, G), {}, V,
+         say(_i, "input_shape", (2, 4))),
+    case("ig-rank-mixed", conv_input_grad, ((2, 5, 4), W, ones((2, 3, 6))), {}, V,
+         say(_i, "w.shape", (3, 3, 4, 6), rest=" must have rank 3")),
+    case("ig-channels-mismatch", conv_input_grad, ((2, 5, 5, 3), W, G), {}, V,
+         say(_i, "w.shape", rest=r".*4 input channels per group")),
+    case("ig-kernel-too-large", conv_input_grad, ((2, 2, 2, 4), W, ones((2, 1, 1, 6))), {}, V,
+         r"^conv_input_grad: .*larger than the padded input"),
+    case("ig-groups-not-dividing", conv_input_grad, (X.shape, W, G), {"groups": 4}, V,
+         say(_i, "groups", 4)),
+    case("ig-stride-zero", conv_input_grad, (X.shape, W, G), {"stride": 0}, V,
+         say(_i, "stride", 0)),
+    case("ig-dilation-zero", conv_input_grad, (X.shape, W, G), {"dilation": 0}, V,
+         say(_i, "dilation", 0)),
+    case("ig-padding-negative", conv_input_grad, (X.shape, W, G), {"padding": -1}, V,
+         say(_i, "padding", -1)),
+    case("ig-padding-unknown-string", conv_input_grad, (X.shape, W, G), {"padding": "HALF"}, V,
+         say(_i, "padding", "HALF")),
+    case("ig-layout-unknown", conv_input_grad, (X.shape, W, G), {"layout": "NHWC"}, V,
+         say(_i, "layout", "NHWC")),
+    case("ig-backward-unknown", conv_input_grad, (X.shape, W, G), {"backward": "nope"}, V,
+         say(_i, "backward", "nope")),
+    case("ig-backward-phase-not-implemented", conv_input_grad, (X.shape, W, G),
+         {"backward": "phase"}, NI, say(_i, "backward", "phase")),
+    case("ig-backward-matmul-not-implemented", conv_input_grad, (X.shape, W, G),
+         {"backward": "matmul"}, NI, say(_i, "backward", "matmul")),
+    case("ig-flip-str", conv_input_grad, (X.shape, W, G), {"flip": "no"}, T,
+         say(_i, "flip", "no")),
+]
+
+# -------------------------------------------------------------------------------- conv_weight_grad
+_w = "conv_weight_grad"
+WG = [
+    case("wg-g-wrong-shape", conv_weight_grad, (X, W.shape, ones((2, 3, 3, 5))), {}, V,
+         say(_w, "g.shape", (2, 3, 3, 5), rest=r" must be the conv output shape \(2, 3, 3, 6\)")),
+    case("wg-g-wrong-shape-for-padding", conv_weight_grad, (X, W.shape, G), {"padding": 1}, V,
+         say(_w, "g.shape", (2, 3, 3, 6), rest=r".*\(2, 5, 5, 6\)")),
+    case("wg-x-int32", conv_weight_grad, (X.astype(jnp.int32), W.shape, G), {}, T,
+         say(_w, "x.dtype", "int32")),
+    case("wg-g-int32", conv_weight_grad, (X, W.shape, G.astype(jnp.int32)), {}, T,
+         say(_w, "g.dtype", "int32")),
+    case("wg-x-complex", conv_weight_grad, (X.astype(jnp.complex128), W.shape, G), {}, T,
+         say(_w, "x.dtype", "complex128")),
+    case("wg-weight-shape-none", conv_weight_grad, (X, None, G), {}, T,
+         say(_w, "weight_shape", None)),
+    case("wg-weight-shape-float-entry", conv_weight_grad, (X, (3, 3, 4.0, 6), G), {}, T,
+         say(_w, "weight_shape", (3, 3, 4.0, 6))),
+    case("wg-rank-mixed", conv_weight_grad, (X, (3, 3, 4), G), {}, V,
+         r"^conv_weight_grad: `\w+(\.shape)?` \(=\(3, 3, 4\)\) must have rank 4"),
+    case("wg-rank-mixed-names-weight-shape", conv_weight_grad, (X, (3, 3, 4), G), {}, V,
+         say(_w, "weight_shape", (3, 3, 4))),
+    case("wg-x-rank-too-low", conv_weight_grad, (ones((5, 4)), (3, 4, 6), ones((3, 6))), {}, V,
+         say(_w, "x.shape", (5, 4))),
+    case("wg-channels-mismatch", conv_weight_grad, (X, (3, 3, 3, 6), G), {}, V,
+         say(_w, "weight_shape", (3, 3, 3, 6), rest=r".*3 input channels per group")),
+    case("wg-kernel-too-large", conv_weight_grad, (ones((2, 2, 2, 4)), W.shape, ones((2, 1, 1, 6))),
+         {}, V, r"^conv_weight_grad: .*larger than the padded input"),
+    case("wg-groups-not-dividing", conv_weight_grad, (X, W.shape, G), {"groups": 4}, V,
+         say(_w, "groups", 4)),
+    case("wg-stride-negative", conv_weight_grad, (X, W.shape, G), {"stride": -1}, V,
+         say(_w, "stride", -1)),
+    case("wg-padding-pair-wrong-length", conv_weight_grad, (X, W.shape, G),
+         {"padding": ((1,), (1, 1))}, V, say(_w, "padding", ((1,), (1, 1)))),
+    case("wg-layout-unknown", conv_weight_grad, (X, W.shape, G), {"layout": 1}, V,
+         say(_w, "layout", 1)),
+    case("wg-backward-unknown", conv_weight_grad, (X, W.shape, G), {"backward": "fft"}, V,
+         say(_w, "backward", "fft")),
+    case("wg-backward-phase-not-implemented", conv_weight_grad, (X, W.shape, G),
+         {"backward": "phase"}, NI, say(_w, "backward", "phase")),
+    case("wg-backward-matmul-not-implemented", conv_weight_grad, (X, W.shape, G),
+         {"backward": "matmul"}, NI, say(_w, "backward", "matmul")),
+    case("wg-flip-int", conv_weight_grad, (X, W.shape, G), {"flip": 1}, T, say(_w, "flip", 1)),
+]
+
+# ---------------------------------------------------------------------------- conv_general_dilated
+_g = "conv_general_dilated"
+S11 = (1, 1)
+CGD = [
+    case("cgd-lhs-int32", conv_general_dilated, (XC.astype(jnp.int32), WC, S11, "VALID"), {}, T,
+         say(_g, "lhs.dtype", "int32")),
+    case("cgd-rhs-bool", conv_general_dilated, (XC, WC.astype(bool), S11, "VALID"), {}, T,
+         say(_g, "rhs.dtype", "bool")),
+    case("cgd-lhs-complex", conv_general_dilated,
+         (XC.astype(jnp.complex64), WC.astype(jnp.complex64), S11, "VALID"), {}, T,
+         say(_g, "lhs.dtype", "complex64")),
+    case("cgd-mixed-float-dtypes", conv_general_dilated,
+         (XC, WC.astype(jnp.float64), S11, "VALID"), {}, T, r"^conv_general_dilated: .*float64"),
+    case("cgd-rank-mixed", conv_general_dilated, (XC, ones((6, 4, 3)), (1,), "VALID"), {}, V,
+         say(_g, "rhs.shape", (6, 4, 3), rest=" must have the rank of lhs")),
+    case("cgd-rank-too-low", conv_general_dilated, (ones((2, 4)), ones((6, 4)), (), "VALID"), {},
+         V, say(_g, "rhs.shape", (6, 4))),
+    case("cgd-window-strides-zero", conv_general_dilated, (XC, WC, (1, 0), "VALID"), {}, V,
+         say(_g, "window_strides", (1, 0))),
+    case("cgd-window-strides-negative", conv_general_dilated, (XC, WC, (-1, 1), "VALID"), {}, V,
+         say(_g, "window_strides", (-1, 1))),
+    case("cgd-window-strides-wrong-length", conv_general_dilated, (XC, WC, (1,), "VALID"), {}, V,
+         say(_g, "window_strides", (1,))),
+    case("cgd-padding-unknown-string", conv_general_dilated, (XC, WC, S11, "FULL"), {}, V,
+         say(_g, "padding", "FULL")),
+    case("cgd-padding-pair-wrong-length", conv_general_dilated,
+         (XC, WC, S11, ((1, 1, 1), (1, 1))), {}, V, say(_g, "padding", ((1, 1, 1), (1, 1)))),
+    case("cgd-padding-wrong-count", conv_general_dilated, (XC, WC, S11, ((1, 1),)), {}, V,
+         say(_g, "padding", ((1, 1),), rest=r" must be a string or 2 \(lo, hi\) pairs")),
+    case("cgd-padding-int", conv_general_dilated, (XC, WC, S11, 1), {}, V,
+         say(_g, "padding", 1)),
+    case("cgd-padding-float-entry", conv_general_dilated, (XC, WC, S11, ((1.0, 1), (1, 1))),
+         {}, T, say(_g, "padding", 1.0)),
+    case("cgd-negative-padding-crops-below-window", conv_general_dilated,
+         (XC, WC, S11, ((-3, 0), (0, 0))), {}, V,
+         say(_g, "rhs.shape", (6, 4, 3, 3), rest=".*larger than the padded lhs")),
+    case("cgd-window-too-large", conv_general_dilated, (XC, ones((6, 4, 7, 7)), S11, "VALID"),
+         {}, V, say(_g, "rhs.shape", (6, 4, 7, 7), rest=".*larger than the padded lhs")),
+    case("cgd-window-too-large-by-rhs-dilation", conv_general_dilated, (XC, WC, S11, "VALID"),
+         {"rhs_dilation": (3, 1)}, V, say(_g, "rhs.shape", (6, 4, 3, 3))),
+    case("cgd-rhs-dilation-zero", conv_general_dilated, (XC, WC, S11, "VALID"),
+         {"rhs_dilation": (0, 1)}, V, say(_g, "rhs_dilation", (0, 1))),
+    case("cgd-lhs-dilation-zero", conv_general_dilated, (XC, WC, S11, "VALID"),
+         {"lhs_dilation": (1, 0)}, V, say(_g, "lhs_dilation", (1, 0))),
+    case("cgd-channels-mismatch", conv_general_dilated, (XC, ones((6, 3, 3, 3)), S11, "VALID"),
+         {}, V, say(_g, "rhs.shape", (6, 3, 3, 3), rest=r".*lhs has 4 features")),
+    case("cgd-feature-group-count-not-dividing", conv_general_dilated, (XC, WC, S11, "VALID"),
+         {"feature_group_count": 2}, V, say(_g, "rhs.shape", rest=r".*`feature_group_count` is 2")),
+    case("cgd-feature-group-count-zero", conv_general_dilated, (XC, WC, S11, "VALID"),
+         {"feature_group_count": 0}, V, say(_g, "feature_group_count")),
+    case("cgd-feature-group-count-zero-echo", conv_general_dilated, (XC, WC, S11, "VALID"),
+         {"feature_group_count": 0}, V, say(_g, "feature_group_count", 0)),
+    case("cgd-feature-group-count-bool", conv_general_dilated, (XC, WC, S11, "VALID"),
+         {"feature_group_count": True}, T, say(_g, "feature_group_count", True)),
+    case("cgd-batch-group-count-zero", conv_general_dilated, (XC, WC, S11, "VALID"),
+         {"batch_group_count": 0}, V, say(_g, "batch_group_count", 0)),
+    case("cgd-both-group-counts", conv_general_dilated,
+         (ones((4, 4, 5, 5)), ones((4, 2, 3, 3)), S11, "VALID"),
+         {"feature_group_count": 2, "batch_group_count": 2}, V, say(_g, "batch_group_count", 2)),
+    case("cgd-batch-group-count-not-dividing-batch", conv_general_dilated,
+         (ones((3, 4, 5, 5)), WC, S11, "VALID"), {"batch_group_count": 2}, V,
+         say(_g, "batch_group_count", 2, rest=r" must divide the lhs batch \(=3\)")),
+    case("cgd-out-features-not-divisible", conv_general_dilated,
+         (XC, ones((5, 2, 3, 3)), S11, "VALID"), {"feature_group_count": 2}, V,
+         say(_g, "rhs.shape", (5, 2, 3, 3))),
+    case("cgd-dimension-numbers-wrong-length", conv_general_dilated, (XC, WC, S11, "VALID"),
+         {"dimension_numbers": ("NCHW", "OIHW", "NCHWX")}, V, say(_g, "dimension_numbers")),
+    case("cgd-dimension-numbers-bad-chars", conv_general_dilated, (XC, WC, S11, "VALID"),
+         {"dimension_numbers": ("NCHQ", "OIHW", "NCHW")}, V, say(_g, "dimension_numbers")),
+]
+
+# fmt: on
+
+CASES = CONV + CT + IG + WG + CGD
+
+
+def _params(cases, which: str):
+    out = []
+    for c in cases:
+        reason = c.xfail if which == "table" else c.form_xfail
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        out.append(pytest.param(c, id=c.id, marks=marks))
+    return out
+
+
+def test_case_ids_unique():
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+
+
+def _call(c: Case, mode: str = "eager"):
+    """Run a case eagerly, under jit (arrays traced) or under eval_shape (no computation)."""
+    if mode == "eager":
+        return c.fn(*c.args, **c.kwargs)
+    is_array = [isinstance(a, (jax.Array, np.ndarray)) for a in c.args]
+    arrays = [a for a, flag in zip(c.args, is_array) if flag]
+
+    def f(*traced):
+        it = iter(traced)
+        return c.fn(*[next(it) if flag else a for a, flag in zip(c.args, is_array)], **c.kwargs)
+
+    if mode == "jit":
+        return jax.jit(f)(*arrays)
+    return jax.eval_shape(f, *arrays)
+
+
+def _raise(c: Case, mode: str = "eager") -> BaseException:
+    with pytest.raises(c.exc, match=c.match) as info:
+        _call(c, mode)
+    assert type(info.value) is c.exc, (type(info.value), str(info.value))
+    return info.value
+
+
+@pytest.mark.parametrize("c", _params(CASES, "table"))
+def test_bad_call_raises(c: Case):
+    _raise(c)
+
+
+@pytest.mark.parametrize("mode", ["jit", "eval_shape"])
+@pytest.mark.parametrize("c", [pytest.param(c, id=c.id) for c in CASES if not c.xfail])
+def test_raised_at_trace_time(c: Case, mode: str):
+    eager = _raise(c)
+    traced = _raise(c, mode)
+    assert type(traced) is type(eager)
+    assert str(traced) == str(eager)
+
+
+_NUMPY_OR_TRACER_REPR = re.compile(r"np\.\w+\(|array\(|Array\(|Tracer|dtype\(")
+
+
+def check_message(fn: str, msg: str, none_ok: bool = False) -> None:
+    """One line, starts with "fn: `", no placeholder/numpy reprs, balanced brackets."""
+    assert "\n" not in msg, msg
+    assert msg.startswith(f"{fn}: `"), msg
+    assert none_ok or "(=None)" not in msg, msg
+    assert not _NUMPY_OR_TRACER_REPR.search(msg), msg
+    depth = {"(": 0, "[": 0}
+    close = {")": "(", "]": "["}
+    for ch in msg:
+        if ch in depth:
+            depth[ch] += 1
+        elif ch in close:
+            depth[close[ch]] -= 1
+            assert depth[close[ch]] >= 0, f"unbalanced {ch!r} in {msg!r}"
+    assert depth == {"(": 0, "[": 0}, f"unbalanced brackets in {msg!r}"
+    assert "``" not in msg and msg.count("`") % 2 == 0, msg
+
+
+@pytest.mark.parametrize("c", [p for p in _params(CASES, "form") if not p.values[0].xfail])
+def test_messages_read_well(c: Case):
+    msg = str(_raise(c))
+    print(f"[{c.id}] {msg}")  # pytest -s tests/test_errors.py -k read_well shows them all
+    check_message(c.fn.__name__, msg, none_ok=r"\(=None\)" in c.match)
+    # A setting passed as one scalar is echoed as that scalar, not as a tuple of several
+    # settings. (`padding` is exempt: its normalised (lo, hi) pairs are the informative echo.)
+    head = re.match(r"\w+: `(\w+)` \(=(.)", msg)
+    if head and head[1] in c.kwargs and head[1] != "padding":
+        if not isinstance(c.kwargs[head[1]], (tuple, list)):
+            assert head[2] != "(", f"`{head[1]}` passed as a scalar but echoed as a tuple: {msg}"
+
+
+def test_traced_setting_is_a_type_error():
+    """Settings are static: a traced stride/groups is reported as such, at trace time."""
+    with pytest.raises(TypeError, match=r"^conv: `stride` \(=.*\) must be an int"):
+        jax.jit(lambda x, s: conv(x, W, stride=s))(X, 2)
+    with pytest.raises(TypeError, match=r"^conv: `groups` \(=.*\) must be an int"):
+        jax.jit(lambda x, s: conv(x, W, groups=s))(X, 1)
+
+
+def test_errors_under_vmap_and_grad():
+    c = next(c for c in CASES if c.id == "conv-groups-not-dividing-out")
+    x, w = c.args
+    with pytest.raises(ValueError, match=c.match):
+        jax.vmap(lambda x: conv(x, w, groups=3))(x[None])
+    with pytest.raises(ValueError, match=c.match):
+        jax.grad(lambda x: conv(x, w, groups=3).sum())(x)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda: conv(X1, W1, padding=7, padding_mode="circular"), id="circular-eq"),
+        pytest.param(lambda: conv(X1, W1, padding=6, padding_mode="reflect"), id="reflect-n-1"),
+        pytest.param(lambda: conv(X1, W1, padding=50, padding_mode="replicate"), id="replicate"),
+        pytest.param(lambda: conv(X, W, padding="same"), id="padding-lowercase"),
+        pytest.param(lambda: conv(X, W, padding=((0, 0), 1)), id="padding-mixed-forms"),
+        pytest.param(lambda: conv(X, W, flip=np.bool_(True)), id="flip-numpy-bool"),
+        pytest.param(lambda: conv(X, W, stride=np.int64(2), groups=np.int32(1)), id="np-ints"),
+        pytest.param(lambda: conv(ones((2, 3, 3, 4)), W), id="kernel-equals-input"),
+        pytest.param(lambda: conv(ones((2, 1, 1, 4)), W, padding=1), id="kernel-fits-padded"),
+        pytest.param(lambda: conv(X, W, jnp.ones((6,), jnp.float16)), id="bias-other-float"),
+        pytest.param(lambda: conv(X.astype(jnp.bfloat16), W.astype(jnp.bfloat16)), id="bfloat16"),
+        pytest.param(
+            lambda: conv_transpose(G, W, dilation=2, output_padding=1), id="ct-op-below-dilation"
+        ),
+        pytest.param(
+            lambda: conv_transpose(G, W, stride=2, output_size=(8, 7)), id="ct-output-size-max"
+        ),
+        pytest.param(
+            lambda: conv_general_dilated(XC, WC, S11, ((-1, 0), (0, 0))), id="cgd-negative-crop"
+        ),
+        pytest.param(lambda: conv_general_dilated(XC, WC, 1, "SAME_LOWER"), id="cgd-int-stride"),
+    ],
+)
+def test_boundary_calls_are_accepted(call):
+    """The edges of each check: the largest legal value passes (no off-by-one in the checks)."""
+    out = jax.eval_shape(call)
+    assert all(d > 0 for d in out.shape), out.shape
+
+
+def test_public_functions_are_covered():
+    """Every conv-family function has at least one bad call in the table."""
+    names = {c.fn.__name__ for c in CASES}
+    assert names == {
+        "conv",
+        "conv_transpose",
+        "conv_input_grad",
+        "conv_weight_grad",
+        "conv_general_dilated",
+    }
+    for n in names:
+        assert getattr(jaxconv, n).__name__ == n
