@@ -1,60 +1,142 @@
-"""The explicit gradients of `conv`: `conv_input_grad` (dL/dx) and `conv_weight_grad` (dL/dw).
+"""The convolution family's three linear maps and their explicit VJPs.
 
-These are the pieces every backward pass in the convolution family is made of (like
-`torch.nn.grad.conv2d_input` / `conv2d_weight`). Each is built from `conv_general_dilated`'s
-custom_vjp core, so differentiating them again (grad-of-grad) also runs on explicit rules:
-the VJP of `conv_input_grad` is `conv` (w.r.t. g) and `conv_weight_grad` (w.r.t. w); the VJP of
-`conv_weight_grad` is `conv_input_grad` (w.r.t. x) and `conv` (w.r.t. g).
+With A_w x = conv(x, w) = B_x w, the family is closed under transposition:
 
-Backward algorithms (``backward=``):
+- ``conv(x, w)``; VJP: dx = ``input_grad(w, g)`` = A_w^T g, dw = ``weight_grad(x, g)`` = B_x^T g.
+- ``input_grad(w, g)``; VJP for a cotangent c of dx's shape: w.r.t. g, <c, A_w^T g> =
+  <A_w c, g> gives ``conv(c, w)``; w.r.t. w, <conv(c, w), g> gives ``weight_grad(c, g)``.
+- ``weight_grad(x, g)``; VJP for c of w's shape: w.r.t. g, ``conv(x, c)``; w.r.t. x,
+  ``input_grad(c, g)``.
 
-- ``"transpose"`` (seeds 000, 001 Eq. 20-21, 002): g zero-dilated by the stride, padded by
-  d(k-1) - lo low, correlated with the 180-degree-rotated kernel whose in/out channels are
-  swapped and regrouped per group. See `jaxconv._general` for the shape algebra.
-- ``"phase"`` (polyphase, seed 004's i % stride) and ``"matmul"`` (im2col, seed 002's C^T):
-  not implemented yet; they raise NotImplementedError.
-- ``"auto"``: currently always ``"transpose"``.
+So every derivative of every order runs on these three rules, whatever algorithm (`_lowering`)
+computes each value. All three work in channels-last form on a static `Geometry`; the public
+functions convert layouts at the edge.
+
+Public here: `conv_input_grad` and `conv_weight_grad` (like `torch.nn.grad.conv2d_input` /
+`conv2d_weight`).
 """
 
 from __future__ import annotations
 
+from functools import partial
+
+import jax
 import jax.numpy as jnp
 from jax import lax
 
 from jaxconv import _validate as v
-from jaxconv._general import transpose_lhs, transpose_rhs
+from jaxconv._auto import geometry
+from jaxconv._lowering import DW, DX, FWD, Geometry
 from jaxconv._spec import ConvSpec, make_spec, output_shape
 
-NOT_YET = ("phase", "matmul")
+
+def add_bias(y, b):
+    return y if b is None else y + b.astype(y.dtype)
 
 
-def check_backward(fn: str, backward: str) -> None:
-    if backward in NOT_YET:
-        raise NotImplementedError(
-            f"{fn}: `backward` (={backward!r}) is not implemented yet; "
-            "use 'transpose' or 'auto' (the algorithms 'phase' and 'matmul' are planned)"
-        )
+def _out_dtype(geo, *arrays):
+    return geo.pet or jnp.result_type(*arrays)
 
 
-def _spatial_kernel_axes(spec: ConvSpec):
-    return spec.params.dimension_numbers.rhs_spec[2:]
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def conv_cl(geo: Geometry, x, w, b):
+    """Channels-last convolution plus bias (None allowed), computed by `geo.fwd`."""
+    return add_bias(FWD[geo.fwd](x, w, geo).astype(_out_dtype(geo, x, w)), b)
 
 
-def input_grad(spec: ConvSpec, w, g, x_shape):
-    """dL/dx of the convolution `spec` (after `make_spec`), zero padding."""
-    check_backward("conv_input_grad", spec.backward)
-    if spec.flip:
-        w = lax.rev(w, _spatial_kernel_axes(spec))
-    return transpose_lhs(spec.params, g, w, tuple(x_shape))
+def _conv_fwd(geo, x, w, b):
+    return conv_cl(geo, x, w, b), (x, w, b)
 
 
-def weight_grad(spec: ConvSpec, x, g, w_shape):
-    """dL/dw of the convolution `spec` (after `make_spec`), zero padding."""
-    check_backward("conv_weight_grad", spec.backward)
-    dw = transpose_rhs(spec.params, x, g, tuple(w_shape))
-    if spec.flip:
-        dw = lax.rev(dw, _spatial_kernel_axes(spec))
-    return dw
+def _conv_bwd(geo, res, g):
+    x, w, b = res
+    with jax.named_scope("jaxconv_bwd"):
+        dx = input_grad_cl(geo, w, g).astype(x.dtype)
+        dw = weight_grad_cl(geo, x, g).astype(w.dtype)
+        db = None if b is None else jnp.sum(g, axis=tuple(range(g.ndim - 1))).astype(b.dtype)
+    return dx, dw, db
+
+
+conv_cl.defvjp(_conv_fwd, _conv_bwd)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def input_grad_cl(geo: Geometry, w, g):
+    """dx = A_w^T g, computed by `geo.dx` ("transpose", "phase", "matmul", "shift")."""
+    if geo.dx == "phase":
+        dx = DX["phase"](g, w, geo, fwd=geo.fwd if geo.fwd != "shift" else "xla")
+    else:
+        dx = DX[geo.dx](g, w, geo)
+    assert dx.shape[:-1] == geo.x_shape[:-1], (dx.shape, geo.x_shape)
+    return dx.astype(_out_dtype(geo, w, g))
+
+
+def _input_grad_fwd(geo, w, g):
+    return input_grad_cl(geo, w, g), (w, g)
+
+
+def _input_grad_bwd(geo, res, c):
+    w, g = res
+    with jax.named_scope("jaxconv_bwd"):
+        dw = weight_grad_cl(geo, c, g).astype(w.dtype)
+        dg = conv_cl(geo, c, w, None).astype(g.dtype)
+    return dw, dg
+
+
+input_grad_cl.defvjp(_input_grad_fwd, _input_grad_bwd)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def weight_grad_cl(geo: Geometry, x, g):
+    """dw = B_x^T g, computed by `geo.dw` ("xla", "matmul", "shift")."""
+    dw = DW[geo.dw](x, g, geo)
+    assert dw.shape == geo.w_shape, (dw.shape, geo.w_shape)
+    return dw.astype(_out_dtype(geo, x, g))
+
+
+def _weight_grad_fwd(geo, x, g):
+    return weight_grad_cl(geo, x, g), (x, g)
+
+
+def _weight_grad_bwd(geo, res, c):
+    x, g = res
+    with jax.named_scope("jaxconv_bwd"):
+        dx = input_grad_cl(geo, c, g).astype(x.dtype)
+        dg = conv_cl(geo, x, c, None).astype(g.dtype)
+    return dx, dg
+
+
+weight_grad_cl.defvjp(_weight_grad_fwd, _weight_grad_bwd)
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def to_cl(a, layout):
+    """An activation (N, C, *sp) -> (N, *sp, C); channels_last passes through."""
+    return a if layout == "channels_last" else jnp.moveaxis(a, 1, -1)
+
+
+def from_cl(a, layout):
+    return a if layout == "channels_last" else jnp.moveaxis(a, -1, 1)
+
+
+def kernel_to_cl(w, layout, flip=False):
+    """A kernel (C_out, C_in // G, *k) -> (*k, C_in // G, C_out); rot180 when `flip`."""
+    if layout == "channels_first":
+        w = jnp.transpose(w, (*range(2, w.ndim), 1, 0))
+    return lax.rev(w, tuple(range(w.ndim - 2))) if flip else w
+
+
+def kernel_from_cl(w, layout, flip=False):
+    if flip:
+        w = lax.rev(w, tuple(range(w.ndim - 2)))
+    if layout == "channels_first":
+        w = jnp.transpose(w, (w.ndim - 1, w.ndim - 2, *range(w.ndim - 2)))
+    return w
+
+
+# --------------------------------------------------------------------------- public
 
 
 def _check_g(fn: str, spec: ConvSpec, x_shape, w_shape, g, other: str, a) -> None:
@@ -97,9 +179,10 @@ def conv_input_grad(
       g: gradient of the output, the shape `conv` gives for `input_shape`.
       stride, padding, dilation, groups, flip, layout, precision, preferred_element_type:
         the forward convolution's settings (zero padding), see `conv`.
-      backward: "auto" | "transpose" (the algorithm, see the module docstring).
+      backward: the algorithm: "auto", "transpose" (zero-dilated g, one lax convolution),
+        "phase" (polyphase, stride^D stride-1 convolutions), "matmul" (im2col/col2im).
     Returns:
-      dx of shape `input_shape`, dtype of w.
+      dx of shape `input_shape`.
     """
     fn = "conv_input_grad"
     v.check_float(fn, "w", w)
@@ -120,7 +203,9 @@ def conv_input_grad(
         x_arg="input_shape",
     )
     _check_g(fn, spec, x_shape, w.shape, g, "w", w)
-    return input_grad(spec, w, g, x_shape).astype(jnp.result_type(w))
+    geo = geometry(spec, x_shape, w.shape)
+    dx = input_grad_cl(geo, kernel_to_cl(w, layout, spec.flip), to_cl(g, layout))
+    return from_cl(dx, layout)
 
 
 def conv_weight_grad(
@@ -142,7 +227,8 @@ def conv_weight_grad(
 
     .. math:: dw[m, c, f] = \\sum_{n, j} g[n, j, f]\\, \\tilde x[n, j s + m d, c]
 
-    (x̃ the zero-padded input; weight sharing sums over every window, seeds 001 Eq. 13-14, 003, 004.)
+    (x̃ the zero-padded input; weight sharing sums over every window: seeds 001 Eq. 13-14,
+    003, 004.)
 
     Args:
       x: input, (N, *spatial, C_in) or (N, C_in, *spatial).
@@ -150,7 +236,7 @@ def conv_weight_grad(
       g: gradient of the output, the shape `conv` gives.
       other settings: as `conv_input_grad`.
     Returns:
-      dw of shape `weight_shape`, dtype of x.
+      dw of shape `weight_shape`.
     """
     fn = "conv_weight_grad"
     v.check_float(fn, "x", x)
@@ -171,4 +257,6 @@ def conv_weight_grad(
         w_arg="weight_shape",
     )
     _check_g(fn, spec, x.shape, w_shape, g, "x", x)
-    return weight_grad(spec, x, g, w_shape).astype(jnp.result_type(x))
+    geo = geometry(spec, x.shape, w_shape)
+    dw = weight_grad_cl(geo, to_cl(x, layout), to_cl(g, layout))
+    return kernel_from_cl(dw, layout, spec.flip)

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from functools import partial
-
-import jax
-import jax.numpy as jnp
-from jax import lax
-
 from jaxconv import _padmode
 from jaxconv import _validate as v
-from jaxconv._backward import check_backward, input_grad, weight_grad
-from jaxconv._general import conv_p
-from jaxconv._spec import ConvSpec, make_spec
+from jaxconv._auto import geometry
+from jaxconv._backward import conv_cl, from_cl, kernel_to_cl, to_cl
+from jaxconv._spec import make_spec
 
 
 def conv(
@@ -58,7 +52,9 @@ def conv(
       flip: true convolution instead of cross-correlation.
       padding_mode: "zeros", "reflect", "replicate" or "circular".
       layout: "channels_last" or "channels_first".
-      backward: input-gradient algorithm, see `jaxconv._backward` ("auto", "transpose").
+      backward: "auto" (default: the fastest exact algorithm for the shape, measured rule in
+        `jaxconv._auto`), "transpose" (lax convolutions, what JAX's autodiff computes),
+        "phase" (polyphase input gradient), "matmul" (im2col / col2im + matrix products).
       precision, preferred_element_type: as in `jax.lax.conv_general_dilated`.
     Returns:
       y: (N, *out_spatial, C_out) (or channels-first), out = (n + lo + hi - d(k-1) - 1) // s + 1.
@@ -89,54 +85,10 @@ def conv(
         preferred_element_type=preferred_element_type,
         padding_mode=padding_mode,
     )
-    check_backward(fn, spec.backward)
     v.check_bias(fn, bias, v.split_kernel(w.shape, layout)[2])
+    geo = geometry(spec, x.shape, w.shape)
+    x = to_cl(x, layout)
     if spec.padding_mode != "zeros":
-        x = _padmode.pad(
-            x, spec.mode_pads, spec.padding_mode, spec.params.dimension_numbers.lhs_spec[2:]
-        )
-        spec = spec._replace(padding_mode="zeros", mode_pads=((0, 0),) * len(spec.mode_pads))
-    return _conv(spec, x, w, bias)
-
-
-def add_bias(y, b, layout: str):
-    """y + b over the channel axis."""
-    if b is None:
-        return y
-    if layout == "channels_first":
-        b = b.reshape((-1,) + (1,) * (y.ndim - 2))
-    return y + b.astype(y.dtype)
-
-
-def bias_grad(g, b, layout: str):
-    """db[f] = sum over batch and space of g[..., f]."""
-    if b is None:
-        return None
-    axes = tuple(a for a in range(g.ndim) if a != (1 if layout == "channels_first" else g.ndim - 1))
-    return jnp.sum(g, axis=axes).astype(b.dtype)
-
-
-def kernel(spec: ConvSpec, w):
-    """The kernel the correlation uses: w, or rot180(w) for a true convolution."""
-    return lax.rev(w, spec.params.dimension_numbers.rhs_spec[2:]) if spec.flip else w
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _conv(spec: ConvSpec, x, w, b):
-    return add_bias(conv_p(spec.params, x, kernel(spec, w)), b, spec.layout)
-
-
-def _conv_fwd(spec, x, w, b):
-    return _conv(spec, x, w, b), (x, w, b)
-
-
-def _conv_bwd(spec, res, g):
-    x, w, b = res
-    with jax.named_scope("jaxconv_bwd"):
-        dx = input_grad(spec, w, g, x.shape).astype(x.dtype)
-        dw = weight_grad(spec, x, g, w.shape).astype(w.dtype)
-        db = bias_grad(g, b, spec.layout)
-    return dx, dw, db
-
-
-_conv.defvjp(_conv_fwd, _conv_bwd)
+        x = _padmode.pad(x, spec.mode_pads, spec.padding_mode, range(1, x.ndim - 1))
+    y = conv_cl(geo, x, kernel_to_cl(w, layout, spec.flip), bias)
+    return from_cl(y, layout)

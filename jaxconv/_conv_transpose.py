@@ -6,13 +6,21 @@ from collections.abc import Sequence
 from functools import partial
 
 import jax
-from jax import lax
+import jax.numpy as jnp
 
 from jaxconv import _validate as v
-from jaxconv._backward import check_backward, input_grad, weight_grad
-from jaxconv._conv import add_bias, bias_grad, kernel
-from jaxconv._general import conv_p
-from jaxconv._spec import ConvSpec, make_spec
+from jaxconv._auto import geometry
+from jaxconv._backward import (
+    add_bias,
+    conv_cl,
+    from_cl,
+    input_grad_cl,
+    kernel_to_cl,
+    to_cl,
+    weight_grad_cl,
+)
+from jaxconv._lowering import Geometry
+from jaxconv._spec import make_spec
 
 
 def conv_transpose(
@@ -145,7 +153,6 @@ def conv_transpose(
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
-    check_backward(fn, spec.backward)
     v.check_bias(fn, bias, cin_g * groups)
     # The conv of an n-sized input with pads (lo, hi_eff) has exactly o outputs (hi_eff may be
     # negative: output_padding cells beyond the kernel's reach get no contribution).
@@ -155,7 +162,9 @@ def conv_transpose(
     spec = spec._replace(
         params=spec.params._replace(padding=tuple((lo, h) for (lo, _), h in zip(pads, hi_eff)))
     )
-    return _conv_transpose(spec, x_shape, y, w, bias)
+    geo = geometry(spec, x_shape, w.shape)
+    x = _conv_transpose(geo, to_cl(y, layout), kernel_to_cl(w, layout, spec.flip), bias)
+    return from_cl(x, layout)
 
 
 def _output_size(fn, output_size, nd):
@@ -166,24 +175,22 @@ def _output_size(fn, output_size, nd):
     return tuple(v.as_int(fn, "output_size", s) for s in output_size)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _conv_transpose(spec: ConvSpec, x_shape, y, w, b):
-    x = input_grad(spec, w, y, x_shape)
-    return add_bias(
-        x.astype(lax.dtype(x) if spec.params.preferred_element_type else y.dtype), b, spec.layout
-    )
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _conv_transpose(geo: Geometry, y, w, b):
+    """Channels-last: the input gradient of the conv `geo` applied to y, plus bias."""
+    return add_bias(input_grad_cl(geo, w, y), b)
 
 
-def _conv_transpose_fwd(spec, x_shape, y, w, b):
-    return _conv_transpose(spec, x_shape, y, w, b), (y, w, b)
+def _conv_transpose_fwd(geo, y, w, b):
+    return _conv_transpose(geo, y, w, b), (y, w, b)
 
 
-def _conv_transpose_bwd(spec, x_shape, res, g):
+def _conv_transpose_bwd(geo, res, g):
     y, w, b = res
     with jax.named_scope("jaxconv_bwd"):
-        dy = conv_p(spec.params, g, kernel(spec, w)).astype(y.dtype)
-        dw = weight_grad(spec, g, y, w.shape).astype(w.dtype)
-        db = bias_grad(g, b, spec.layout)
+        dy = conv_cl(geo, g, w, None).astype(y.dtype)  # the adjoint of the adjoint: conv
+        dw = weight_grad_cl(geo, g, y).astype(w.dtype)  # roles of x and g exchanged
+        db = None if b is None else jnp.sum(g, axis=tuple(range(g.ndim - 1))).astype(b.dtype)
     return dy, dw, db
 
 

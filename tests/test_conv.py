@@ -12,6 +12,7 @@ from jax import lax
 
 import jaxconv as jc
 
+BACKWARDS = ["auto", "transpose", "phase", "matmul"]
 JNP_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
@@ -22,7 +23,9 @@ def lax_dn(nd, layout):
     return (f"NC{sp}", f"OI{sp}", f"NC{sp}")
 
 
-def lax_conv(x, w, b, *, stride, padding, dilation, groups, flip, padding_mode, layout):
+def lax_conv(
+    x, w, b, *, stride, padding, dilation, groups, flip, padding_mode, layout, backward=None
+):
     """The plain forward: jnp.pad for the padding mode, then one lax.conv_general_dilated."""
     nd = x.ndim - 2
     sp_axes = tuple(range(1, nd + 1)) if layout == "channels_last" else tuple(range(2, nd + 2))
@@ -88,6 +91,7 @@ def conv_cases(draw, modes=True):
         flip=draw(st.booleans()),
         layout=layout,
         padding_mode=mode,
+        backward=draw(st.sampled_from(BACKWARDS)),
     )
     ref_padding = tuple(pairs) if pairs is not None else padding
     return x_shape, w_shape, draw(st.booleans()), padding, ref_padding, kw
@@ -146,8 +150,10 @@ CHECK_GRADS_CASES = [
 ]
 
 
+@pytest.mark.parametrize("backward", BACKWARDS)
 @pytest.mark.parametrize("kw", CHECK_GRADS_CASES, ids=str)
-def test_check_grads_order2(kw, rng):
+def test_check_grads_order2(kw, backward, rng):
+    kw = dict(kw, backward=backward)
     layout = kw.get("layout", "channels_last")
     g = kw.get("groups", 1)
     x_shape = (2, 6, 5, 4) if layout == "channels_last" else (2, 4, 6, 5)

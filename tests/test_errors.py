@@ -197,10 +197,6 @@ CONV = [
     case("conv-backward-unknown", conv, (X, W), {"backward": "fft"}, V,
          say(_c, "backward", "fft")),
     case("conv-backward-none", conv, (X, W), {"backward": None}, V, say(_c, "backward", None)),
-    case("conv-backward-phase-not-implemented", conv, (X, W), {"backward": "phase"}, NI,
-         say(_c, "backward", "phase", rest=" is not implemented")),
-    case("conv-backward-matmul-not-implemented", conv, (X, W), {"backward": "matmul"}, NI,
-         say(_c, "backward", "matmul", rest=" is not implemented")),
     case("conv-flip-int", conv, (X, W), {"flip": 1}, T, say(_c, "flip", 1)),
     case("conv-flip-str", conv, (X, W), {"flip": "yes"}, T, say(_c, "flip", "yes")),
     case("conv-flip-none", conv, (X, W), {"flip": None}, T, say(_c, "flip", None)),
@@ -288,10 +284,6 @@ CT = [
          say(_t, "layout", "NCHW")),
     case("ct-backward-unknown", conv_transpose, (G, W), {"backward": "fft"}, V,
          say(_t, "backward", "fft")),
-    case("ct-backward-phase-not-implemented", conv_transpose, (G, W), {"backward": "phase"},
-         NI, say(_t, "backward", "phase")),
-    case("ct-backward-matmul-not-implemented", conv_transpose, (G, W), {"backward": "matmul"},
-         NI, say(_t, "backward", "matmul")),
     case("ct-flip-int", conv_transpose, (G, W), {"flip": 0}, T, say(_t, "flip", 0)),
 ]
 
@@ -342,10 +334,6 @@ IG = [
          say(_i, "layout", "NHWC")),
     case("ig-backward-unknown", conv_input_grad, (X.shape, W, G), {"backward": "nope"}, V,
          say(_i, "backward", "nope")),
-    case("ig-backward-phase-not-implemented", conv_input_grad, (X.shape, W, G),
-         {"backward": "phase"}, NI, say(_i, "backward", "phase")),
-    case("ig-backward-matmul-not-implemented", conv_input_grad, (X.shape, W, G),
-         {"backward": "matmul"}, NI, say(_i, "backward", "matmul")),
     case("ig-flip-str", conv_input_grad, (X.shape, W, G), {"flip": "no"}, T,
          say(_i, "flip", "no")),
 ]
@@ -387,10 +375,6 @@ WG = [
          say(_w, "layout", 1)),
     case("wg-backward-unknown", conv_weight_grad, (X, W.shape, G), {"backward": "fft"}, V,
          say(_w, "backward", "fft")),
-    case("wg-backward-phase-not-implemented", conv_weight_grad, (X, W.shape, G),
-         {"backward": "phase"}, NI, say(_w, "backward", "phase")),
-    case("wg-backward-matmul-not-implemented", conv_weight_grad, (X, W.shape, G),
-         {"backward": "matmul"}, NI, say(_w, "backward", "matmul")),
     case("wg-flip-int", conv_weight_grad, (X, W.shape, G), {"flip": 1}, T, say(_w, "flip", 1)),
 ]
 

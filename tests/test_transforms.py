@@ -84,16 +84,18 @@ def _eqns(jaxpr):
             yield from _eqns(sub)
 
 
-def test_gradient_jaxpr_runs_our_rules(xw):
-    """Walk the jaxpr of jax.grad: every convolution of the backward pass sits inside one of
-    jaxconv's custom_vjp calls, traced in its `jaxconv_bwd` scope; none is a bare conv that JAX's
-    own transpose rule emitted. (The same walk over the lax version finds exactly those.)"""
+@pytest.mark.parametrize("backward", ["auto", "transpose", "phase", "matmul"])
+def test_gradient_jaxpr_runs_our_rules(xw, backward):
+    """Walk the jaxpr of jax.grad: every convolution or matrix product of the backward pass
+    sits inside one of jaxconv's custom_vjp calls, traced in its `jaxconv_bwd` scope; none is a
+    bare one that JAX's own transpose rules emitted. (The same walk over the lax version finds
+    exactly those.)"""
     x, w = xw
     loss = lambda conv: lambda x, w: jnp.sum(conv(x, w) ** 2)
     grad = lambda conv: jax.make_jaxpr(jax.grad(loss(conv), argnums=(0, 1)))(x, w).jaxpr
 
-    ours = grad(lambda x, w: jc.conv(x, w, **KW))
-    bare = [e for e in ours.eqns if e.primitive.name == "conv_general_dilated"]
+    ours = grad(lambda x, w: jc.conv(x, w, backward=backward, **KW))
+    bare = [e for e in ours.eqns if e.primitive.name in ("conv_general_dilated", "dot_general")]
     assert bare == [], "a convolution ran outside jaxconv's custom_vjp rules"
     bwd = [
         e
@@ -101,9 +103,10 @@ def test_gradient_jaxpr_runs_our_rules(xw):
         if e.primitive.name.startswith("custom_vjp")
         and "jaxconv_bwd" in str(e.source_info.name_stack)
     ]
-    assert len(bwd) == 2  # dx and dw, each one call of jaxconv's convolution core
-    convs = [e for e in _eqns(ours) if e.primitive.name == "conv_general_dilated"]
-    assert len(convs) == 3  # forward + dx + dw
+    assert len(bwd) == 2  # dx and dw, each one call of jaxconv's custom_vjp family
+    if backward == "transpose":
+        convs = [e for e in _eqns(ours) if e.primitive.name == "conv_general_dilated"]
+        assert len(convs) == 3  # forward + dx + dw, what autodiff would run
 
     theirs = grad(lambda x, w: lax_conv(x, w, None, **REF_KW))
     transposed = [
@@ -117,24 +120,28 @@ def test_gradient_jaxpr_runs_our_rules(xw):
 
 @contextlib.contextmanager
 def jax_conv_rules_disabled():
-    """Make JAX's own JVP and transpose rules of the convolution primitive raise."""
-    prim = lax.conv_general_dilated_p
+    """Make JAX's own JVP and transpose rules of convolutions and matrix products raise."""
+    prims = [lax.conv_general_dilated_p, lax.dot_general_p]
 
     def boom(*args, **kwargs):
         raise AssertionError("JAX's own convolution derivative rule was used")
 
-    saved = ad.primitive_jvps.get(prim), ad.primitive_transposes.get(prim)
-    ad.primitive_jvps[prim], ad.primitive_transposes[prim] = boom, boom
+    saved = [(ad.primitive_jvps.get(p), ad.primitive_transposes.get(p)) for p in prims]
+    for p in prims:
+        ad.primitive_jvps[p], ad.primitive_transposes[p] = boom, boom
     try:
         yield
     finally:
-        ad.primitive_jvps[prim], ad.primitive_transposes[prim] = saved
+        for p, (jvp, transpose) in zip(prims, saved):
+            ad.primitive_jvps[p], ad.primitive_transposes[p] = jvp, transpose
 
 
-def test_no_fallback_to_jax_conv_rules(xw):
-    """With JAX's conv derivative rules disabled, every jaxconv gradient still works (to second
-    order) -- and the plain lax version fails, which shows the switch is real."""
+@pytest.mark.parametrize("backward", ["auto", "transpose", "phase", "matmul"])
+def test_no_fallback_to_jax_conv_rules(xw, backward):
+    """With JAX's conv and dot derivative rules disabled, every jaxconv gradient still works (to
+    second order) -- and the plain lax version fails, which shows the switch is real."""
     x, w = xw
+    KW = dict(globals()["KW"], backward=backward)
     b = jnp.ones(6)
     y = jc.conv(x, w, **KW)
     fns = {

@@ -1,0 +1,366 @@
+"""Exact lowerings of the three convolutions of a conv layer: forward, dx and dw.
+
+Everything here works in channels-last form, x ``(N, *n, C)``, w ``(*k, C // G, F)``,
+g ``(N, *o, F)``, and is pure jnp/lax: no custom VJPs (the family in `_backward.py` wraps these in
+its custom VJPs, so how a value is computed never changes how it is differentiated).
+One spatial dim shown; stride s, dilation d, padding (lo, hi); every dim is alike.
+
+Forward ``y[j] = sum_m w[m] x_p[j s + m d]``:
+  - "xla": one `lax.conv_general_dilated`.
+  - "matmul" (im2col, seed 002's matrix C): the K = prod(k) strided slices of x_p, one per tap,
+    side by side -> patches (M, K C); one `dot_general` with w as (K C, F).
+  - "shift" (depthwise, C // G == 1): y = sum_m slice_m(x_p) * w[m], a fused multiply-add loop.
+
+Input gradient ``dx[i] = sum_{j s + m d = i + lo} g[j] w[m]``:
+  - "transpose" (seeds 000/001/002): g zero-dilated by s, correlated with rot180(w) whose in/out
+    channels are swapped and regrouped, one lax convolution with lhs dilation.
+  - "phase" (seed 004's i % s; seed 002's "deconvolution = two convolutions"): the outputs i
+    with (i + lo) % s == r only see the taps m with m d % s == r; each residue class is a
+    stride-1 correlation of g with that sub-kernel (no multiplications by inserted zeros),
+    and the s^D classes are interleaved by interior padding.
+  - "matmul" (col2im, seed 002's C^T): dP = g w^T, (M, F) x (F, K C), then every tap's
+    column is added back at its offset (lax.pad with interior padding s - 1).
+  - "shift" (depthwise): dx = sum_m place_m(g * w[m]).
+
+Weight gradient ``dw[m] = sum_j g[j] x_p[j s + m d]`` (seeds 001 Eq. 13-14, 003, 004):
+  - "xla": one lax convolution of x with g as kernel (batch and feature axes swapped).
+  - "matmul": patches^T g, (K C, M) x (M, F).
+  - "shift" (depthwise): dw[m] = sum over batch and space of slice_m(x_p) * g.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jax import lax
+
+
+class Geometry(NamedTuple):
+    """Static description of one channels-last convolution and the algorithms to use."""
+
+    x_shape: tuple  # (N, *n, C)
+    w_shape: tuple  # (*k, C // G, F)
+    stride: tuple
+    pads: tuple  # (lo, hi) per dim; hi may be negative (conv_transpose's output_padding)
+    dilation: tuple
+    groups: int
+    precision: object
+    pet: object  # preferred_element_type or None
+    fwd: str  # "xla" | "matmul" | "shift"
+    dx: str  # "transpose" | "phase" | "matmul" | "shift"
+    dw: str  # "xla" | "matmul" | "shift"
+
+    @property
+    def nd(self):
+        return len(self.stride)
+
+    @property
+    def k(self):
+        return self.w_shape[:-2]
+
+    @property
+    def out_shape(self):
+        n = self.x_shape[1:-1]
+        o = tuple(
+            (nn + lo + hi - (kk - 1) * d - 1) // s + 1
+            for nn, kk, s, d, (lo, hi) in zip(n, self.k, self.stride, self.dilation, self.pads)
+        )
+        return (self.x_shape[0], *o, self.w_shape[-1])
+
+
+def _dn(nd):
+    sp = tuple(range(1, nd + 1))
+    return lax.ConvDimensionNumbers((0, nd + 1, *sp), (nd + 1, nd, *range(nd)), (0, nd + 1, *sp))
+
+
+def _dot(a, b, contract, batch, geo):
+    return lax.dot_general(
+        a, b, (contract, batch), precision=geo.precision, preferred_element_type=geo.pet
+    )
+
+
+def _pad_x(x, geo):
+    cfg = [(0, 0, 0), *((lo, hi, 0) for lo, hi in geo.pads), (0, 0, 0)]
+    return lax.pad(x, jnp.zeros((), x.dtype), cfg)
+
+
+def _taps(geo):
+    return list(itertools.product(*(range(kk) for kk in geo.k)))
+
+
+def _slice(xp, m, geo, o):
+    """x_p[:, m d : m d + (o - 1) s + 1 : s, :] -- the inputs tap m reads, (N, *o, C)."""
+    start = (0, *(mm * d for mm, d in zip(m, geo.dilation)), 0)
+    limit = (
+        xp.shape[0],
+        *(mm * d + (oo - 1) * s + 1 for mm, d, oo, s in zip(m, geo.dilation, o, geo.stride)),
+        xp.shape[-1],
+    )
+    return lax.slice(xp, start, limit, (1, *geo.stride, 1))
+
+
+def _place(v, offsets, geo, n):
+    """Transpose of `_slice` on the unpadded input: v (N, *o, C) put at i = j s + offset."""
+    cfg = [(0, 0, 0)]
+    for off, s, oo, nn in zip(offsets, geo.stride, v.shape[1:-1], n):
+        cfg.append((off, nn - off - (oo - 1) * s - 1, s - 1))
+    cfg.append((0, 0, 0))
+    return lax.pad(v, jnp.zeros((), v.dtype), cfg)
+
+
+def _patches(x, geo):
+    """(N, *o, K, C): every tap's strided slice of the padded input."""
+    xp = _pad_x(x, geo)
+    o = geo.out_shape[1:-1]
+    return jnp.stack([_slice(xp, m, geo, o) for m in _taps(geo)], axis=-2)
+
+
+# --------------------------------------------------------------------------- forward
+
+
+def fwd_xla(x, w, geo):
+    return lax.conv_general_dilated(
+        x,
+        w,
+        geo.stride,
+        geo.pads,
+        None,
+        geo.dilation,
+        _dn(geo.nd),
+        geo.groups,
+        1,
+        geo.precision,
+        geo.pet,
+    )
+
+
+def fwd_matmul(x, w, geo):
+    p = _patches(x, geo)  # (N, *o, K, C)
+    K, G, F = math.prod(geo.k), geo.groups, w.shape[-1]
+    cg = w.shape[-2]
+    lead = p.shape[:-2]
+    if G == 1:
+        y = _dot(
+            p.reshape(*lead, K * cg), w.reshape(K * cg, F), ((p.ndim - 2,), (0,)), ((), ()), geo
+        )
+        return y
+    p = p.reshape(-1, K, G, cg)
+    wg = w.reshape(K, cg, G, F // G)
+    y = _dot(p, wg, ((1, 3), (0, 1)), ((2,), (2,)), geo)  # (G, M, F/G)
+    return jnp.moveaxis(y, 0, 1).reshape(*lead, F)
+
+
+def fwd_shift(x, w, geo):
+    """Depthwise (C // G == 1): y[.., c mult + j] = sum_m slice_m(x_p)[.., c] w[m, 0, c mult+j]."""
+    xp = _pad_x(x, geo)
+    o = geo.out_shape[1:-1]
+    C, F = x.shape[-1], w.shape[-1]
+    mult = F // C
+    wk = w.reshape(-1, F)
+    acc_t = geo.pet or jnp.result_type(x)
+    y = None
+    for t, m in enumerate(_taps(geo)):
+        s = _slice(xp, m, geo, o).astype(acc_t)
+        term = (
+            s * wk[t]
+            if mult == 1
+            else (s[..., None] * wk[t].reshape(C, mult)).reshape(*s.shape[:-1], F)
+        )
+        y = term if y is None else y + term
+    return y
+
+
+FWD = {"xla": fwd_xla, "matmul": fwd_matmul, "shift": fwd_shift}
+
+
+# --------------------------------------------------------------------------- input gradient
+
+
+def swap_kernel(w, groups):
+    """(*k, C // G, F) -> (*k, F // G, C): in/out channels swapped and regrouped per group
+    (seed 002: D filters of depth C -> C filters of depth D)."""
+    *k, cg, f = w.shape
+    w = w.reshape(*k, cg, groups, f // groups)
+    w = jnp.moveaxis(w, -3, -1)  # (*k, G, F/G, C/G)
+    w = jnp.swapaxes(w, -3, -2)  # (*k, F/G, G, C/G)
+    return w.reshape(*k, f // groups, groups * cg)
+
+
+def dx_transpose(g, w, geo):
+    """g zero-dilated by the stride, correlated with the rot180 swapped kernel (seed 000)."""
+    n = geo.x_shape[1:-1]
+    o = geo.out_shape[1:-1]
+    pads = []
+    for nn, oo, kk, s, d, (lo, _) in zip(n, o, geo.k, geo.stride, geo.dilation, geo.pads):
+        k_eff = (kk - 1) * d + 1
+        pads.append((k_eff - 1 - lo, nn - 1 + lo - (oo - 1) * s))
+    wt = swap_kernel(lax.rev(w, tuple(range(geo.nd))), geo.groups)
+    return lax.conv_general_dilated(
+        g,
+        wt,
+        (1,) * geo.nd,
+        pads,
+        geo.stride,
+        geo.dilation,
+        _dn(geo.nd),
+        geo.groups,
+        1,
+        geo.precision,
+        geo.pet,
+    )
+
+
+def _phase_plan(n, o, k, s, d, lo):
+    """Per residue r of (i + lo) mod s: (first i, count, taps, dilation, (pad lo, pad hi))."""
+    plan = []
+    for r in range(s):
+        i0 = (r - lo) % s
+        count = max(0, -(-(n - i0) // s))
+        taps = [m for m in range(k) if (m * d) % s == r]
+        if not taps or not count:
+            plan.append((i0, count, (), 1, (0, 0)))
+            continue
+        step = taps[1] - taps[0] if len(taps) > 1 else 1
+        dil = step * d // s if len(taps) > 1 else 1  # g distance between consecutive taps
+        base = (i0 + lo - taps[-1] * d) // s  # g index read by the last tap for the first i
+        pad_lo = -base
+        pad_hi = count - 1 + (len(taps) - 1) * dil + 1 - o - pad_lo
+        plan.append((i0, count, tuple(taps), dil, (pad_lo, pad_hi)))
+    return plan
+
+
+def dx_phase(g, w, geo, fwd="xla"):
+    """Polyphase input gradient: s^D stride-1 correlations, interleaved. Exact, no zeros."""
+    n = geo.x_shape[1:-1]
+    o = geo.out_shape[1:-1]
+    plans = [
+        _phase_plan(nn, oo, kk, s, d, lo)
+        for nn, oo, kk, s, d, (lo, _) in zip(n, o, geo.k, geo.stride, geo.dilation, geo.pads)
+    ]
+    C = geo.x_shape[-1]
+    out_t = geo.pet or jnp.result_type(g, w)
+    dx = None
+    for phase in itertools.product(*plans):
+        counts = tuple(p[1] for p in phase)
+        if any(not p[2] for p in phase) or not all(counts):
+            continue  # this residue class receives no gradient: stays zero
+        sub = w
+        for axis, (_, _, taps, _, _) in enumerate(phase):  # this class's taps, reversed
+            step = taps[1] - taps[0] if len(taps) > 1 else 1
+            sub = lax.rev(lax.slice_in_dim(sub, taps[0], taps[-1] + 1, step, axis), (axis,))
+        sub = swap_kernel(sub, geo.groups)
+        sub_geo = geo._replace(
+            x_shape=(g.shape[0], *o, g.shape[-1]),
+            w_shape=sub.shape,
+            stride=(1,) * geo.nd,
+            pads=tuple(p[4] for p in phase),
+            dilation=tuple(p[3] for p in phase),
+            fwd=fwd,
+        )
+        part = FWD[fwd](g, sub, sub_geo).astype(out_t)
+        assert part.shape[1:-1] == counts, (part.shape, counts)
+        placed = _place(part, tuple(p[0] for p in phase), geo, n)
+        dx = placed if dx is None else dx + placed
+    if dx is None:
+        dx = jnp.zeros((*geo.x_shape[:-1], C), out_t)
+    return dx
+
+
+def dx_matmul(g, w, geo):
+    """col2im: dP = g w^T, then each tap's column is added back where the tap read."""
+    K, G, F = math.prod(geo.k), geo.groups, w.shape[-1]
+    cg = w.shape[-2]
+    lead = g.shape[:-1]
+    if G == 1:
+        dp = _dot(g, w.reshape(K * cg, F), ((g.ndim - 1,), (1,)), ((), ()), geo)
+        dp = dp.reshape(*lead, K, cg)
+    else:
+        gg = g.reshape(-1, G, F // G)
+        wg = w.reshape(K, cg, G, F // G)
+        dp = _dot(gg, wg, ((2,), (3,)), ((1,), (2,)), geo)  # (G, M, K, C/G)
+        dp = jnp.moveaxis(dp, 0, -2).reshape(*lead, K, G * cg)
+    return _col2im(dp, geo)
+
+
+def _col2im(dp, geo):
+    n = geo.x_shape[1:-1]
+    dx = None
+    for t, m in enumerate(_taps(geo)):
+        off = tuple(mm * d - lo for mm, d, (lo, _) in zip(m, geo.dilation, geo.pads))
+        placed = _place(dp[..., t, :], off, geo, n)
+        dx = placed if dx is None else dx + placed
+    return dx
+
+
+def dx_shift(g, w, geo):
+    """Depthwise input gradient: dx = sum_m place_m(g * w[m]) (multiplier summed out)."""
+    n = geo.x_shape[1:-1]
+    C, F = geo.x_shape[-1], w.shape[-1]
+    mult = F // C
+    wk = w.reshape(-1, F)
+    acc_t = geo.pet or jnp.result_type(g)
+    dx = None
+    for t, m in enumerate(_taps(geo)):
+        v = g.astype(acc_t) * wk[t]
+        if mult > 1:
+            v = v.reshape(*v.shape[:-1], C, mult).sum(-1)
+        off = tuple(mm * d - lo for mm, d, (lo, _) in zip(m, geo.dilation, geo.pads))
+        placed = _place(v, off, geo, n)
+        dx = placed if dx is None else dx + placed
+    return dx
+
+
+DX = {"transpose": dx_transpose, "phase": dx_phase, "matmul": dx_matmul, "shift": dx_shift}
+
+
+# --------------------------------------------------------------------------- weight gradient
+
+
+def dw_xla(x, g, geo):
+    """x correlated with g: batch and feature axes swapped, groups become batch groups."""
+    nd = geo.nd
+    n = geo.x_shape[1:-1]
+    o = geo.out_shape[1:-1]
+    pads = []
+    for nn, oo, kk, s, d, (lo, _) in zip(n, o, geo.k, geo.stride, geo.dilation, geo.pads):
+        pads.append((lo, (oo - 1) * s + 1 - nn + (kk - 1) * d - lo))
+    sp = tuple(range(1, nd + 1))
+    dn = lax.ConvDimensionNumbers((nd + 1, 0, *sp), (nd + 1, 0, *sp), (nd, nd + 1, *range(nd)))
+    return lax.conv_general_dilated(
+        x, g, geo.dilation, pads, None, geo.stride, dn, 1, geo.groups, geo.precision, geo.pet
+    )
+
+
+def dw_matmul(x, g, geo):
+    p = _patches(x, geo)  # (N, *o, K, C)
+    K, G, F = math.prod(geo.k), geo.groups, g.shape[-1]
+    cg = geo.w_shape[-2]
+    p = p.reshape(-1, K, G, cg)
+    gg = g.reshape(-1, G, F // G)
+    dw = _dot(p, gg, ((0,), (0,)), ((2,), (1,)), geo)  # (G, K, C/G, F/G)
+    return jnp.moveaxis(dw, 0, -2).reshape(*geo.k, cg, F)
+
+
+def dw_shift(x, g, geo):
+    """Depthwise weight gradient: dw[m] = sum over batch and space of slice_m(x_p) * g."""
+    xp = _pad_x(x, geo)
+    o = geo.out_shape[1:-1]
+    C, F = x.shape[-1], g.shape[-1]
+    mult = F // C
+    axes = tuple(range(g.ndim - 1))
+    acc_t = geo.pet or jnp.result_type(x)
+    rows = []
+    for m in _taps(geo):
+        s = _slice(xp, m, geo, o).astype(acc_t)
+        if mult == 1:
+            rows.append(jnp.sum(s * g, axis=axes))
+        else:
+            prod = s[..., None] * g.reshape(*g.shape[:-1], C, mult)
+            rows.append(jnp.sum(prod, axis=axes).reshape(F))
+    return jnp.stack(rows).reshape(*geo.k, 1, F)
+
+
+DW = {"xla": dw_xla, "matmul": dw_matmul, "shift": dw_shift}
