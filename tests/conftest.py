@@ -49,3 +49,18 @@ def assert_close(actual, expected, dtype=None, tol=None, err_msg=""):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def vjp_jit(f, *args, seed=0):
+    """(y, grads) of f at args for a random normal cotangent, as one jitted computation.
+
+    One compile per call instead of one per primitive: keeps the hypothesis sweeps fast.
+    """
+    out = jax.eval_shape(f, *args)
+    g = np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)
+
+    def run(args, g):
+        y, vjp = jax.vjp(f, *args)
+        return y, vjp(g)
+
+    return jax.jit(run)(args, g)
