@@ -310,7 +310,7 @@ def check_bool(fn: str, arg: str, value) -> None:
 
 
 def check_pool_padding(fn: str, padding, pads, k_eff) -> None:
-    """PyTorch's rule: each side pads at most half the (dilated) window, so no window is all pad."""
+    """PyTorch's rule, measured on the dilated window: each side pads at most k_eff // 2."""
     for (lo, hi), k in zip(pads, k_eff):
         if max(lo, hi) > k // 2:
             fail(

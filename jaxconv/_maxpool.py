@@ -1,0 +1,307 @@
+"""Max pooling with explicit VJPs: `max_pool`, `max_unpool`, `global_max_pool`.
+
+Seed 001 (Jefkine, "Pooling Layer") and seed 002 ("the max-pooling passes the gradient flow
+through the largest cell"): the forward notes the index of each window's "winning unit" and the
+backward assigns the window's error to that unit alone; every other unit gets zero. One dim,
+offsets m = 0..k-1 inside window i (padded positions i*s + m*d, see `_pool.py`)::
+
+    y[i]  = max_m x~[i*s + m*d]              r[i] = the winning m (int8 when k <= 127)
+    dx[t] = sum_{i : i*s + r[i]*d - lo = t} g[i]       (overlapping windows accumulate)
+
+The residual is r, not x: 1 byte per output instead of 4-8 bytes per input. The scatter-add is
+K = prod(window) `lax.pad`s with interior padding, one per offset, of ``where(r == m, g, 0)``
+(`_pool.spread`), so XLA:CPU never sees an index array. JAX's own rule for `reduce_window` max
+(select_and_gather_add) raises NotImplementedError with window dilation; this one does not care.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxconv import _validate as v
+from jaxconv._pool import Geom, geometry, pad_to_cover, spread, window_slices
+
+_I32 = jnp.int32
+
+
+class _Cfg(NamedTuple):
+    geom: Geom
+    ties: str
+    return_indices: bool
+
+
+def max_pool(
+    x,
+    window,
+    *,
+    stride=None,
+    padding="VALID",
+    dilation=1,
+    ceil_mode: bool = False,
+    ties: str = "first",
+    return_indices: bool = False,
+    layout: str = "channels_last",
+):
+    r"""N-d max pooling whose gradient goes to the recorded winner of each window.
+
+    Seed 001 (Jefkine, "Pooling Layer") and seed 002: the error of each pooled output is
+    assigned to its window's "winning unit" only; overlapping windows accumulate.
+
+    .. math:: y_i = \max_m \tilde x_{i s + m d}, \qquad
+              \frac{\partial E}{\partial x_t} = \sum_{i:\ \mathrm{winner}(i) = t} g_i
+
+    Args:
+      x: (N, *spatial, C) for ``layout="channels_last"``, (N, C, *spatial) for "channels_first";
+        any number (>= 1) of spatial dims, floating dtype.
+      window: an int or one per spatial dim (k). stride: same; default `window`.
+      padding: "VALID", "SAME", an int, one int per dim, or one (lo, hi) pair per dim; padding
+        cells are -inf and never win against a finite value. At most half the dilated window
+        per side (PyTorch's rule, which measures the undilated window).
+      dilation: window dilation d (gaps between window cells).
+      ceil_mode: round the output size up (PyTorch): an extra, partial last window when it
+        starts inside the input or the left padding.
+      ties: "first" (row-major first maximum, PyTorch's choice), "last", or "split" (g shared
+        equally among the tied maxima).
+      return_indices: also return PyTorch-style flat indices into the unpadded spatial input,
+        per (n, c), int32, y's shape (the first winner for "split"; -1 for a window that
+        holds only padding, possible with dilation). They feed `max_unpool`.
+
+    Returns:
+      y: (N, *out, C) or (N, C, *out), and the indices if asked.
+
+    NaN counts as larger than every number, so a window holding NaN outputs NaN and its
+    gradient goes to the NaN (the first one; `ties` decides among several), as in PyTorch.
+    Residual (what the backward keeps instead of x): the winner's offset inside its window,
+    int8 for windows of <= 127 cells (int16, then int32, beyond); for ties="split" a bitmask of
+    the tied cells, ceil(K/8) uint8 arrays of y's shape (the count is their popcount).
+
+    Example::
+
+      x = jnp.array([[1., 3.], [2., 0.]]).reshape(1, 2, 2, 1)
+      max_pool(x, 2)                                   # [[[[3.]]]]
+      jax.grad(lambda x: max_pool(x, 2).sum())(x)      # 1 at the 3, 0 elsewhere
+    """
+    fn = "max_pool"
+    geom = geometry(fn, x, window, stride, padding, dilation, ceil_mode, layout)
+    v.check_choice(fn, "ties", ties, v.TIES)
+    v.check_bool(fn, "return_indices", return_indices)
+    return _max_pool(x, _Cfg(geom, ties, return_indices))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _max_pool(x, cfg: _Cfg):
+    return _max_pool_fwd(x, cfg)[0]
+
+
+def _gt(a, b):
+    """a > b with NaN above every number (NaN vs NaN: not greater)."""
+    return (a > b) | (jnp.isnan(a) & ~jnp.isnan(b))
+
+
+def _ge(a, b):
+    return (a >= b) | jnp.isnan(a)
+
+
+def _offset_dtype(cells: int):
+    return jnp.int8 if cells <= 127 else jnp.int16 if cells <= 32767 else _I32
+
+
+def _max_pool_fwd(x, cfg: _Cfg):
+    geom = cfg.geom
+    xp = pad_to_cover(x, geom, -jnp.inf)
+    better = _ge if cfg.ties == "last" else _gt
+    y = off = None
+    for r, xr in window_slices(xp, geom):
+        if y is None:
+            y, off = xr, jnp.zeros(xr.shape, _offset_dtype(geom.cells))
+        else:
+            take = better(xr, y)
+            y, off = jnp.where(take, xr, y), jnp.where(take, r, off)
+    res = off
+    if cfg.ties == "split":  # one bit per window cell: is it tied with the maximum?
+        words = [jnp.zeros(y.shape, jnp.uint8) for _ in range((geom.cells + 7) // 8)]
+        for r, xr in window_slices(xp, geom):
+            tied = (xr == y) | (jnp.isnan(xr) & jnp.isnan(y))
+            words[r // 8] = words[r // 8] | (tied.astype(jnp.uint8) << (r % 8))
+        res = tuple(words)
+    out = (y, _flat_indices(off, geom)) if cfg.return_indices else y
+    return out, res
+
+
+def _max_pool_bwd(cfg: _Cfg, res, g):
+    geom = cfg.geom
+    if cfg.return_indices:
+        g = g[0]
+    zero = jnp.zeros((), g.dtype)
+    if cfg.ties == "split":
+        count = sum(lax.population_count(w).astype(_I32) for w in res)
+        g = g / count.astype(g.dtype)
+
+        def piece(r, *words_g):
+            return jnp.where(((words_g[r // 8] >> (r % 8)) & 1) == 1, words_g[-1], zero)
+
+        return (spread(geom, (*res, g), piece),)
+
+    def piece(r, off, g):
+        return jnp.where(off == r, g, zero)
+
+    return (spread(geom, (res, g), piece),)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def _flat_indices(off, geom: Geom):
+    """Row-major flat index into the unpadded spatial input of the cell at offset `off`."""
+    rem, ms = off.astype(_I32), []
+    for k in reversed(geom.window):
+        ms.append(rem % k)
+        rem = rem // k
+    idx, inside = jnp.zeros(off.shape, _I32), jnp.ones(off.shape, bool)
+    for a, m, s, d, (lo, _), n in zip(
+        geom.axes, reversed(ms), geom.stride, geom.dilation, geom.pads, geom.size
+    ):
+        pos = lax.broadcasted_iota(_I32, off.shape, a) * s + m * d - lo
+        idx, inside = idx * n + pos, inside & (pos >= 0) & (pos < n)
+    return jnp.where(inside, idx, -1)  # -1: the winner is padding (a window of padding only)
+
+
+def max_unpool(y, indices, output_shape, *, layout: str = "channels_last"):
+    """Put each value of `y` back at its flat index (zeros elsewhere): max-pool routing as an op.
+
+    ``out[n, c, indices[n, c, i]] += y[n, c, i]`` (layout aside). Values sharing an index add up
+    (PyTorch keeps one of them), which makes this the exact adjoint of the gather
+    ``y[i] = out[indices[i]]``, and ``max_unpool(g, idx, x.shape)`` equals the VJP of
+    ``max_pool(x, ..., return_indices=True)`` for ties="first". The backward is that gather
+    (seed 001: the error of a winning unit is the error of its pooled output). Indices outside
+    the output are dropped (and get zero gradient).
+
+    Args:
+      y: (N, *o, C) ("channels_last") or (N, C, *o) ("channels_first"), floating.
+      indices: integer, y's shape, flat row-major indices into the output's spatial dims.
+      output_shape: the output's spatial shape, or its full shape (N and C must match y).
+    Returns:
+      (N, *output_spatial, C) or (N, C, *output_spatial), y's dtype.
+
+    Example::
+
+      y, idx = max_pool(x, 2, return_indices=True)
+      max_unpool(y, idx, x.shape)          # the maxima in place, zeros elsewhere
+    """
+    fn = "max_unpool"
+    v.check_layout(fn, layout)
+    v.check_float(fn, "y", y)
+    v.check_int_dtype(fn, "indices", indices)
+    nd = v.spatial_rank(fn, y, "y")
+    v.check_shape(fn, "indices", indices.shape, y.shape, "one index per value of y")
+    shape = v.as_np_shape(fn, "output_shape", output_shape)
+    n, _, c = v.split_layout(y.shape, layout)
+    if len(shape) == y.ndim:
+        full, shape = shape, v.split_layout(shape, layout)[1]
+        if full != v.join_layout(n, shape, c, layout):
+            v.fail(
+                fn,
+                "output_shape",
+                full,
+                f"must be {v.join_layout(n, shape, c, layout)} (N and C of y)",
+            )
+    elif len(shape) != nd:
+        v.fail(
+            fn,
+            "output_shape",
+            output_shape,
+            f"must be the spatial shape ({nd} ints) or the full shape ({y.ndim} ints)",
+        )
+    if any(s < 1 for s in shape):
+        v.fail(fn, "output_shape", output_shape, "must be >= 1 in every dim")
+    return _max_unpool(y, indices, (layout, shape, tuple(y.shape)))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _max_unpool(y, indices, cfg):
+    return _max_unpool_fwd(y, indices, cfg)[0]
+
+
+def _flat(a, layout):
+    """(N, P, C) or (N, C, P) with the spatial dims flattened; the axis of P."""
+    if layout == "channels_last":
+        return a.reshape(a.shape[0], -1, a.shape[-1]), 1
+    return a.reshape(a.shape[0], a.shape[1], -1), 2
+
+
+def _max_unpool_fwd(y, indices, cfg):
+    layout, shape, _ = cfg
+    size = 1
+    for s in shape:
+        size *= s
+    y2, ax = _flat(y, layout)
+    idx, _ = _flat(indices.astype(_I32), layout)
+    idx = jnp.where((idx >= 0) & (idx < size), idx, size)  # out of range -> dropped
+
+    def scatter_add(u, i):  # one (n, c): out[i[p]] += u[p]
+        return jnp.zeros(size, u.dtype).at[i].add(u, mode="drop")
+
+    # vmapped over N and C (a batched scatter, no index iotas: explicit sharding allows it)
+    c_ax = 3 - ax - 1  # C's axis once N is mapped away
+    out = jax.vmap(jax.vmap(scatter_add, (c_ax, c_ax), c_ax))(y2, idx)
+    n, _, c = v.split_layout(y.shape, layout)
+    return out.reshape(v.join_layout(n, shape, c, layout)), idx
+
+
+def _max_unpool_bwd(cfg, idx, g):
+    layout, _, y_shape = cfg
+    g2, ax = _flat(g, layout)
+    dy = jnp.take_along_axis(g2, idx, axis=ax, mode="fill", fill_value=0)
+    return dy.reshape(y_shape), None
+
+
+_max_unpool.defvjp(_max_unpool_fwd, _max_unpool_bwd)
+
+
+def global_max_pool(x, *, layout: str = "channels_last"):
+    """Max over all spatial dims: (N, *spatial, C) or (N, C, *spatial) -> (N, C).
+
+    The gradient goes to the first (row-major) maximum of each (n, c), or its first NaN (seed
+    001's winning unit); the residual is that flat index, int32 of shape (N, C).
+
+    Example::
+
+      global_max_pool(jnp.arange(8.).reshape(1, 2, 2, 2))   # [[6., 7.]]
+    """
+    fn = "global_max_pool"
+    v.check_layout(fn, layout)
+    v.check_float(fn, "x", x)
+    v.spatial_rank(fn, x)
+    return _global_max_pool(x, (layout, tuple(x.shape)))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _global_max_pool(x, cfg):
+    return _global_max_pool_fwd(x, cfg)[0]
+
+
+def _global_max_pool_fwd(x, cfg):
+    x2, ax = _flat(x, cfg[0])
+    idx = jnp.argmax(x2, axis=ax).astype(_I32)  # first max; NaN counts as the max
+    y = jnp.take_along_axis(x2, jnp.expand_dims(idx, ax), axis=ax).squeeze(ax)
+    return y, idx
+
+
+def _global_max_pool_bwd(cfg, idx, g):
+    layout, x_shape = cfg
+    ax = 1 if layout == "channels_last" else 2
+    size = 1
+    for s in v.split_layout(x_shape, layout)[1]:
+        size *= s
+    shape2 = (x_shape[0], size, g.shape[1]) if ax == 1 else (x_shape[0], g.shape[1], size)
+    hit = lax.broadcasted_iota(_I32, shape2, ax) == jnp.expand_dims(idx, ax)
+    dx = jnp.where(hit, jnp.expand_dims(g, ax), jnp.zeros((), g.dtype))
+    return (dx.reshape(x_shape),)
+
+
+_global_max_pool.defvjp(_global_max_pool_fwd, _global_max_pool_bwd)

@@ -1,0 +1,227 @@
+"""Window geometry shared by the pooling ops (`_maxpool.py`, `_avgpool.py`).
+
+One spatial dim (each dim is alike): input size n, window k with dilation d (k_eff = (k-1)d + 1),
+stride s, padding (lo, hi), o outputs. Window i covers the padded positions
+``i*s + m*d`` (m = 0..k-1), i.e. input positions ``i*s + m*d - lo``.
+
+    o = floor((n + lo + hi - k_eff) / s) + 1                      (ceil_mode=False)
+    o = ceil((n + lo + hi - k_eff) / s) + 1, minus 1 if the last window would start at or
+        beyond n + lo (PyTorch: it must start inside the input or the left padding)
+
+The windows cover the padded extent ``E = (o-1)s + k_eff``; ``hi_cover = E - lo - n`` is the
+high padding they actually reach (more than `hi` with ceil_mode, negative when the tail of the
+input is never covered). `lax.pad` with (lo, hi_cover) -- negative values crop -- therefore
+gives exactly the covered region, and the backward crops with the negated pair.
+
+Everything here is layout-agnostic: `axes` names the spatial axes of x (1..D for
+channels_last, 2..D+1 for channels_first) and every op pads/slices only those.
+No custom VJPs live here; these helpers are the building blocks of the forward and backward
+passes (plain `lax.pad`/`lax.slice`, so JAX can also differentiate them for grad-of-grad).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import operator
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jax import lax
+
+from jaxconv import _validate as v
+
+
+class Geom(NamedTuple):
+    """Static, hashable geometry of one pooling call (travels through `nondiff_argnums`)."""
+
+    layout: str
+    ndim: int  # rank of x
+    axes: tuple[int, ...]  # spatial axes of x
+    size: tuple[int, ...]  # spatial input size n
+    window: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]  # the user's padding (lo, hi)
+    out: tuple[int, ...]  # output spatial size o
+
+    @property
+    def k_eff(self):
+        return v.effective_kernel(self.window, self.dilation)
+
+    @property
+    def hi_cover(self):
+        return tuple(
+            (o - 1) * s + k - lo - n
+            for o, s, k, (lo, _), n in zip(self.out, self.stride, self.k_eff, self.pads, self.size)
+        )
+
+    @property
+    def cells(self) -> int:
+        """Cells per window, K = prod(window)."""
+        k = 1
+        for w in self.window:
+            k *= w
+        return k
+
+    def offsets(self):
+        """Window offsets m (one int per dim), row-major: flat offset r is their position."""
+        return list(itertools.product(*(range(w) for w in self.window)))
+
+    def config(self, per_axis, default=(0, 0, 0)):
+        """A full-rank lax.pad / slice config: one entry per spatial axis, `default` elsewhere
+        (a callable default gets the axis number)."""
+        cfg = [default(i) if callable(default) else default for i in range(self.ndim)]
+        for a, c in zip(self.axes, per_axis):
+            cfg[a] = c
+        return cfg
+
+    def non_overlapping(self) -> bool:
+        """stride == window and no dilation: windows tile the covered region exactly."""
+        return self.stride == self.window and all(d == 1 for d in self.dilation)
+
+
+def geometry(fn, x, window, stride, padding, dilation, ceil_mode, layout) -> Geom:
+    """Validate and normalise the pooling arguments of `fn` (raises while tracing)."""
+    v.check_layout(fn, layout)
+    v.check_float(fn, "x", x)
+    nd = v.spatial_rank(fn, x)
+    _, size, _ = v.split_layout(x.shape, layout)
+    window = v.int_tuple(fn, "window", window, nd)
+    stride = window if stride is None else v.int_tuple(fn, "stride", stride, nd)
+    dilation = v.int_tuple(fn, "dilation", dilation, nd)
+    k_eff = v.effective_kernel(window, dilation)
+    pads = v.padding_pairs(fn, padding, nd, k_eff, stride, size)
+    v.check_pool_padding(fn, padding, pads, k_eff)
+    v.check_window_fits(fn, size, pads, k_eff, arg="window")
+    v.check_bool(fn, "ceil_mode", ceil_mode)
+    out = []
+    for n, k, s, (lo, hi) in zip(size, k_eff, stride, pads):
+        span = n + lo + hi - k
+        o = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (o - 1) * s >= n + lo:
+            o -= 1
+        out.append(o)
+    axes = tuple(range(1, nd + 1)) if layout == "channels_last" else tuple(range(2, nd + 2))
+    return Geom(layout, x.ndim, axes, size, window, stride, dilation, pads, tuple(out))
+
+
+def pad_to_cover(x, geom: Geom, fill):
+    """x padded with `fill` (or cropped) to exactly the region the windows cover, E per dim."""
+    cfg = geom.config([(lo, hc, 0) for (lo, _), hc in zip(geom.pads, geom.hi_cover)])
+    return lax.pad(x, lax.convert_element_type(fill, x.dtype), cfg)
+
+
+def window_slices(xp, geom: Geom):
+    """Yield (r, slice_r) with slice_r[i] = xp[i*s + m*d] for every offset m (flat index r)."""
+    for r, m in enumerate(geom.offsets()):
+        start = geom.config([mm * d for mm, d in zip(m, geom.dilation)], 0)
+        limit = geom.config(
+            [
+                mm * d + (o - 1) * s + 1
+                for mm, d, o, s in zip(m, geom.dilation, geom.out, geom.stride)
+            ],
+            xp.shape.__getitem__,
+        )
+        yield r, lax.slice(xp, start, limit, geom.config(geom.stride, 1))
+
+
+def spread(geom: Geom, arrays, piece):
+    """The adjoint of `window_slices` after `pad_to_cover`: dx = sum_r scatter_r(piece_r).
+
+    ``piece(r, *arrays)`` is elementwise in the output-shaped `arrays` (zero where
+    ``arrays[-1]``, the gradient, is zero) and belongs at input positions t = i*s + m*d - lo of
+    offset m. Write m*d - lo = q0*s + ph (0 <= ph < s): then t = (i + q0)*s + ph, so piece_r
+    is a plain shift by q0 of phase ph of dx (seed 004's i % stride phases). The arrays are
+    zero-padded once; each phase is a sum of `piece` on shifted slices of them (cheap for
+    XLA:CPU, unlike a `lax.pad` per offset), and the phases are interleaved by a stack and a
+    reshape. Overlapping windows accumulate; with stride == window every phase holds exactly
+    one offset and this is the tiled layout.
+    """
+    g = arrays[-1]
+    n_q = [-(-n // s) for n, s in zip(geom.size, geom.stride)]  # positions per phase
+    shifts = [
+        tuple(
+            divmod(mm * d - lo, s)
+            for mm, d, (lo, _), s in zip(m, geom.dilation, geom.pads, geom.stride)
+        )
+        for m in geom.offsets()
+    ]
+    low = [max(0, *(sh[j][0] for sh in shifts)) for j in range(len(n_q))]
+    high = [
+        max(0, *(nq - o - sh[j][0] for sh in shifts))
+        for j, (nq, o) in enumerate(zip(n_q, geom.out))
+    ]
+    cfg = geom.config([(lo, hi, 0) for lo, hi in zip(low, high)])
+    padded = [lax.pad(a, lax.convert_element_type(0, a.dtype), cfg) for a in arrays]
+    phases = {}
+    for r, sh in enumerate(shifts):
+        start = geom.config([lo - q for lo, (q, _) in zip(low, sh)], 0)
+        limit = geom.config(
+            [lo - q + nq for lo, (q, _), nq in zip(low, sh, n_q)], padded[0].shape.__getitem__
+        )
+        term = piece(r, *(lax.slice(a, start, limit) for a in padded))
+        ph = tuple(p for _, p in sh)
+        phases[ph] = term if ph not in phases else phases[ph] + term
+    shape = tuple(geom.config(n_q, None))
+
+    def interleave(j, prefix):
+        """Phases prefix + (ph_j, ...) merged along spatial dims j.. (innermost first)."""
+        if j == len(geom.axes):
+            if prefix in phases:
+                return phases[prefix]
+            return jnp.zeros([e or d for e, d in zip(shape, g.shape)], g.dtype)
+        parts = [interleave(j + 1, prefix + (ph,)) for ph in range(geom.stride[j])]
+        if len(parts) == 1:
+            return parts[0]
+        a = geom.axes[j]
+        out = jnp.stack(parts, axis=a + 1)
+        return out.reshape(out.shape[:a] + (out.shape[a] * out.shape[a + 1],) + out.shape[a + 2 :])
+
+    dx = interleave(0, ())
+    return lax.slice(dx, [0] * dx.ndim, geom.config(geom.size, dx.shape.__getitem__))
+
+
+def window_sum(xp, geom: Geom):
+    """y[i] = sum_m xp[i*s + m] (no dilation), one spatial dim after the other (sum k_d slices,
+    not prod k_d). With stride == window the windows tile: a reshape and a sum instead."""
+    if geom.non_overlapping():  # one axis at a time: explicit sharding allows such reshapes
+        for a, k, o in zip(geom.axes, geom.window, geom.out):
+            xp = xp.reshape(xp.shape[:a] + (o, k) + xp.shape[a + 1 :]).sum(a + 1)
+        return xp
+    for a, k, s, o in zip(geom.axes, geom.window, geom.stride, geom.out):
+        xp = _add_all(lax.slice_in_dim(xp, m, m + (o - 1) * s + 1, s, a) for m in range(k))
+    return xp
+
+
+def window_sum_adjoint(g, geom: Geom, x_shape):
+    """The adjoint of ``window_sum(pad_to_cover(x))``: dx[t] = sum over windows i containing
+    t + lo of g[i], for every input position t (seed 001: each unit of a block gets the block's
+    error). Per dim: zero-dilate g by s (interior s-1), pad by k-1-lo / k-1-hi_cover, then the
+    sum of k shifted slices of length n. With stride == window: a broadcast and a reshape."""
+    if geom.non_overlapping():
+        for a, k, o in zip(geom.axes, geom.window, geom.out):
+            shape = g.shape[:a] + (o, k) + g.shape[a + 1 :]
+            g = jnp.broadcast_to(lax.expand_dims(g, (a + 1,)), shape).reshape(
+                g.shape[:a] + (o * k,) + g.shape[a + 1 :]
+            )
+        return _crop_cover(g, geom)
+    zero = lax.convert_element_type(0, g.dtype)
+    for a, k, s, (lo, _), hc, n in zip(
+        geom.axes, geom.window, geom.stride, geom.pads, geom.hi_cover, geom.size
+    ):
+        cfg = [(0, 0, 0)] * g.ndim
+        cfg[a] = (k - 1 - lo, k - 1 - hc, s - 1)
+        u = lax.pad(g, zero, cfg)
+        g = _add_all(lax.slice_in_dim(u, k - 1 - m, k - 1 - m + n, 1, a) for m in range(k))
+    return g
+
+
+def _add_all(terms):
+    return functools.reduce(operator.add, terms)
+
+
+def _crop_cover(dxp, geom: Geom):
+    """The adjoint of `pad_to_cover` (drop the padding; zeros for an uncovered tail)."""
+    cfg = geom.config([(-lo, -hc, 0) for (lo, _), hc in zip(geom.pads, geom.hi_cover)])
+    return lax.pad(dxp, lax.convert_element_type(0, dxp.dtype), cfg)
