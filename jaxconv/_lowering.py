@@ -37,6 +37,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jax import lax
 
+from jaxconv._sharding import replicated
+
 
 class Geometry(NamedTuple):
     """Static description of one channels-last convolution and the algorithms to use."""
@@ -76,9 +78,14 @@ def _dn(nd):
     return lax.ConvDimensionNumbers((0, nd + 1, *sp), (nd + 1, nd, *range(nd)), (0, nd + 1, *sp))
 
 
-def _dot(a, b, contract, batch, geo):
+def _dot(a, b, contract, batch, geo, out_sharding=None):
     return lax.dot_general(
-        a, b, (contract, batch), precision=geo.precision, preferred_element_type=geo.pet
+        a,
+        b,
+        (contract, batch),
+        precision=geo.precision,
+        preferred_element_type=geo.pet,
+        out_sharding=out_sharding,
     )
 
 
@@ -147,10 +154,12 @@ def fwd_matmul(x, w, geo):
             p.reshape(*lead, K * cg), w.reshape(K * cg, F), ((p.ndim - 2,), (0,)), ((), ()), geo
         )
         return y
-    p = p.reshape(-1, K, G, cg)
+    # Batch and spatial axes are never merged (they may be sharded); groups split C only.
+    r = len(lead)
+    p = p.reshape(*lead, K, G, cg)
     wg = w.reshape(K, cg, G, F // G)
-    y = _dot(p, wg, ((1, 3), (0, 1)), ((2,), (2,)), geo)  # (G, M, F/G)
-    return jnp.moveaxis(y, 0, 1).reshape(*lead, F)
+    y = _dot(p, wg, ((r, r + 2), (0, 1)), ((r + 1,), (2,)), geo)  # (G, *lead, F/G)
+    return jnp.moveaxis(y, 0, -2).reshape(*lead, F)
 
 
 def fwd_shift(x, w, geo):
@@ -278,9 +287,10 @@ def dx_matmul(g, w, geo):
         dp = _dot(g, w.reshape(K * cg, F), ((g.ndim - 1,), (1,)), ((), ()), geo)
         dp = dp.reshape(*lead, K, cg)
     else:
-        gg = g.reshape(-1, G, F // G)
+        r = len(lead)
+        gg = g.reshape(*lead, G, F // G)
         wg = w.reshape(K, cg, G, F // G)
-        dp = _dot(gg, wg, ((2,), (3,)), ((1,), (2,)), geo)  # (G, M, K, C/G)
+        dp = _dot(gg, wg, ((r + 1,), (3,)), ((r,), (2,)), geo)  # (G, *lead, K, C/G)
         dp = jnp.moveaxis(dp, 0, -2).reshape(*lead, K, G * cg)
     return _col2im(dp, geo)
 
@@ -330,17 +340,30 @@ def dw_xla(x, g, geo):
     sp = tuple(range(1, nd + 1))
     dn = lax.ConvDimensionNumbers((nd + 1, 0, *sp), (nd + 1, 0, *sp), (nd, nd + 1, *range(nd)))
     return lax.conv_general_dilated(
-        x, g, geo.dilation, pads, None, geo.stride, dn, 1, geo.groups, geo.precision, geo.pet
+        x,
+        g,
+        geo.dilation,
+        pads,
+        None,
+        geo.stride,
+        dn,
+        1,
+        geo.groups,
+        geo.precision,
+        geo.pet,
+        out_sharding=replicated(x),
     )
 
 
 def dw_matmul(x, g, geo):
     p = _patches(x, geo)  # (N, *o, K, C)
-    K, G, F = math.prod(geo.k), geo.groups, g.shape[-1]
+    G, F = geo.groups, g.shape[-1]
     cg = geo.w_shape[-2]
-    p = p.reshape(-1, K, G, cg)
-    gg = g.reshape(-1, G, F // G)
-    dw = _dot(p, gg, ((0,), (0,)), ((2,), (1,)), geo)  # (G, K, C/G, F/G)
+    lead = tuple(range(g.ndim - 1))  # batch and space: contracted, never merged
+    r = len(lead)
+    p = p.reshape(*p.shape[:-1], G, cg)
+    gg = g.reshape(*g.shape[:-1], G, F // G)
+    dw = _dot(p, gg, (lead, lead), ((r + 1,), (r,)), geo, replicated(x))  # (G, K, C/G, F/G)
     return jnp.moveaxis(dw, 0, -2).reshape(*geo.k, cg, F)
 
 

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxconv._sharding import explicit_sharding
+
 
 def mode_index(n: int, lo: int, hi: int, mode: str) -> tuple[int, ...]:
     """Source index of every cell of an axis of size n padded by (lo, hi) with `mode`."""
@@ -58,7 +60,7 @@ def _fold(g, index, axes, sizes):
         shape = list(g.shape)
         shape[a] = n
         where = (slice(None),) * a + (np.asarray(idx),)
-        g = jnp.zeros(shape, g.dtype).at[where].add(g)
+        g = jnp.zeros(shape, g.dtype).at[where].add(g, out_sharding=explicit_sharding(g))
     return g
 
 
