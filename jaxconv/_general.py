@@ -258,9 +258,8 @@ def _normalize(
     return ConvParams(strides, pads, lhs_dil, rhs_dil, dn, fgc, bgc, precision, pet)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
-def conv_p(p: ConvParams, lhs, rhs):
-    """The convolution with normalised static settings ``p`` (custom_vjp core)."""
+def lax_conv(p: ConvParams, lhs, rhs, out_sharding=None):
+    """One `lax.conv_general_dilated` call with the settings ``p``."""
     return lax.conv_general_dilated(
         lhs,
         rhs,
@@ -273,7 +272,14 @@ def conv_p(p: ConvParams, lhs, rhs):
         p.batch_group_count,
         p.precision,
         p.preferred_element_type,
+        out_sharding=out_sharding,
     )
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def conv_p(p: ConvParams, lhs, rhs):
+    """The convolution with normalised static settings ``p`` (custom_vjp core)."""
+    return lax_conv(p, lhs, rhs)
 
 
 def _conv_fwd(p, lhs, rhs):
@@ -320,8 +326,11 @@ def _to_dtype(p, a, b):
     return a.astype(dt), b.astype(dt)
 
 
-def transpose_lhs(p: ConvParams, g, rhs, lhs_shape):
-    """d lhs: g zero-dilated by the stride, fully correlated with the rot180 regrouped kernel."""
+def transpose_lhs(p: ConvParams, g, rhs, lhs_shape, conv=conv_p):
+    """d lhs: g zero-dilated by the stride, fully correlated with the rot180 regrouped kernel.
+
+    `conv` evaluates the one convolution: `conv_p` (differentiable by these rules) or `lax_conv`.
+    """
     lhs_spec, rhs_spec, out_spec = p.dimension_numbers
     k_eff, n_dil, o_dil = _dims(p, lhs_shape, rhs.shape, g.shape)
     # lo' = k_eff - 1 - lo (the "full" padding less what the forward padded); hi' makes n outputs.
@@ -344,15 +353,16 @@ def transpose_lhs(p: ConvParams, g, rhs, lhs_shape):
         p.precision,
         p.preferred_element_type,
     )
-    dx = conv_p(q, *_to_dtype(p, g, w))
+    dx = conv(q, *_to_dtype(p, g, w))
     if p.batch_group_count > 1:
         dx = regroup(dx, lhs_spec[1], lhs_spec[0], p.batch_group_count)
     assert tuple(dx.shape) == tuple(lhs_shape), (dx.shape, lhs_shape)
     return dx
 
 
-def transpose_rhs(p: ConvParams, lhs, g, rhs_shape):
-    """d rhs: the input correlated with g (weight sharing sums over all windows)."""
+def transpose_rhs(p: ConvParams, lhs, g, rhs_shape, conv=conv_p):
+    """d rhs: the input correlated with g (weight sharing sums over all windows). `conv` as in
+    `transpose_lhs`; the batch is contracted, so on an explicit mesh the result is replicated."""
     lhs_spec, rhs_spec, out_spec = p.dimension_numbers
     k_eff, n_dil, o_dil = _dims(p, lhs.shape, rhs_shape, g.shape)
     pads = tuple(
@@ -374,6 +384,6 @@ def transpose_rhs(p: ConvParams, lhs, g, rhs_shape):
         p.precision,
         p.preferred_element_type,
     )
-    dw = conv_p(q, *_to_dtype(p, lhs, g))
+    dw = conv(q, *_to_dtype(p, lhs, g))
     assert tuple(dw.shape) == tuple(rhs_shape), (dw.shape, rhs_shape)
     return dw

@@ -37,7 +37,9 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jax import lax
 
+from jaxconv._general import ConvParams, lax_conv, regroup, transpose_lhs, transpose_rhs
 from jaxconv._sharding import replicated
+from jaxconv._spec import dimension_numbers
 
 
 class Geometry(NamedTuple):
@@ -73,9 +75,20 @@ class Geometry(NamedTuple):
         return (self.x_shape[0], *o, self.w_shape[-1])
 
 
-def _dn(nd):
-    sp = tuple(range(1, nd + 1))
-    return lax.ConvDimensionNumbers((0, nd + 1, *sp), (nd + 1, nd, *range(nd)), (0, nd + 1, *sp))
+def lax_params(geo) -> ConvParams:
+    """The lax settings of the forward convolution described by `geo` (channels-last)."""
+    nd = geo.nd
+    return ConvParams(
+        geo.stride,
+        geo.pads,
+        (1,) * nd,
+        geo.dilation,
+        dimension_numbers(nd, "channels_last"),
+        geo.groups,
+        1,
+        geo.precision,
+        geo.pet,
+    )
 
 
 def _dot(a, b, contract, batch, geo, out_sharding=None):
@@ -129,19 +142,7 @@ def _patches(x, geo):
 
 
 def fwd_xla(x, w, geo):
-    return lax.conv_general_dilated(
-        x,
-        w,
-        geo.stride,
-        geo.pads,
-        None,
-        geo.dilation,
-        _dn(geo.nd),
-        geo.groups,
-        1,
-        geo.precision,
-        geo.pet,
-    )
+    return lax_conv(lax_params(geo), x, w)
 
 
 def fwd_matmul(x, w, geo):
@@ -191,35 +192,14 @@ FWD = {"xla": fwd_xla, "matmul": fwd_matmul, "shift": fwd_shift}
 def swap_kernel(w, groups):
     """(*k, C // G, F) -> (*k, F // G, C): in/out channels swapped and regrouped per group
     (seed 002: D filters of depth C -> C filters of depth D)."""
-    *k, cg, f = w.shape
-    w = w.reshape(*k, cg, groups, f // groups)
-    w = jnp.moveaxis(w, -3, -1)  # (*k, G, F/G, C/G)
-    w = jnp.swapaxes(w, -3, -2)  # (*k, F/G, G, C/G)
-    return w.reshape(*k, f // groups, groups * cg)
+    if groups > 1:
+        w = regroup(w, w.ndim - 1, w.ndim - 2, groups)
+    return jnp.swapaxes(w, -1, -2)
 
 
 def dx_transpose(g, w, geo):
     """g zero-dilated by the stride, correlated with the rot180 swapped kernel (seed 000)."""
-    n = geo.x_shape[1:-1]
-    o = geo.out_shape[1:-1]
-    pads = []
-    for nn, oo, kk, s, d, (lo, _) in zip(n, o, geo.k, geo.stride, geo.dilation, geo.pads):
-        k_eff = (kk - 1) * d + 1
-        pads.append((k_eff - 1 - lo, nn - 1 + lo - (oo - 1) * s))
-    wt = swap_kernel(lax.rev(w, tuple(range(geo.nd))), geo.groups)
-    return lax.conv_general_dilated(
-        g,
-        wt,
-        (1,) * geo.nd,
-        pads,
-        geo.stride,
-        geo.dilation,
-        _dn(geo.nd),
-        geo.groups,
-        1,
-        geo.precision,
-        geo.pet,
-    )
+    return transpose_lhs(lax_params(geo), g, w, geo.x_shape, conv=lax_conv)
 
 
 def _phase_plan(n, o, k, s, d, lo):
@@ -331,28 +311,8 @@ DX = {"transpose": dx_transpose, "phase": dx_phase, "matmul": dx_matmul, "shift"
 
 def dw_xla(x, g, geo):
     """x correlated with g: batch and feature axes swapped, groups become batch groups."""
-    nd = geo.nd
-    n = geo.x_shape[1:-1]
-    o = geo.out_shape[1:-1]
-    pads = []
-    for nn, oo, kk, s, d, (lo, _) in zip(n, o, geo.k, geo.stride, geo.dilation, geo.pads):
-        pads.append((lo, (oo - 1) * s + 1 - nn + (kk - 1) * d - lo))
-    sp = tuple(range(1, nd + 1))
-    dn = lax.ConvDimensionNumbers((nd + 1, 0, *sp), (nd + 1, 0, *sp), (nd, nd + 1, *range(nd)))
-    return lax.conv_general_dilated(
-        x,
-        g,
-        geo.dilation,
-        pads,
-        None,
-        geo.stride,
-        dn,
-        1,
-        geo.groups,
-        geo.precision,
-        geo.pet,
-        out_sharding=replicated(x),
-    )
+    conv = lambda q, a, b: lax_conv(q, a, b, out_sharding=replicated(x))  # noqa: E731
+    return transpose_rhs(lax_params(geo), x, g, geo.w_shape, conv=conv)
 
 
 def dw_matmul(x, g, geo):
