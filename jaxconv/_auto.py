@@ -3,8 +3,9 @@
 ``"transpose"`` is what JAX's own autodiff computes (lax convolutions throughout: the input
 gradient with lhs dilation, the weight gradient as a batch/feature-swapped convolution).
 ``"phase"`` replaces the input gradient by its polyphase form; ``"matmul"`` lowers all three to
-im2col / col2im and one matrix product each. ``"auto"`` picks per shape by the rule in
-`auto_algorithms`, measured on XLA:CPU (see experiments/results/benchmark.md).
+im2col / col2im and one matrix product each. ``"auto"`` picks per shape and per convolution by
+the rule in `auto_algorithms`, measured on XLA:CPU (per-op table there; whole-layer numbers in
+experiments/results/benchmark.md).
 """
 
 from __future__ import annotations
@@ -15,35 +16,67 @@ from jaxconv import _validate as v
 from jaxconv._lowering import Geometry
 from jaxconv._spec import ConvSpec
 
-# im2col patches larger than this (bytes) are not materialised by "auto".
+# im2col patches larger than this (bytes) are never materialised by "auto".
 PATCH_BYTES_LIMIT = 256 * 2**20
+# col2im (dx "matmul") writes one column per tap and adds them back: worth it up to this size.
+COL2IM_BYTES_LIMIT = 32 * 2**20
 
 
 def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4):
-    """(fwd, dx, dw) for a channels-last convolution; the measured rule.
+    """(fwd, dx, dw) for a channels-last convolution: the rule measured on XLA:CPU.
 
-    - depthwise (one input channel per group): shifted multiply-adds for all three, XLA:CPU's
-      grouped convolutions run at a fraction of a GFLOP/s;
-    - input gradient with stride > 1: polyphase (stride^D stride-1 convolutions: the
-      lhs-dilated convolution misses XLA:CPU's fast path and multiplies inserted zeros);
-    - weight gradient: im2col + one matrix product while the patches stay small (XLA:CPU's
-      weight-gradient convolution is slow), else XLA;
-    - forward: XLA for 2-D, im2col + matmul for 1-D and 3-D and beyond (no fast conv path).
+    Per-op medians behind it (ms, float32, 2-core AMD EPYC, jax 0.10.2; the benchmark configs):
+
+    =============  =====================  ==========================  ==================
+    config         fwd xla/matmul/shift   dx transpose/phase/matmul   dw xla/matmul
+    =============  =====================  ==========================  ==================
+    lenet_c1       1.96 / 3.60 / 0.59     5.63 / 5.88 / 0.82          1.12 / 4.80
+    lenet_c2       0.49 / 0.48 / -        1.91 / 1.00 / 0.92          0.49 / 1.22
+    resnet_3x3     31.3 / 80.2 / -        33.0 / 34.4 / 53.4          102 / 95.0
+    resnet_down    17.8 / 27.4 / -        12.3 / 16.7 / 9.35          24.9 / 17.9
+    stem_7x7_s2    5.79 / 7.07 / -        9.67 / 10.5 / 10.3          15.1 / 15.1
+    dilated        3.85 / 5.24 / -        4.06 / 3.89 / 3.08          9.23 / 24.3
+    depthwise      65.6 / 101 / 1.54      66.5 / 65.8 / 1.38 (1.21)   101 / 90.0 (37.8)
+    conv1d         0.64 / 0.19 / 0.19     0.43 / 0.61 / 0.24          0.25 / 0.25
+    conv3d_small   7.84 / 3.48 / -        12.7 / 12.7 / 1.91          13.5 / 5.68
+    =============  =====================  ==========================  ==================
+
+    (depthwise: shift in parentheses.) Single ops measured alone do not add up to a layer: in
+    one jitted forward+backward, XLA schedules and fuses them together, so the rule below was
+    settled on whole-layer medians (experiments/results/benchmark.md, columns transpose / phase
+    / matmul and auto):
+
+    - depthwise: shifted multiply-adds for all three (XLA:CPU's grouped convolutions run at a
+      fraction of a GFLOP/s);
+    - one input channel (e.g. a first layer on grey images or 1-D signals): shifted
+      multiply-adds forward, col2im input gradient, weight gradient by XLA (2-D) or im2col;
+    - dilated: XLA throughout (im2col of a dilated window reads too sparsely);
+    - 1-D, 3-D and beyond: im2col forward and weight gradient (no fast XLA:CPU convolution),
+      XLA input gradient;
+    - 2-D with few input channels (<= 4, an RGB stem): XLA forward, polyphase input gradient,
+      im2col weight gradient;
+    - other 2-D layers: im2col / col2im for all three while the columns fit;
+    - patches over 256 MiB (32 MiB for col2im) are never materialised: XLA instead.
     """
     nd = len(x_shape) - 2
-    cin_g = w_shape[-2]
-    depthwise = cin_g == 1 and groups > 1
-    k = w_shape[:-2]
-    n = x_shape[1:-1]
-    o_cells = math.prod(-(-nn // s) for nn, s in zip(n, stride)) * x_shape[0]
-    patch_bytes = o_cells * math.prod(k) * x_shape[-1] * itemsize
-    small = patch_bytes <= PATCH_BYTES_LIMIT
-    if depthwise:
+    cin_g, k = w_shape[-2], w_shape[:-2]
+    n_batch, size, c = x_shape[0], x_shape[1:-1], x_shape[-1]
+    o_cells = n_batch * math.prod(-(-n // s) for n, s in zip(size, stride))
+    patch_bytes = o_cells * math.prod(k) * c * itemsize
+    col2im = "matmul" if patch_bytes <= COL2IM_BYTES_LIMIT else "transpose"
+    if cin_g == 1 and groups > 1:
         return "shift", "shift", "shift"
-    fwd = "xla" if nd == 2 or not small else "matmul"
-    dx = "phase" if any(s > 1 for s in stride) else "transpose"
-    dw = "matmul" if small else "xla"
-    return fwd, dx, dw
+    if patch_bytes > PATCH_BYTES_LIMIT:
+        return "xla", "transpose", "xla"
+    if cin_g == 1 and w_shape[-1] <= 64:
+        return "shift", col2im, "xla" if nd == 2 else "matmul"
+    if any(d > 1 for d in dilation):
+        return "xla", "transpose", "xla"
+    if nd != 2:
+        return "matmul", "transpose", "matmul"
+    if c <= 4:
+        return "xla", "phase", "matmul"
+    return "matmul", col2im, "matmul"
 
 
 def geometry(spec: ConvSpec, x_shape, w_shape) -> Geometry:

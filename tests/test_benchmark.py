@@ -1,0 +1,55 @@
+"""Smoke test: experiments/benchmark.py --quick runs in-process and writes its three outputs.
+
+Only the plumbing is checked (every variant measured and correct, files written); timings are
+never asserted. Skips when matplotlib or tqdm (the experiments extra) is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+
+
+@pytest.fixture
+def benchmark():
+    for mod in ("matplotlib", "tqdm"):
+        pytest.importorskip(mod)
+    sys.path.insert(0, str(EXPERIMENTS))
+    try:
+        import benchmark as module
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+    return module
+
+
+def test_benchmark_quick(benchmark, tmp_path):
+    results = benchmark.main(["--quick", "--no-progress", "--out", str(tmp_path)])
+
+    assert set(results) == set(benchmark.QUICK)
+    for name, res in results.items():
+        expected = {"autodiff", "auto"}
+        if benchmark.is_conv(benchmark.CONFIGS[name]):
+            expected |= set(benchmark.ALGORITHMS)
+        assert expected <= set(res), (name, sorted(res))
+        for variant in expected:
+            assert res[variant]["status"] == "ok", (name, variant, res[variant])
+            assert res[variant]["median_ms"] > 0, (name, variant)
+
+    md = (tmp_path / "benchmark.md").read_text()
+    assert "## Environment" in md and "| config | autodiff ms |" in md
+    for name in benchmark.QUICK:
+        assert f"| {name}: " in md
+    assert "geometric mean auto/autodiff" in md
+
+    with open(tmp_path / "benchmark.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["config"] for r in rows} == set(benchmark.QUICK)
+    assert all(int(r["rounds"]) >= 1 for r in rows if r["status"] != "n/a")
+
+    png = tmp_path / "benchmark.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
