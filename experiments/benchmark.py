@@ -323,8 +323,8 @@ def auto_picks(cfg: Config) -> str:
 
 
 # ----------------------------------------------------------------------------- PyTorch
-def torch_variants(cfg: Config, arrays, threads, want) -> dict[str, Callable]:
-    """name -> closure running forward + autograd.grad; checked against `want` (autodiff)."""
+def torch_variants(cfg: Config, arrays, threads, want) -> tuple[dict[str, Callable], float]:
+    """({name: closure running forward + autograd.grad}, rel error of its outputs vs `want`)."""
     import torch
     import torch.nn.functional as F
 
@@ -381,7 +381,7 @@ def torch_variants(cfg: Config, arrays, threads, want) -> dict[str, Callable]:
                 torch.set_num_threads(t)
                 return run()
 
-            variants[f"{fmt_name}, {t} thr"] = call
+            variants[f"{fmt_name}/{t}thr"] = call
     # correctness, once (the outputs back in channels-last numpy)
     out = next(iter(variants.values()))()
     got = [np.moveaxis(out[0].detach().numpy(), 1, -1)]
@@ -397,7 +397,7 @@ def torch_variants(cfg: Config, arrays, threads, want) -> dict[str, Callable]:
 # ----------------------------------------------------------------------------- timing
 @dataclass
 class Variant:
-    name: str  # "autodiff", "auto", ..., "torch[nchw, 1 thr]"
+    name: str  # "autodiff", "auto", ..., "torch[nchw/1thr]"
     call: Callable[[], object]
     temp: int | None = None
     compile_s: float = 0.0
@@ -732,6 +732,7 @@ def main(argv=None) -> dict:
     print(f"   rounds {args.rounds}, configs {', '.join(names)}")
 
     results = {}
+    torch_threads = None if args.no_torch else sys.modules["torch"].get_num_threads()
     t0 = time.perf_counter()
     with _common.progress(len(names) * args.rounds, "rounds", args.no_progress) as bar:
         for name in names:
@@ -739,6 +740,8 @@ def main(argv=None) -> dict:
                 bar.set_postfix_str(name)
             results[name] = bench_config(CONFIGS[name], args, bar)
     seconds = time.perf_counter() - t0
+    if torch_threads is not None:
+        sys.modules["torch"].set_num_threads(torch_threads)
 
     table = write_markdown(out / "benchmark.md", results, args, info, seconds)
     write_csv(out / "benchmark.csv", results)

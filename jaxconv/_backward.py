@@ -63,10 +63,7 @@ conv_cl.defvjp(_conv_fwd, _conv_bwd)
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def input_grad_cl(geo: Geometry, w, g):
     """dx = A_w^T g, computed by `geo.dx` ("transpose", "phase", "matmul", "shift")."""
-    if geo.dx == "phase":
-        dx = DX["phase"](g, w, geo, fwd=geo.fwd if geo.fwd != "shift" else "xla")
-    else:
-        dx = DX[geo.dx](g, w, geo)
+    dx = DX[geo.dx](g, w, geo)  # "phase" runs its stride-1 sub-convolutions on XLA
     assert dx.shape[:-1] == geo.x_shape[:-1], (dx.shape, geo.x_shape)
     return dx.astype(_out_dtype(geo, w, g))
 

@@ -7,6 +7,7 @@ never asserted. Skips when matplotlib or tqdm (the experiments extra) is missing
 from __future__ import annotations
 
 import csv
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -16,25 +17,27 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 
 @pytest.fixture
-def benchmark():
+def bench(monkeypatch):
+    """experiments/benchmark.py as a module (it puts experiments/ on sys.path for _common)."""
     for mod in ("matplotlib", "tqdm"):
         pytest.importorskip(mod)
-    sys.path.insert(0, str(EXPERIMENTS))
-    try:
-        import benchmark as module
-    finally:
-        sys.path.remove(str(EXPERIMENTS))
+    spec = importlib.util.spec_from_file_location(
+        "_jaxconv_benchmark", EXPERIMENTS / "benchmark.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
     return module
 
 
-def test_benchmark_quick(benchmark, tmp_path):
-    results = benchmark.main(["--quick", "--no-progress", "--out", str(tmp_path)])
+def test_benchmark_quick(bench, tmp_path):
+    results = bench.main(["--quick", "--no-progress", "--out", str(tmp_path)])
 
-    assert set(results) == set(benchmark.QUICK)
+    assert set(results) == set(bench.QUICK)
     for name, res in results.items():
         expected = {"autodiff", "auto"}
-        if benchmark.is_conv(benchmark.CONFIGS[name]):
-            expected |= set(benchmark.ALGORITHMS)
+        if bench.is_conv(bench.CONFIGS[name]):
+            expected |= set(bench.ALGORITHMS)
         assert expected <= set(res), (name, sorted(res))
         for variant in expected:
             assert res[variant]["status"] == "ok", (name, variant, res[variant])
@@ -42,13 +45,13 @@ def test_benchmark_quick(benchmark, tmp_path):
 
     md = (tmp_path / "benchmark.md").read_text()
     assert "## Environment" in md and "| config | autodiff ms |" in md
-    for name in benchmark.QUICK:
+    for name in bench.QUICK:
         assert f"| {name}: " in md
     assert "geometric mean auto/autodiff" in md
 
     with open(tmp_path / "benchmark.csv") as f:
         rows = list(csv.DictReader(f))
-    assert {r["config"] for r in rows} == set(benchmark.QUICK)
+    assert {r["config"] for r in rows} == set(bench.QUICK)
     assert all(int(r["rounds"]) >= 1 for r in rows if r["status"] != "n/a")
 
     png = tmp_path / "benchmark.png"
