@@ -320,7 +320,7 @@ def _dims(p: ConvParams, lhs_shape, rhs_shape, out_shape):
     return k_eff, n_dil, o_dil
 
 
-def _to_dtype(p, a, b):
+def _to_dtype(a, b):
     """Bring the operands of a gradient convolution to one dtype (g may be wider)."""
     dt = jnp.promote_types(a.dtype, b.dtype)
     return a.astype(dt), b.astype(dt)
@@ -353,7 +353,7 @@ def transpose_lhs(p: ConvParams, g, rhs, lhs_shape, conv=conv_p):
         p.precision,
         p.preferred_element_type,
     )
-    dx = conv(q, *_to_dtype(p, g, w))
+    dx = conv(q, *_to_dtype(g, w))
     if p.batch_group_count > 1:
         dx = regroup(dx, lhs_spec[1], lhs_spec[0], p.batch_group_count)
     assert tuple(dx.shape) == tuple(lhs_shape), (dx.shape, lhs_shape)
@@ -384,6 +384,6 @@ def transpose_rhs(p: ConvParams, lhs, g, rhs_shape, conv=conv_p):
         p.precision,
         p.preferred_element_type,
     )
-    dw = conv(q, *_to_dtype(p, lhs, g))
+    dw = conv(q, *_to_dtype(lhs, g))
     assert tuple(dw.shape) == tuple(rhs_shape), (dw.shape, rhs_shape)
     return dw
