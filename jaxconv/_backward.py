@@ -34,6 +34,11 @@ def add_bias(y, b):
     return y if b is None else y + b.astype(y.dtype)
 
 
+def bias_grad(g, b):
+    """db[f] = g summed over batch and space (channels-last); None without a bias."""
+    return None if b is None else jnp.sum(g, axis=tuple(range(g.ndim - 1))).astype(b.dtype)
+
+
 def _out_dtype(geo, *arrays):
     return geo.pet or jnp.result_type(*arrays)
 
@@ -53,7 +58,7 @@ def _conv_bwd(geo, res, g):
     with jax.named_scope("jaxconv_bwd"):
         dx = input_grad_cl(geo, w, g).astype(x.dtype)
         dw = weight_grad_cl(geo, x, g).astype(w.dtype)
-        db = None if b is None else jnp.sum(g, axis=tuple(range(g.ndim - 1))).astype(b.dtype)
+        db = bias_grad(g, b)
     return dx, dw, db
 
 

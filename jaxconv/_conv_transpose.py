@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from functools import partial
 
 import jax
-import jax.numpy as jnp
 
 from jaxconv import _validate as v
 from jaxconv._auto import geometry
 from jaxconv._backward import (
     add_bias,
+    bias_grad,
     conv_cl,
     from_cl,
     input_grad_cl,
@@ -190,7 +190,7 @@ def _conv_transpose_bwd(geo, res, g):
     with jax.named_scope("jaxconv_bwd"):
         dy = conv_cl(geo, g, w, None).astype(y.dtype)  # the adjoint of the adjoint: conv
         dw = weight_grad_cl(geo, g, y).astype(w.dtype)  # roles of x and g exchanged
-        db = None if b is None else jnp.sum(g, axis=tuple(range(g.ndim - 1))).astype(b.dtype)
+        db = bias_grad(g, b)
     return dy, dw, db
 
 
