@@ -37,6 +37,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jax import lax
 
+from jaxconv import _validate as v
 from jaxconv._general import ConvParams, lax_conv, regroup, transpose_lhs, transpose_rhs
 from jaxconv._sharding import replicated
 from jaxconv._spec import dimension_numbers
@@ -67,11 +68,8 @@ class Geometry(NamedTuple):
 
     @property
     def out_shape(self):
-        n = self.x_shape[1:-1]
-        o = tuple(
-            (nn + lo + hi - (kk - 1) * d - 1) // s + 1
-            for nn, kk, s, d, (lo, hi) in zip(n, self.k, self.stride, self.dilation, self.pads)
-        )
+        k_eff = v.effective_kernel(self.k, self.dilation)
+        o = v.out_size(self.x_shape[1:-1], k_eff, self.stride, self.pads)
         return (self.x_shape[0], *o, self.w_shape[-1])
 
 
