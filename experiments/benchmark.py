@@ -52,7 +52,7 @@ from jax import lax  # noqa: E402
 
 import jaxconv as jc  # noqa: E402
 
-ALGORITHMS = ("auto", "transpose", "phase", "matmul")
+ALGORITHMS = ("auto", "lean", "transpose", "phase", "matmul")
 RTOL = 1e-3
 GAP = 0.002  # seconds of sleep before each timed call
 FAST = ("depthwise", "conv3d_small", "conv_transpose_up", "maxpool_2x2", "maxpool_3x3_s2_p1")
@@ -516,6 +516,7 @@ HEADER = [
     "autodiff ms",
     "jaxconv auto ms",
     "auto/autodiff",
+    "lean ms",
     "transpose ms",
     "phase ms",
     "matmul ms",
@@ -523,6 +524,7 @@ HEADER = [
     "auto/torch",
     "temp MB autodiff",
     "temp MB auto",
+    "temp MB lean",
     "auto picks (fwd/dx/dw)",
 ]
 
@@ -543,6 +545,7 @@ def table_rows(results):
                 fmt_ratio(ratio(res["auto"], tb)),
                 mb(res["autodiff"]),
                 mb(res["auto"]),
+                mb(res.get("lean", res["auto"])),
                 auto_picks(cfg),
             ]
         )
@@ -584,6 +587,16 @@ def summary(results) -> list[str]:
             mark = "n/a" if r is None else f"{1 / r:.1f}× faster " + ("✓" if r <= 1 / 3 else "✗")
             parts.append(f"{n} {mark}")
         lines.append("- ≥ 3× faster than autodiff (" + ", ".join(parts) + ")")
+    lean = {n: r.get("lean", r["auto"]) for n, r in results.items()}
+    known = [n for n, v in lean.items() if v.temp is not None and r_temp(results[n]) is not None]
+    if known:
+        ok = [n for n in known if lean[n].temp <= r_temp(results[n])]
+        vs = geomean(max(lean[n].temp, 1) / max(r_temp(results[n]), 1) for n in known)
+        lines.append(
+            f"- temp memory, lean ≤ autodiff: {len(ok)}/{len(known)} configs "
+            f"(geometric mean lean/autodiff {vs:.2f}×); lean/autodiff speed: geometric mean "
+            f"{geomean(ratio(lean[n], results[n]['autodiff']) for n in known):.2f}×"
+        )
     bad = [
         f"{n} [{v.name}]: {v.status} {v.note}".rstrip()
         for n, r in results.items()
@@ -593,6 +606,11 @@ def summary(results) -> list[str]:
     if bad:
         lines.append("- not ok: " + "; ".join(bad))
     return lines
+
+
+def r_temp(res) -> int | None:
+    """autodiff's compiled temp bytes for one config's results."""
+    return res["autodiff"].temp
 
 
 def write_csv(path: Path, results) -> None:
@@ -634,7 +652,7 @@ def plot(path: Path, results) -> None:
     import matplotlib.pyplot as plt
 
     series = [("autodiff", "JAX autodiff", "0.55")]
-    series += [(a, f"jaxconv {a}", c) for a, c in zip(ALGORITHMS, ("C0", "C2", "C1", "C4"))]
+    series += [(a, f"jaxconv {a}", c) for a, c in zip(ALGORITHMS, ("C0", "C5", "C2", "C1", "C4"))]
     series.append(("torch", "PyTorch (best)", "C3"))
     names = list(results)
     height = 0.8 / len(series)

@@ -18,6 +18,7 @@ from jaxconv._loss import softmax_cross_entropy as softmax_cross_entropy
 from jaxconv._maxpool import global_max_pool as global_max_pool
 from jaxconv._maxpool import max_pool as max_pool
 from jaxconv._maxpool import max_unpool as max_unpool
+from jaxconv._remat import RESIDUAL_NAMES as RESIDUAL_NAMES
 
 try:
     __version__ = version("jaxconv")
@@ -25,6 +26,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 __all__ = [
+    "RESIDUAL_NAMES",
     "avg_pool",
     "conv",
     "conv_general_dilated",

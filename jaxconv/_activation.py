@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxconv import _validate as v
+from jaxconv._remat import name
 
 
 def relu(x):
@@ -46,7 +47,7 @@ def _relu(x):
 
 
 def _relu_fwd(x):
-    return jnp.maximum(x, jnp.zeros((), x.dtype)), x > 0
+    return jnp.maximum(x, jnp.zeros((), x.dtype)), name(x > 0, "relu", "mask")
 
 
 def _relu_bwd(mask, g):

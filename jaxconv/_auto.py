@@ -79,6 +79,23 @@ def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4):
     return "matmul", col2im, "matmul"
 
 
+def lean_algorithms(w_shape, groups):
+    """(fwd, dx, dw) for ``backward="lean"``: the fastest choice whose compiled temp memory stays
+    at or below JAX autodiff's (tests/test_memory.py checks every benchmark config). Nothing is
+    materialised beyond the layer's own tensors: XLA's convolutions, the polyphase input
+    gradient (no zero-dilated g), shifted multiply-adds where a group has one input channel.
+
+    - depthwise: shifted multiply-adds for all three (below autodiff's memory, and fast);
+    - one input channel: shifted multiply-add forward, polyphase dx, XLA weight gradient;
+    - otherwise: XLA forward and weight gradient, polyphase dx.
+    """
+    if w_shape[-2] == 1 and groups > 1:
+        return "shift", "shift", "shift"
+    if w_shape[-2] == 1:
+        return "shift", "phase", "xla"
+    return "xla", "phase", "xla"
+
+
 def geometry(spec: ConvSpec, x_shape, w_shape) -> Geometry:
     """The channels-last `Geometry` of a validated spec, with its algorithms chosen."""
     p = spec.params
@@ -91,6 +108,8 @@ def geometry(spec: ConvSpec, x_shape, w_shape) -> Geometry:
         algos = ("xla", "transpose", "xla")
     elif spec.backward == "matmul":
         algos = ("matmul", "matmul", "matmul")
+    elif spec.backward == "lean":
+        algos = lean_algorithms(w_cl, groups)
     else:
         itemsize = 8 if p.preferred_element_type == "float64" else 4
         algos = auto_algorithms(x_cl, w_cl, p.window_strides, p.rhs_dilation, groups, itemsize)

@@ -24,7 +24,10 @@ import numpy as np
 from jax import lax
 
 from jaxconv import _validate as v
+from jaxconv._dtypes import accumulation
 from jaxconv._pool import Geom, geometry, pad_to_cover, window_sum, window_sum_adjoint
+from jaxconv._remat import name
+from jaxconv._sharding import auto_partitioned
 
 
 class _AvgCfg(NamedTuple):
@@ -81,7 +84,8 @@ def avg_pool(
         divisor_override = v.as_int(fn, "divisor_override", divisor_override)
         if divisor_override == 0:
             v.fail(fn, "divisor_override", divisor_override, "must not be 0")
-        return _avg_pool(x, _AvgCfg(geom, None, divisor_override))
+        cfg = _AvgCfg(geom, None, divisor_override)
+        return auto_partitioned(lambda x: _avg_pool(x, cfg), x)
     counts = []
     for n, k, s, (lo, hi), o in zip(geom.size, geom.window, geom.stride, geom.pads, geom.out):
         start = np.arange(o) * s - lo
@@ -89,7 +93,8 @@ def avg_pool(
         if not count_include_pad:
             start, end = np.maximum(start, 0), np.minimum(end, n)
         counts.append(tuple(int(c) for c in end - start))
-    return _avg_pool(x, _AvgCfg(geom, tuple(counts), None))
+    cfg = _AvgCfg(geom, tuple(counts), None)
+    return auto_partitioned(lambda x: _avg_pool(x, cfg), x)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -110,13 +115,16 @@ def _divisor(cfg: _AvgCfg, dtype):
 
 
 def _avg_pool_fwd(x, cfg: _AvgCfg):
-    y = window_sum(pad_to_cover(x, cfg.geom, 0), cfg.geom) / _divisor(cfg, x.dtype)
-    return y, None
+    acc = accumulation(x.dtype) or x.dtype  # float32 sums for 16-bit inputs
+    y = window_sum(pad_to_cover(x.astype(acc), cfg.geom, 0), cfg.geom) / _divisor(cfg, acc)
+    return y.astype(x.dtype), None
 
 
 def _avg_pool_bwd(cfg: _AvgCfg, _, g):
     shape = _x_shape(cfg.geom, g.shape)
-    return (window_sum_adjoint(g / _divisor(cfg, g.dtype), cfg.geom, shape),)
+    acc = accumulation(g.dtype) or g.dtype
+    dx = window_sum_adjoint(g.astype(acc) / _divisor(cfg, acc), cfg.geom, shape)
+    return (dx.astype(g.dtype),)
 
 
 _avg_pool.defvjp(_avg_pool_fwd, _avg_pool_bwd)
@@ -169,7 +177,7 @@ def lp_pool(
             "must be a finite number > 0",
             TypeError if not isinstance(p, numbers.Real) else ValueError,
         )
-    return _lp_pool(x, (geom, float(p)))
+    return auto_partitioned(lambda x: _lp_pool(x, (geom, float(p))), x)
 
 
 def _pow(a, p: float):
@@ -183,17 +191,19 @@ def _lp_pool(x, cfg):
 
 def _lp_pool_fwd(x, cfg):
     geom, p = cfg
-    total = window_sum(pad_to_cover(_pow(x, p), geom, 0), geom)
-    y = jnp.sqrt(total) if p == 2 else jnp.power(total, 1 / p)
-    return y, (x, y)
+    xa = x.astype(accumulation(x.dtype) or x.dtype)  # float32 sums for 16-bit inputs
+    total = window_sum(pad_to_cover(_pow(xa, p), geom, 0), geom)
+    y = (jnp.sqrt(total) if p == 2 else jnp.power(total, 1 / p)).astype(x.dtype)
+    return y, (name(x, "lp_pool", "x"), name(y, "lp_pool", "y"))
 
 
 def _lp_pool_bwd(cfg, res, g):
     geom, p = cfg
-    x, y = res
+    acc = accumulation(g.dtype) or g.dtype
+    x, y = (a.astype(acc) for a in res)
     zero = y == 0
-    t = jnp.where(zero, jnp.zeros((), g.dtype), g * _pow(jnp.where(zero, 1, y), 1 - p))
-    return (window_sum_adjoint(t, geom, x.shape) * _pow(x, p - 1),)
+    t = jnp.where(zero, jnp.zeros((), acc), g.astype(acc) * _pow(jnp.where(zero, 1, y), 1 - p))
+    return ((window_sum_adjoint(t, geom, x.shape) * _pow(x, p - 1)).astype(g.dtype),)
 
 
 _lp_pool.defvjp(_lp_pool_fwd, _lp_pool_bwd)
@@ -213,7 +223,8 @@ def global_avg_pool(x, *, layout: str = "channels_last"):
     v.check_layout(fn, layout)
     v.check_float(fn, "x", x)
     v.spatial_rank(fn, x)
-    return _global_avg_pool(x, (layout, tuple(x.shape)))
+    cfg, c_axis = (layout, tuple(x.shape)), -1 if layout == "channels_last" else 1
+    return auto_partitioned(lambda x: _global_avg_pool(x, cfg), x, out=((0, 0), (0, c_axis)))
 
 
 def _spatial_axes(layout, ndim):

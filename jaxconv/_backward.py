@@ -26,7 +26,10 @@ from jax import lax
 
 from jaxconv import _validate as v
 from jaxconv._auto import geometry
+from jaxconv._dtypes import accumulation
 from jaxconv._lowering import DW, DX, FWD, Geometry
+from jaxconv._remat import name
+from jaxconv._sharding import auto_partitioned
 from jaxconv._spec import ConvSpec, make_spec, output_shape
 
 
@@ -36,28 +39,45 @@ def add_bias(y, b):
 
 def bias_grad(g, b):
     """db[f] = g summed over batch and space (channels-last); None without a bias."""
-    return None if b is None else jnp.sum(g, axis=tuple(range(g.ndim - 1))).astype(b.dtype)
+    if b is None:
+        return None
+    return jnp.sum(g, axis=tuple(range(g.ndim - 1)), dtype=accumulation(g.dtype)).astype(b.dtype)
 
 
 def _out_dtype(geo, *arrays):
     return geo.pet or jnp.result_type(*arrays)
 
 
+def _acc(geo, *arrays):
+    """`geo` computing with float32 accumulation when the operands are float16/bfloat16 and no
+    `preferred_element_type` was asked for (results are cast back to the operands' dtype)."""
+    acc = accumulation(jnp.result_type(*arrays))
+    return geo._replace(pet=acc) if geo.pet is None and acc is not None else geo
+
+
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def conv_cl(geo: Geometry, x, w, b):
     """Channels-last convolution plus bias (None allowed), computed by `geo.fwd`."""
-    return add_bias(FWD[geo.fwd](x, w, geo).astype(_out_dtype(geo, x, w)), b)
+    return add_bias(FWD[geo.fwd](x, w, _acc(geo, x, w)).astype(_out_dtype(geo, x, w)), b)
 
 
 def _conv_fwd(geo, x, w, b):
-    return conv_cl(geo, x, w, b), (x, w, b)
+    return conv_cl(geo, x, w, b), (name(x, "conv", "x"), name(w, "conv", "w"), b)
+
+
+def common(*arrays):
+    """`arrays` cast to one dtype: a cotangent can be wider than the operands (a wider
+    `preferred_element_type`), and lax convolutions take one operand dtype."""
+    t = jnp.result_type(*arrays)
+    return tuple(a.astype(t) for a in arrays)
 
 
 def _conv_bwd(geo, res, g):
-    x, w, b = res
+    x0, w0, b = res
+    x, w, g = common(x0, w0, g)
     with jax.named_scope("jaxconv_bwd"):
-        dx = input_grad_cl(geo, w, g).astype(x.dtype)
-        dw = weight_grad_cl(geo, x, g).astype(w.dtype)
+        dx = input_grad_cl(geo, w, g).astype(x0.dtype)
+        dw = weight_grad_cl(geo, x, g).astype(w0.dtype)
         db = bias_grad(g, b)
     return dx, dw, db
 
@@ -68,7 +88,7 @@ conv_cl.defvjp(_conv_fwd, _conv_bwd)
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def input_grad_cl(geo: Geometry, w, g):
     """dx = A_w^T g, computed by `geo.dx` ("transpose", "phase", "matmul", "shift")."""
-    dx = DX[geo.dx](g, w, geo)  # "phase" runs its stride-1 sub-convolutions on XLA
+    dx = DX[geo.dx](g, w, _acc(geo, w, g))  # "phase" runs its stride-1 sub-convolutions on XLA
     assert dx.shape[:-1] == geo.x_shape[:-1], (dx.shape, geo.x_shape)
     return dx.astype(_out_dtype(geo, w, g))
 
@@ -78,10 +98,11 @@ def _input_grad_fwd(geo, w, g):
 
 
 def _input_grad_bwd(geo, res, c):
-    w, g = res
+    w0, g0 = res
+    w, g, c = common(w0, g0, c)
     with jax.named_scope("jaxconv_bwd"):
-        dw = weight_grad_cl(geo, c, g).astype(w.dtype)
-        dg = conv_cl(geo, c, w, None).astype(g.dtype)
+        dw = weight_grad_cl(geo, c, g).astype(w0.dtype)
+        dg = conv_cl(geo, c, w, None).astype(g0.dtype)
     return dw, dg
 
 
@@ -91,7 +112,7 @@ input_grad_cl.defvjp(_input_grad_fwd, _input_grad_bwd)
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def weight_grad_cl(geo: Geometry, x, g):
     """dw = B_x^T g, computed by `geo.dw` ("xla", "matmul", "shift")."""
-    dw = DW[geo.dw](x, g, geo)
+    dw = DW[geo.dw](x, g, _acc(geo, x, g))
     assert dw.shape == geo.w_shape, (dw.shape, geo.w_shape)
     return dw.astype(_out_dtype(geo, x, g))
 
@@ -101,10 +122,11 @@ def _weight_grad_fwd(geo, x, g):
 
 
 def _weight_grad_bwd(geo, res, c):
-    x, g = res
+    x0, g0 = res
+    x, g, c = common(x0, g0, c)
     with jax.named_scope("jaxconv_bwd"):
-        dx = input_grad_cl(geo, c, g).astype(x.dtype)
-        dg = conv_cl(geo, x, c, None).astype(g.dtype)
+        dx = input_grad_cl(geo, c, g).astype(x0.dtype)
+        dg = conv_cl(geo, x, c, None).astype(g0.dtype)
     return dx, dg
 
 
@@ -128,6 +150,18 @@ def kernel_to_cl(w, layout, flip=False):
     if layout == "channels_first":
         w = jnp.transpose(w, (*range(2, w.ndim), 1, 0))
     return lax.rev(w, tuple(range(w.ndim - 2))) if flip else w
+
+
+def act_out(ndim, layout, act, channel):
+    """`auto_partitioned`'s `out` for an activation: batch and space like ``args[act]``,
+    channels from `channel` (an ``(arg, axis)`` pair, or None: replicated)."""
+    c = ndim - 1 if layout == "channels_last" else 1
+    return tuple(channel if i == c else (act, i) for i in range(ndim))
+
+
+def kernel_in_axis(layout):
+    """The C_in // G axis of a kernel in `layout` (its C_out axis is -1 or 0)."""
+    return -2 if layout == "channels_last" else 1
 
 
 def kernel_from_cl(w, layout, flip=False):
@@ -188,6 +222,7 @@ def conv_input_grad(
     """
     fn = "conv_input_grad"
     v.check_float(fn, "w", w)
+    v.check_pet_width(fn, preferred_element_type, w)
     x_shape = v.as_np_shape(fn, "input_shape", input_shape)
     spec = make_spec(
         fn,
@@ -206,8 +241,14 @@ def conv_input_grad(
     )
     _check_g(fn, spec, x_shape, w.shape, g, "w", w)
     geo = geometry(spec, x_shape, w.shape)
-    dx = input_grad_cl(geo, kernel_to_cl(w, layout, spec.flip), to_cl(g, layout))
-    return from_cl(dx, layout)
+
+    def run(w, g):
+        return from_cl(
+            input_grad_cl(geo, kernel_to_cl(w, layout, spec.flip), to_cl(g, layout)), layout
+        )
+
+    c_in = (0, kernel_in_axis(layout)) if geo.groups == 1 else None
+    return auto_partitioned(run, w, g, out=act_out(g.ndim, layout, 1, c_in), batch=(1,))
 
 
 def conv_weight_grad(
@@ -242,6 +283,7 @@ def conv_weight_grad(
     """
     fn = "conv_weight_grad"
     v.check_float(fn, "x", x)
+    v.check_pet_width(fn, preferred_element_type, x)
     w_shape = v.as_np_shape(fn, "weight_shape", weight_shape)
     spec = make_spec(
         fn,
@@ -260,5 +302,14 @@ def conv_weight_grad(
     )
     _check_g(fn, spec, x.shape, w_shape, g, "x", x)
     geo = geometry(spec, x.shape, w_shape)
-    dw = weight_grad_cl(geo, to_cl(x, layout), to_cl(g, layout))
-    return kernel_from_cl(dw, layout, spec.flip)
+
+    def run(x, g):
+        return kernel_from_cl(
+            weight_grad_cl(geo, to_cl(x, layout), to_cl(g, layout)), layout, spec.flip
+        )
+
+    c = x.ndim - 1 if layout == "channels_last" else 1
+    out = [None] * x.ndim  # dw: C_in // G like x's channels (groups == 1), C_out like g's
+    out[-1 if layout == "channels_last" else 0] = (1, c)
+    out[kernel_in_axis(layout)] = (0, c) if geo.groups == 1 else None
+    return auto_partitioned(run, x, g, out=out, batch=(0, 1))

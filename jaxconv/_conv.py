@@ -5,7 +5,8 @@ from __future__ import annotations
 from jaxconv import _padmode
 from jaxconv import _validate as v
 from jaxconv._auto import geometry
-from jaxconv._backward import conv_cl, from_cl, kernel_to_cl, to_cl
+from jaxconv._backward import act_out, conv_cl, from_cl, kernel_to_cl, to_cl
+from jaxconv._sharding import auto_partitioned
 from jaxconv._spec import make_spec
 
 
@@ -70,6 +71,7 @@ def conv(
     if bias is not None:
         v.check_float(fn, "bias", bias)
     v.check_same_dtype(fn, x=x, w=w)
+    v.check_pet_width(fn, preferred_element_type, x)
     spec = make_spec(
         fn,
         x.shape,
@@ -87,8 +89,13 @@ def conv(
     )
     v.check_bias(fn, bias, v.split_kernel(w.shape, layout)[2])
     geo = geometry(spec, x.shape, w.shape)
-    x = to_cl(x, layout)
-    if spec.padding_mode != "zeros":
-        x = _padmode.pad(x, spec.mode_pads, spec.padding_mode, range(1, x.ndim - 1))
-    y = conv_cl(geo, x, kernel_to_cl(w, layout, spec.flip), bias)
-    return from_cl(y, layout)
+
+    def run(x, w, bias):
+        x = to_cl(x, layout)
+        if spec.padding_mode != "zeros":
+            x = _padmode.pad(x, spec.mode_pads, spec.padding_mode, range(1, x.ndim - 1))
+        y = conv_cl(geo, x, kernel_to_cl(w, layout, spec.flip), bias)
+        return from_cl(y, layout)
+
+    c_out = (1, -1 if layout == "channels_last" else 0)  # y's channels: the kernel's C_out
+    return auto_partitioned(run, x, w, bias, out=act_out(x.ndim, layout, 0, c_out))

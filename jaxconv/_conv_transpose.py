@@ -10,16 +10,21 @@ import jax
 from jaxconv import _validate as v
 from jaxconv._auto import geometry
 from jaxconv._backward import (
+    act_out,
     add_bias,
     bias_grad,
+    common,
     conv_cl,
     from_cl,
     input_grad_cl,
+    kernel_in_axis,
     kernel_to_cl,
     to_cl,
     weight_grad_cl,
 )
 from jaxconv._lowering import Geometry
+from jaxconv._remat import name
+from jaxconv._sharding import auto_partitioned
 from jaxconv._spec import make_spec
 
 
@@ -75,6 +80,7 @@ def conv_transpose(
     if bias is not None:
         v.check_float(fn, "bias", bias)
     v.check_same_dtype(fn, y=y, w=w)
+    v.check_pet_width(fn, preferred_element_type, y)
     v.check_layout(fn, layout)
     nd = v.spatial_rank(fn, y, "y")
     if w.ndim != y.ndim:
@@ -163,8 +169,13 @@ def conv_transpose(
         params=spec.params._replace(padding=tuple((lo, h) for (lo, _), h in zip(pads, hi_eff)))
     )
     geo = geometry(spec, x_shape, w.shape)
-    x = _conv_transpose(geo, to_cl(y, layout), kernel_to_cl(w, layout, spec.flip), bias)
-    return from_cl(x, layout)
+
+    def run(y, w, bias):
+        x = _conv_transpose(geo, to_cl(y, layout), kernel_to_cl(w, layout, spec.flip), bias)
+        return from_cl(x, layout)
+
+    c_in = (1, kernel_in_axis(layout)) if groups == 1 else None  # x's channels: the C_in
+    return auto_partitioned(run, y, w, bias, out=act_out(y.ndim, layout, 0, c_in))
 
 
 def _output_size(fn, output_size, nd):
@@ -182,14 +193,15 @@ def _conv_transpose(geo: Geometry, y, w, b):
 
 
 def _conv_transpose_fwd(geo, y, w, b):
-    return _conv_transpose(geo, y, w, b), (y, w, b)
+    return _conv_transpose(geo, y, w, b), (name(y, "conv_transpose", "y"), name(w, "conv", "w"), b)
 
 
 def _conv_transpose_bwd(geo, res, g):
-    y, w, b = res
+    y0, w0, b = res
+    y, w, g = common(y0, w0, g)
     with jax.named_scope("jaxconv_bwd"):
-        dy = conv_cl(geo, g, w, None).astype(y.dtype)  # the adjoint of the adjoint: conv
-        dw = weight_grad_cl(geo, g, y).astype(w.dtype)  # roles of x and g exchanged
+        dy = conv_cl(geo, g, w, None).astype(y0.dtype)  # the adjoint of the adjoint: conv
+        dw = weight_grad_cl(geo, g, y).astype(w0.dtype)  # roles of x and g exchanged
         db = bias_grad(g, b)
     return dy, dw, db
 

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv import _validate as v
+from jaxconv._sharding import auto_partitioned
 
 _FN = "conv_general_dilated"
 
@@ -100,10 +101,16 @@ def conv_general_dilated(
         preferred_element_type,
     )
     layout = _layer_layout(p)
-    if layout is not None:
-        y = _as_layer(p, layout, lhs, rhs)
-    else:
-        y = conv_p(p, lhs, rhs)
+
+    def run(lhs, rhs):
+        return conv_p(p, lhs, rhs) if layout is None else _as_layer(p, layout, lhs, rhs)
+
+    lhs_spec, rhs_spec, out_spec = p.dimension_numbers
+    out = [None] * lhs.ndim  # batch and space like lhs, features like rhs's output features
+    for o, i in zip((out_spec[0], *out_spec[2:]), (lhs_spec[0], *lhs_spec[2:])):
+        out[o] = (0, i)
+    out[out_spec[1]] = (1, rhs_spec[0])
+    y = auto_partitioned(run, lhs, rhs, out=out)
     if out_sharding is not None:
         y = jax.sharding.reshard(y, out_sharding)
     return y
@@ -169,6 +176,7 @@ def _normalize(
     v.check_float(_FN, "lhs", lhs)
     v.check_float(_FN, "rhs", rhs)
     v.check_same_dtype(_FN, lhs=lhs, rhs=rhs)
+    v.check_pet_width(_FN, preferred_element_type, lhs)
     if lhs.ndim != rhs.ndim or lhs.ndim < 3:
         v.fail(
             _FN,
@@ -181,6 +189,7 @@ def _normalize(
         dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     except (TypeError, ValueError) as e:
         v.fail(_FN, "dimension_numbers", dimension_numbers, f"is invalid: {e}".split("\n")[0])
+    v.check_nonempty(_FN, "rhs", rhs.shape, dn.rhs_spec[2:], "cell in every window dim (as lax)")
     strides = v.int_tuple(_FN, "window_strides", window_strides, nd)
     lhs_dil = v.int_tuple(_FN, "lhs_dilation", 1 if lhs_dilation is None else lhs_dilation, nd)
     rhs_dil = v.int_tuple(_FN, "rhs_dilation", 1 if rhs_dilation is None else rhs_dilation, nd)

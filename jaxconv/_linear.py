@@ -18,6 +18,8 @@ from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxconv import _validate as v
+from jaxconv._dtypes import accumulation
+from jaxconv._remat import name
 
 
 def linear(x, w, bias=None):
@@ -62,7 +64,10 @@ def linear(x, w, bias=None):
 
 def _matmul_last(x, w):
     """Contract the last axis of x with the first axis of w."""
-    return lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())))
+    y = lax.dot_general(
+        x, w, (((x.ndim - 1,), (0,)), ((), ())), preferred_element_type=accumulation(x.dtype)
+    )
+    return y.astype(x.dtype)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -74,7 +79,7 @@ def _linear_fwd(x, w, b, has_bias: bool):
     y = _matmul_last(x, w)
     if has_bias:
         y = y + b
-    return y, (x, w)
+    return y, (name(x, "linear", "x"), name(w, "linear", "w"))
 
 
 def _linear_bwd(has_bias: bool, res, g):
@@ -82,9 +87,18 @@ def _linear_bwd(has_bias: bool, res, g):
     lead = tuple(range(x.ndim - 1))
     # g @ w^T and x^T @ g (over all leading dims), laid out as x and w are (as JAX's own
     # dot_general transpose does, so explicitly sharded inputs keep their shardings)
-    dx = lax.dot_general(g, w, (((g.ndim - 1,), (1,)), ((), ())), out_sharding=_sharding(x))
-    dw = lax.dot_general(x, g, ((lead, lead), ((), ())), out_sharding=_sharding(w))
-    db = g.sum(lead) if has_bias else None
+    acc = accumulation(g.dtype)
+    dx = lax.dot_general(
+        g,
+        w,
+        (((g.ndim - 1,), (1,)), ((), ())),
+        out_sharding=_sharding(x),
+        preferred_element_type=acc,
+    ).astype(x.dtype)
+    dw = lax.dot_general(
+        x, g, ((lead, lead), ((), ())), out_sharding=_sharding(w), preferred_element_type=acc
+    ).astype(w.dtype)
+    db = g.sum(lead, dtype=acc).astype(g.dtype) if has_bias else None
     return dx, dw, db
 
 

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv import _validate as v
+from jaxconv._dtypes import accumulation
+from jaxconv._remat import name
 
 
 def mse_loss(y, t, reduction: str = "sum"):
@@ -50,7 +52,10 @@ def _mse_loss(y, t, count: int):
 
 def _mse_loss_fwd(y, t, count: int):
     d = y - t
-    return 0.5 * jnp.sum(d * d) / count, d
+    acc = accumulation(d.dtype) or d.dtype  # float32 sums for 16-bit inputs
+    return (0.5 * jnp.sum(jnp.square(d.astype(acc))) / count).astype(d.dtype), name(
+        d, "mse_loss", "diff"
+    )
 
 
 def _mse_loss_bwd(count: int, d, g):
@@ -85,6 +90,7 @@ def softmax_cross_entropy(logits, labels):
     v.check_int_dtype(fn, "labels", labels)
     if logits.ndim != 2:
         v.fail(fn, "logits.shape", tuple(logits.shape), "must be (N, K)")
+    v.check_nonempty(fn, "logits", logits.shape, (1,), "class (K >= 1)")
     v.check_shape(fn, "labels", labels.shape, logits.shape[:1], "one label per row of logits")
     return _softmax_cross_entropy(logits, labels)
 
@@ -99,12 +105,15 @@ def _onehot(labels, shape):
 
 
 def _softmax_cross_entropy_fwd(logits, labels):
+    dtype = logits.dtype
+    logits = logits.astype(accumulation(dtype) or dtype)  # float32 log-sum-exp for 16-bit
     z = logits - lax.stop_gradient(jnp.max(logits, axis=1, keepdims=True))
     logp = z - jnp.log(jnp.sum(jnp.exp(z), axis=1, keepdims=True))
     picked = jnp.sum(jnp.where(_onehot(labels, logits.shape), logp, 0), axis=1)
     valid = (labels >= 0) & (labels < logits.shape[1])
     loss = jnp.mean(jnp.where(valid, -picked, jnp.nan))
-    return loss, (jnp.exp(logp), labels)
+    probs = name(jnp.exp(logp).astype(dtype), "softmax_cross_entropy", "probs")
+    return loss.astype(dtype), (probs, labels)
 
 
 def _softmax_cross_entropy_bwd(res, g):

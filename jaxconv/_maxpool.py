@@ -16,6 +16,7 @@ K = prod(window) `lax.pad`s with interior padding, one per offset, of ``where(r 
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -25,6 +26,8 @@ from jax import lax
 
 from jaxconv import _validate as v
 from jaxconv._pool import Geom, geometry, pad_to_cover, spread, window_slices
+from jaxconv._remat import name
+from jaxconv._sharding import auto_partitioned
 
 _I32 = jnp.int32
 
@@ -90,7 +93,8 @@ def max_pool(
     geom = geometry(fn, x, window, stride, padding, dilation, ceil_mode, layout)
     v.check_choice(fn, "ties", ties, v.TIES)
     v.check_bool(fn, "return_indices", return_indices)
-    return _max_pool(x, _Cfg(geom, ties, return_indices))
+    cfg = _Cfg(geom, ties, return_indices)
+    return auto_partitioned(lambda x: _max_pool(x, cfg), x)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -130,7 +134,7 @@ def _max_pool_fwd(x, cfg: _Cfg):
             words[r // 8] = words[r // 8] | (tied.astype(jnp.uint8) << (r % 8))
         res = tuple(words)
     out = (y, _flat_indices(off, geom)) if cfg.return_indices else y
-    return out, res
+    return out, name(res, "max_pool", "offsets")
 
 
 def _max_pool_bwd(cfg: _Cfg, res, g):
@@ -219,7 +223,8 @@ def max_unpool(y, indices, output_shape, *, layout: str = "channels_last"):
         )
     if any(s < 1 for s in shape):
         v.fail(fn, "output_shape", output_shape, "must be >= 1 in every dim")
-    return _max_unpool(y, indices, (layout, shape, tuple(y.shape)))
+    cfg = (layout, shape, tuple(y.shape))
+    return auto_partitioned(lambda y, i: _max_unpool(y, i, cfg), y, indices, batch=(0, 1))
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -230,8 +235,8 @@ def _max_unpool(y, indices, cfg):
 def _flat(a, layout):
     """(N, P, C) or (N, C, P) with the spatial dims flattened; the axis of P."""
     if layout == "channels_last":
-        return a.reshape(a.shape[0], -1, a.shape[-1]), 1
-    return a.reshape(a.shape[0], a.shape[1], -1), 2
+        return a.reshape(a.shape[0], math.prod(a.shape[1:-1]), a.shape[-1]), 1
+    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:])), 2
 
 
 def _max_unpool_fwd(y, indices, cfg):
@@ -240,8 +245,8 @@ def _max_unpool_fwd(y, indices, cfg):
     for s in shape:
         size *= s
     y2, ax = _flat(y, layout)
-    idx, _ = _flat(indices.astype(_I32), layout)
-    idx = jnp.where((idx >= 0) & (idx < size), idx, size)  # out of range -> dropped
+    idx, _ = _flat(indices, layout)
+    idx = jnp.where((idx >= 0) & (idx < size), idx, size).astype(_I32)  # out of range: dropped
 
     def scatter_add(u, i):  # one (n, c): out[i[p]] += u[p]
         return jnp.zeros(size, u.dtype).at[i].add(u, mode="drop")
@@ -276,8 +281,11 @@ def global_max_pool(x, *, layout: str = "channels_last"):
     fn = "global_max_pool"
     v.check_layout(fn, layout)
     v.check_float(fn, "x", x)
-    v.spatial_rank(fn, x)
-    return _global_max_pool(x, (layout, tuple(x.shape)))
+    nd = v.spatial_rank(fn, x)
+    sp = range(1, nd + 1) if layout == "channels_last" else range(2, nd + 2)
+    v.check_nonempty(fn, "x", x.shape, sp, "spatial cell (the max of none has no value)")
+    cfg, c_axis = (layout, tuple(x.shape)), -1 if layout == "channels_last" else 1
+    return auto_partitioned(lambda x: _global_max_pool(x, cfg), x, out=((0, 0), (0, c_axis)))
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -289,7 +297,7 @@ def _global_max_pool_fwd(x, cfg):
     x2, ax = _flat(x, cfg[0])
     idx = jnp.argmax(x2, axis=ax).astype(_I32)  # first max; NaN counts as the max
     y = jnp.take_along_axis(x2, jnp.expand_dims(idx, ax), axis=ax).squeeze(ax)
-    return y, idx
+    return y, name(idx, "global_max_pool", "index")
 
 
 def _global_max_pool_bwd(cfg, idx, g):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import operator
 from typing import NamedTuple
 
@@ -178,7 +179,14 @@ def spread(geom: Geom, arrays, piece):
         out = jnp.stack(parts, axis=a + 1)
         return out.reshape(out.shape[:a] + (out.shape[a] * out.shape[a + 1],) + out.shape[a + 2 :])
 
-    dx = interleave(0, ())
+    if math.prod(geom.stride) <= 4 * len(phases):
+        dx = interleave(0, ())
+    else:  # stride far above the window: most phases are empty, place the others by padding
+        dx = None
+        for ph, term in phases.items():
+            cfg = geom.config([(p, st - 1 - p, st - 1) for p, st in zip(ph, geom.stride)])
+            placed = lax.pad(term, lax.convert_element_type(0, term.dtype), cfg)
+            dx = placed if dx is None else dx + placed
     return lax.slice(dx, [0] * dx.ndim, geom.config(geom.size, dx.shape.__getitem__))
 
 

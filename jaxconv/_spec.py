@@ -16,7 +16,7 @@ from jax import lax
 from jaxconv import _validate as v
 from jaxconv._general import ConvParams
 
-BACKWARDS = ("auto", "transpose", "phase", "matmul")
+BACKWARDS = ("auto", "lean", "transpose", "phase", "matmul")
 
 
 class ConvSpec(NamedTuple):

@@ -107,6 +107,26 @@ def precision_and_type(fn: str, precision, preferred_element_type):
     return precision, pet
 
 
+def check_pet_width(fn: str, preferred_element_type, x) -> None:
+    """lax's rule: a floating `preferred_element_type` is not narrower than the operands'
+    dtype (other bad values are reported by `precision_and_type`)."""
+    if preferred_element_type is None or not hasattr(x, "dtype"):
+        return
+    try:
+        pet = np.dtype(preferred_element_type)
+    except TypeError:
+        return
+    dtype = jnp.result_type(x)
+    if jnp.issubdtype(pet, jnp.floating) and pet.itemsize < np.dtype(dtype).itemsize:
+        fail(
+            fn,
+            "preferred_element_type",
+            str(pet),
+            f"must not be narrower than the operands' dtype (={str(dtype)!r}), as in lax",
+            TypeError,
+        )
+
+
 def check_choice(fn: str, arg: str, value, choices) -> None:
     if not isinstance(value, str) or value not in choices:
         fail(fn, arg, value, f"must be one of {list(choices)}")
@@ -116,9 +136,12 @@ def as_int(fn: str, arg: str, value) -> int:
     if isinstance(value, bool):
         fail(fn, arg, value, "must be an int, not a bool", TypeError)
     try:
-        return operator.index(value)
+        out = operator.index(value)
     except TypeError:
         fail(fn, arg, value, "must be an int", TypeError)
+    if not -(2**63) <= out < 2**63:  # lax and XLA index with int64
+        fail(fn, arg, value, "must fit in int64")
+    return out
 
 
 def int_tuple(fn: str, arg: str, value, nd: int, *, minimum: int = 1) -> tuple[int, ...]:
@@ -253,6 +276,14 @@ def check_padding_mode(fn: str, mode, pads, size) -> None:
                     tuple(pads),
                     f"must be < the input size {tuple(size)} with padding_mode='reflect'",
                 )
+    if mode == "replicate" and any(n < 1 and (lo or hi) for n, (lo, hi) in zip(size, pads)):
+        fail(
+            fn,
+            "padding_mode",
+            mode,
+            f"has no cell to replicate in an empty input dim "
+            f"(spatial {tuple(size)}, padding {tuple(pads)})",
+        )
     if mode == "circular":
         for n, (lo, hi) in zip(size, pads):
             if lo > n or hi > n:
@@ -305,7 +336,7 @@ REDUCTIONS = ("sum", "mean")
 
 
 def check_bool(fn: str, arg: str, value) -> None:
-    if not isinstance(value, bool):
+    if not isinstance(value, (bool, np.bool_)):  # numpy's bool too, as `flip` takes it
         fail(fn, arg, value, "must be True or False", TypeError)
 
 
@@ -323,6 +354,7 @@ def check_pool_padding(fn: str, padding, pads, k_eff) -> None:
 
 
 def check_int_dtype(fn: str, arg: str, x) -> None:
+    check_array(fn, arg, x)
     dtype = jnp.result_type(x)
     if not jnp.issubdtype(dtype, jnp.integer):
         fail(fn, arg + ".dtype", str(dtype), "must be an integer dtype", TypeError)
@@ -331,3 +363,9 @@ def check_int_dtype(fn: str, arg: str, x) -> None:
 def check_shape(fn: str, arg: str, shape, expected, what: str) -> None:
     if tuple(shape) != tuple(expected):
         fail(fn, arg + ".shape", tuple(shape), f"must be {tuple(expected)} ({what})")
+
+
+def check_nonempty(fn: str, arg: str, shape, axes, what: str) -> None:
+    """Each of `axes` of `shape` has at least one cell (a reduction over it needs one)."""
+    if any(shape[a] < 1 for a in axes):
+        fail(fn, arg + ".shape", tuple(shape), f"must have at least one {what}")

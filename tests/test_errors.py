@@ -159,6 +159,10 @@ CONV = [
          say(_c, "padding", ((8, 8),), rest=r" must be <= the input size \(7,\)")),
     case("conv-circular-padding-pair-exceeds-size", conv, (ones((2, 3, 4)), ones((3, 4, 6))),
          {"padding": ((0, 4),), "padding_mode": "circular"}, V, say(_c, "padding", ((0, 4),))),
+    # (test_fuzz) replicate on an empty dim was an IndexError from jnp.take
+    case("conv-replicate-empty-dim", conv, (ones((2, 0, 4)), ones((1, 4, 6))),
+         {"padding": 1, "padding_mode": "replicate"}, V,
+         say(_c, "padding_mode", "replicate", rest=" has no cell to replicate")),
     # rank
     case("conv-x-rank-too-low", conv, (ones((5, 4)), ones((3, 4, 6))), {}, V,
          say(_c, "x.shape", (5, 4))),
@@ -207,6 +211,13 @@ CONV = [
          {"preferred_element_type": "notadtype"}, T, say(_c, "preferred_element_type")),
     case("conv-preferred-element-type-int", conv, (X, W),
          {"preferred_element_type": jnp.int32}, T, say(_c, "preferred_element_type")),
+    # (test_fuzz) narrower than the operands: lax refuses it; accepted (or a lax error) before
+    case("conv-preferred-element-type-narrower", conv, (X, W),
+         {"preferred_element_type": jnp.float16}, T,
+         say(_c, "preferred_element_type", "float16", rest=" must not be narrower")),
+    # (test_fuzz) beyond int64: an OverflowError/TypeError from lax or MLIR before
+    case("conv-stride-beyond-int64", conv, (X, W), {"stride": 2**63}, V,
+         say(_c, "stride", 2**63, rest=" must fit in int64")),
 ]
 
 # ---------------------------------------------------------------------------------- conv_transpose
@@ -285,6 +296,8 @@ CT = [
     case("ct-backward-unknown", conv_transpose, (G, W), {"backward": "fft"}, V,
          say(_t, "backward", "fft")),
     case("ct-flip-int", conv_transpose, (G, W), {"flip": 0}, T, say(_t, "flip", 0)),
+    case("ct-preferred-element-type-narrower", conv_transpose, (G, W),
+         {"preferred_element_type": jnp.float16}, T, say(_t, "preferred_element_type", "float16")),
 ]
 
 # --------------------------------------------------------------------------------- conv_input_grad
@@ -336,6 +349,8 @@ IG = [
          say(_i, "backward", "nope")),
     case("ig-flip-str", conv_input_grad, (X.shape, W, G), {"flip": "no"}, T,
          say(_i, "flip", "no")),
+    case("ig-preferred-element-type-narrower", conv_input_grad, (X.shape, W, G),
+         {"preferred_element_type": jnp.bfloat16}, T, say(_i, "preferred_element_type")),
 ]
 
 # -------------------------------------------------------------------------------- conv_weight_grad
@@ -376,6 +391,8 @@ WG = [
     case("wg-backward-unknown", conv_weight_grad, (X, W.shape, G), {"backward": "fft"}, V,
          say(_w, "backward", "fft")),
     case("wg-flip-int", conv_weight_grad, (X, W.shape, G), {"flip": 1}, T, say(_w, "flip", 1)),
+    case("wg-preferred-element-type-narrower", conv_weight_grad, (X, W.shape, G),
+         {"preferred_element_type": jnp.float16}, T, say(_w, "preferred_element_type")),
 ]
 
 # ---------------------------------------------------------------------------- conv_general_dilated
@@ -447,6 +464,12 @@ CGD = [
          {"dimension_numbers": ("NCHW", "OIHW", "NCHWX")}, V, say(_g, "dimension_numbers")),
     case("cgd-dimension-numbers-bad-chars", conv_general_dilated, (XC, WC, S11, "VALID"),
          {"dimension_numbers": ("NCHQ", "OIHW", "NCHW")}, V, say(_g, "dimension_numbers")),
+    # (test_fuzz) an empty window was "Need at least one array to stack" or a silent output
+    case("cgd-rhs-empty-window", conv_general_dilated, (XC, ones((6, 4, 0, 3)), S11, "VALID"),
+         {}, V, say(_g, "rhs.shape", (6, 4, 0, 3), rest=" must have at least one cell")),
+    case("cgd-preferred-element-type-narrower", conv_general_dilated,
+         (XC.astype(jnp.float64), WC.astype(jnp.float64), S11, "VALID"),
+         {"preferred_element_type": jnp.float32}, T, say(_g, "preferred_element_type", "float32")),
 ]
 
 # fmt: on

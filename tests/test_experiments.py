@@ -97,3 +97,27 @@ def test_flax_example_quick(tmp_path):
     stdout = run_script("flax_example.py", tmp_path)
     assert stdout.count(" OK") == 2, stdout  # linen and nnx both match stock Flax
     assert "| linen |" in (tmp_path / "flax.md").read_text()
+
+
+def test_train_sharded_quick(tmp_path):
+    """4 host devices: the digits CNN trains on the data and data x height meshes, each first
+    step equals the single-device one, and a batch the devices cannot split is refused."""
+    for mod in ("sklearn", "optax"):
+        pytest.importorskip(mod)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    cmd = [sys.executable, str(EXPERIMENTS / "train_sharded.py"), "--quick", "--no-progress"]
+    cmd += ["--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT)
+    assert proc.returncode == 0, (
+        f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+    )
+    assert_versions_banner(proc.stdout)
+    assert "device count: 4" in proc.stdout
+    md = (tmp_path / "train_sharded.md").read_text()
+    rows = re.findall(
+        r"^\| (data=4|data=2 × height=2) \| 4 \| (16|32) \| ([0-9.]+) \|.*\| yes \|$", md, re.M
+    )
+    assert len(rows) == 2 and min(float(r[2]) for r in rows) > 50.0, md
+    proc = subprocess.run(cmd + ["--batch-size", "30"], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "must be divisible by the number of devices" in proc.stderr

@@ -774,3 +774,27 @@ def test_batch_sharded_inputs_on_an_explicit_mesh():
         [sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def test_pool_backward_with_stride_far_above_the_window():
+    """stride 100 > window 2 in 2-D: 10^4 phases, of which only 4 hold gradient; they are placed
+    by padding instead of interleaving 10^4 arrays (and the values equal lax's autodiff)."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 205, 205, 2)))
+    for ours, plain in (
+        (
+            lambda x: max_pool(x, 2, stride=100),
+            lambda x: lax.reduce_window(
+                x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 100, 100, 1), "VALID"
+            ),
+        ),
+        (
+            lambda x: avg_pool(x, 2, stride=100),
+            lambda x: (
+                lax.reduce_window(x, 0.0, lax.add, (1, 2, 2, 1), (1, 100, 100, 1), "VALID") / 4
+            ),
+        ),
+    ):
+        loss = lambda f: lambda x: jnp.sum(jnp.sin(f(x)))  # noqa: E731
+        jaxpr = jax.make_jaxpr(jax.grad(loss(ours)))(x)
+        assert len(str(jaxpr)) < 200_000
+        np.testing.assert_allclose(jax.grad(loss(ours))(x), jax.grad(loss(plain))(x), rtol=1e-12)

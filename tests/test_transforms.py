@@ -84,7 +84,7 @@ def _eqns(jaxpr):
             yield from _eqns(sub)
 
 
-@pytest.mark.parametrize("backward", ["auto", "transpose", "phase", "matmul"])
+@pytest.mark.parametrize("backward", ["auto", "lean", "transpose", "phase", "matmul"])
 def test_gradient_jaxpr_runs_our_rules(xw, backward):
     """Walk the jaxpr of jax.grad: every convolution or matrix product of the backward pass
     sits inside one of jaxconv's custom_vjp calls, traced in its `jaxconv_bwd` scope; none is a
