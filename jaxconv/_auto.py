@@ -5,7 +5,8 @@ gradient with lhs dilation, the weight gradient as a batch/feature-swapped convo
 ``"phase"`` replaces the input gradient by its polyphase form; ``"matmul"`` lowers all three to
 im2col / col2im and one matrix product each. ``"auto"`` picks per shape and per convolution by
 the rule in `auto_algorithms`, measured on XLA:CPU (per-op table there; whole-layer numbers in
-experiments/results/benchmark.md).
+experiments/results/benchmark.md); ``"lean"`` by `lean_algorithms`, never above autodiff's
+compiled temp memory.
 """
 
 from __future__ import annotations
@@ -52,18 +53,20 @@ def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4):
       multiply-adds forward, col2im input gradient, weight gradient by XLA (2-D) or im2col;
     - dilated: XLA throughout (im2col of a dilated window reads too sparsely);
     - 1-D, 3-D and beyond: im2col forward and weight gradient (no fast XLA:CPU convolution),
-      XLA input gradient;
+      per-tap products for the input gradient (conv3d_small: 11.5 ms per layer against 25-35
+      with XLA's or col2im's input gradient);
     - 2-D with few input channels (<= 4, an RGB stem): XLA forward, polyphase input gradient,
       im2col weight gradient;
-    - other 2-D layers: im2col / col2im for all three while the columns fit;
-    - patches over 256 MiB (32 MiB for col2im) are never materialised: XLA instead.
+    - other 2-D layers: im2col / col2im for all three while the columns fit (32 MiB for col2im;
+      above it, per-tap products for the input gradient);
+    - patches over 256 MiB are never materialised: XLA instead.
     """
     nd = len(x_shape) - 2
     cin_g, k = w_shape[-2], w_shape[:-2]
     n_batch, size, c = x_shape[0], x_shape[1:-1], x_shape[-1]
     o_cells = n_batch * math.prod(-(-n // s) for n, s in zip(size, stride))
     patch_bytes = o_cells * math.prod(k) * c * itemsize
-    col2im = "matmul" if patch_bytes <= COL2IM_BYTES_LIMIT else "transpose"
+    col2im = "matmul" if patch_bytes <= COL2IM_BYTES_LIMIT else "taps"
     if cin_g == 1 and groups > 1:
         return "shift", "shift", "shift"
     if patch_bytes > PATCH_BYTES_LIMIT:
@@ -73,7 +76,7 @@ def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4):
     if any(d > 1 for d in dilation):
         return "xla", "transpose", "xla"
     if nd != 2:
-        return "matmul", "transpose", "matmul"
+        return "matmul", "taps", "matmul"
     if c <= 4:
         return "xla", "phase", "matmul"
     return "matmul", col2im, "matmul"

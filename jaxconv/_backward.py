@@ -215,7 +215,7 @@ def conv_input_grad(
       g: gradient of the output, the shape `conv` gives for `input_shape`.
       stride, padding, dilation, groups, flip, layout, precision, preferred_element_type:
         the forward convolution's settings (zero padding), see `conv`.
-      backward: the algorithm: "auto", "transpose" (zero-dilated g, one lax convolution),
+      backward: the algorithm: "auto", "lean", "transpose" (zero-dilated g, one lax convolution),
         "phase" (polyphase, stride^D stride-1 convolutions), "matmul" (im2col/col2im).
     Returns:
       dx of shape `input_shape`.

@@ -54,7 +54,8 @@ def conv(
       padding_mode: "zeros", "reflect", "replicate" or "circular".
       layout: "channels_last" or "channels_first".
       backward: "auto" (default: the fastest exact algorithm for the shape, measured rule in
-        `jaxconv._auto`), "transpose" (lax convolutions, what JAX's autodiff computes),
+        `jaxconv._auto`), "lean" (the fastest whose compiled temp memory stays at or below
+        autodiff's), "transpose" (lax convolutions, what JAX's autodiff computes),
         "phase" (polyphase input gradient), "matmul" (im2col / col2im + matrix products).
       precision, preferred_element_type: as in `jax.lax.conv_general_dilated`.
     Returns:

@@ -114,7 +114,7 @@ def test_conv_nonfinite_like_autodiff(cfg, backward):
             case = f"{where}={val} algos={algos}"
             # XLA-computed pieces match autodiff exactly; our own lowerings the models above
             assert_same_nonfinite(y, (plain if fwd == "xla" else padded)[0], "y " + case)
-            own_dx = dx_algo in ("matmul", "shift")
+            own_dx = dx_algo in ("matmul", "taps", "shift")
             assert_same_nonfinite(dx, (per_group if own_dx else plain)[1], "dx " + case)
             assert_same_nonfinite(dw, (plain if dw_algo == "xla" else padded)[2], "dw " + case)
 
