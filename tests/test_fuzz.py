@@ -1161,10 +1161,9 @@ def _shape_value(draw, shape, name):
     return pick(draw, good, bad, 8)
 
 
-@st.composite
-def conv_input_grad_calls(draw):
-    draw = Moody(draw)
-    geo = conv_shapes(draw)
+def _gradient_call_settings(draw, geo):
+    """(dtype, conv settings, g's shape) for conv_input_grad / conv_weight_grad: g mostly has
+    the conv's output shape, sometimes a wrong one."""
     dtype = draw(st.sampled_from(["f64", "f64", "f64", "f32"]))
     kw = conv_settings(draw, geo)
     out = _out_shape(geo, kw, {"f64": np.float64, "f32": np.float32}[dtype])
@@ -1173,6 +1172,14 @@ def conv_input_grad_calls(draw):
         if out is not None and not rare(draw, 8)
         else draw(st.sampled_from([geo["x"], (1, 2, 2)]))
     )
+    return dtype, kw, g_shape
+
+
+@st.composite
+def conv_input_grad_calls(draw):
+    draw = Moody(draw)
+    geo = conv_shapes(draw)
+    dtype, kw, g_shape = _gradient_call_settings(draw, geo)
     args = (
         _shape_value(draw, geo["x"], "input_shape"),
         arg(draw, geo["w"], dtype),
@@ -1185,14 +1192,7 @@ def conv_input_grad_calls(draw):
 def conv_weight_grad_calls(draw):
     draw = Moody(draw)
     geo = conv_shapes(draw)
-    dtype = draw(st.sampled_from(["f64", "f64", "f64", "f32"]))
-    kw = conv_settings(draw, geo)
-    out = _out_shape(geo, kw, {"f64": np.float64, "f32": np.float32}[dtype])
-    g_shape = (
-        out
-        if out is not None and not rare(draw, 8)
-        else draw(st.sampled_from([geo["x"], (1, 2, 2)]))
-    )
+    dtype, kw, g_shape = _gradient_call_settings(draw, geo)
     args = (
         arg(draw, geo["x"], dtype),
         _shape_value(draw, geo["w"], "weight_shape"),
