@@ -276,15 +276,17 @@ def dx_matmul(g, w, geo):
         wg = w.reshape(K, cg, G, F // G)
         dp = _dot(gg, wg, ((r + 1,), (3,)), ((r,), (2,)), geo)  # (G, *lead, K, C/G)
         dp = jnp.moveaxis(dp, 0, -2).reshape(*lead, K, G * cg)
-    return _col2im(dp, geo)
+    return _sum_placed(lambda t: dp[..., t, :], geo)
 
 
-def _col2im(dp, geo):
+def _sum_placed(term, geo):
+    """dx = sum over taps m of place_m(term(t)): tap t's (N, *o, C) contribution added back at
+    the inputs that tap read (the col2im fold; shared by "matmul", "taps" and "shift")."""
     n = geo.x_shape[1:-1]
     dx = None
     for t, m in enumerate(_taps(geo)):
         off = tuple(mm * d - lo for mm, d, (lo, _) in zip(m, geo.dilation, geo.pads))
-        placed = _place(dp[..., t, :], off, geo, n)
+        placed = _place(term(t), off, geo, n)
         dx = placed if dx is None else dx + placed
     return dx
 
@@ -293,38 +295,31 @@ def dx_taps(g, w, geo):
     """Per-tap products: dx = sum_m place_m(g w[m]^T), one (N, *o, F) x (F, C) product per tap.
     The same sums as col2im, without slicing columns out of the (N, *o, K, C) product: faster
     on 3-D layers (few channels per tap)."""
-    n = geo.x_shape[1:-1]
     G, F = geo.groups, w.shape[-1]
     cg = w.shape[-2]
     wk = w.reshape(-1, cg, G, F // G)
     r = g.ndim - 1
     gg = g.reshape(*g.shape[:-1], G, F // G)
-    dx = None
-    for t, m in enumerate(_taps(geo)):
-        part = _dot(gg, wk[t], ((r + 1,), (2,)), ((r,), (1,)), geo)  # (G, N, *o, C/G)
-        part = jnp.moveaxis(part, 0, -2).reshape(*g.shape[:-1], G * cg)
-        off = tuple(mm * d - lo for mm, d, (lo, _) in zip(m, geo.dilation, geo.pads))
-        placed = _place(part, off, geo, n)
-        dx = placed if dx is None else dx + placed
-    return dx
+
+    def part(t):
+        p = _dot(gg, wk[t], ((r + 1,), (2,)), ((r,), (1,)), geo)  # (G, N, *o, C/G)
+        return jnp.moveaxis(p, 0, -2).reshape(*g.shape[:-1], G * cg)
+
+    return _sum_placed(part, geo)
 
 
 def dx_shift(g, w, geo):
     """Depthwise input gradient: dx = sum_m place_m(g * w[m]) (multiplier summed out)."""
-    n = geo.x_shape[1:-1]
     C, F = geo.x_shape[-1], w.shape[-1]
     mult = F // C
     wk = w.reshape(-1, F)
     acc_t = geo.pet or jnp.result_type(g)
-    dx = None
-    for t, m in enumerate(_taps(geo)):
+
+    def part(t):
         v = g.astype(acc_t) * wk[t]
-        if mult > 1:
-            v = v.reshape(*v.shape[:-1], C, mult).sum(-1)
-        off = tuple(mm * d - lo for mm, d, (lo, _) in zip(m, geo.dilation, geo.pads))
-        placed = _place(v, off, geo, n)
-        dx = placed if dx is None else dx + placed
-    return dx
+        return v.reshape(*v.shape[:-1], C, mult).sum(-1) if mult > 1 else v
+
+    return _sum_placed(part, geo)
 
 
 DX = {
