@@ -1,6 +1,7 @@
 """Shared test setup: float64 on, highest matmul precision, hypothesis profiles, tolerances."""
 
 import os
+from functools import partial
 
 import jax
 import numpy as np
@@ -64,3 +65,15 @@ def vjp_jit(f, *args, seed=0):
         return y, vjp(g)
 
     return jax.jit(run)(args, g)
+
+
+def value_and_vjp(f, *args, g):
+    """(f(*args), the VJP of f at args applied to g), forward and backward in one jit (cached
+    per f and shapes, so pass module-level functions)."""
+    return _value_and_vjp(f, args, g)
+
+
+@partial(jax.jit, static_argnums=0)
+def _value_and_vjp(f, args, g):
+    y, vjp = jax.vjp(f, *args)
+    return y, vjp(g)

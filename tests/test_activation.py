@@ -7,31 +7,17 @@ with check_grads(order=2) away from the kink, and by reading what the custom_vjp
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, value_and_vjp
 from hypothesis import given
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 from jaxconv import reference
 from jaxconv._activation import relu
-
-
-def value_and_vjp(f, *args, g):
-    """(f(*args), the VJP of f at args applied to g), forward and backward in one jit (cached
-    per f and shapes, so pass module-level functions)."""
-    return _value_and_vjp(f, args, g)
-
-
-@partial(jax.jit, static_argnums=0)
-def _value_and_vjp(f, args, g):
-    y, vjp = jax.vjp(f, *args)
-    return y, vjp(g)
 
 
 def relu_ref(x):

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import assert_close, value_and_vjp
 from hypothesis import given
 from hypothesis import strategies as st
 from jax.test_util import check_grads
@@ -22,18 +22,6 @@ from jaxconv import reference
 from jaxconv._loss import mse_loss, softmax_cross_entropy
 
 DTYPES = st.sampled_from([np.float32, np.float64])
-
-
-def value_and_vjp(f, *args, g):
-    """(f(*args), the VJP of f at args applied to g), forward and backward in one jit (cached
-    per f and shapes, so pass module-level functions)."""
-    return _value_and_vjp(f, args, g)
-
-
-@partial(jax.jit, static_argnums=0)
-def _value_and_vjp(f, args, g):
-    y, vjp = jax.vjp(f, *args)
-    return y, vjp(g)
 
 
 MSE = {r: partial(mse_loss, reduction=r) for r in ("sum", "mean")}
