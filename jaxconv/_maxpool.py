@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv import _validate as v
-from jaxconv._pool import Geom, geometry, pad_to_cover, spread, window_slices
+from jaxconv._pool import Geom, geometry, one_pass, pad_to_cover, spread, window_slices
 from jaxconv._remat import name
 from jaxconv._sharding import auto_partitioned
 
@@ -99,7 +99,7 @@ def max_pool(
 
 @partial(jax.custom_vjp, nondiff_argnums=(1,))
 def _max_pool(x, cfg: _Cfg):
-    return _max_pool_fwd(x, cfg)[0]
+    return _max_pool_fwd(x, cfg, residual=False)[0]
 
 
 def _gt(a, b):
@@ -115,7 +115,7 @@ def _offset_dtype(cells: int):
     return jnp.int8 if cells <= 127 else jnp.int16 if cells <= 32767 else _I32
 
 
-def _max_pool_fwd(x, cfg: _Cfg):
+def _max_pool_fwd(x, cfg: _Cfg, residual=True):
     geom = cfg.geom
     xp = pad_to_cover(x, geom, -jnp.inf)
     better = _ge if cfg.ties == "last" else _gt
@@ -126,6 +126,8 @@ def _max_pool_fwd(x, cfg: _Cfg):
         else:
             take = better(xr, y)
             y, off = jnp.where(take, xr, y), jnp.where(take, r, off)
+    if residual:  # y and the offsets from one loop, stored for the backward (`one_pass`)
+        y, off = one_pass(y, off)
     res = off
     if cfg.ties == "split":  # one bit per window cell: is it tied with the maximum?
         words = [jnp.zeros(y.shape, jnp.uint8) for _ in range((geom.cells + 7) // 8)]

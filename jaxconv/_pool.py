@@ -27,6 +27,7 @@ import math
 import operator
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -133,11 +134,13 @@ def spread(geom: Geom, arrays, piece):
     ``piece(r, *arrays)`` is elementwise in the output-shaped `arrays` (zero where
     ``arrays[-1]``, the gradient, is zero) and belongs at input positions t = i*s + m*d - lo of
     offset m. Write m*d - lo = q0*s + ph (0 <= ph < s): then t = (i + q0)*s + ph, so piece_r
-    is a plain shift by q0 of phase ph of dx (seed 004's i % stride phases). The arrays are
-    zero-padded once; each phase is a sum of `piece` on shifted slices of them (cheap for
-    XLA:CPU, unlike a `lax.pad` per offset), and the phases are interleaved by a stack and a
-    reshape. Overlapping windows accumulate; with stride == window every phase holds exactly
-    one offset and this is the tiled layout.
+    is a plain shift by q0 of phase ph of dx (seed 004's i % stride phases). Each piece is
+    computed on the unshifted arrays and shifted by one `lax.pad` (negative = crop, never
+    interior padding), each phase is the sum of its pieces, and the phases are interleaved by
+    a stack and a reshape: XLA:CPU fuses all of it into one loop over dx with no padded copy
+    of the arrays (padding g once and slicing it cost a 2x2 max-pool backward 40% more, in
+    temp memory and page faults). Overlapping windows accumulate; with stride == window every
+    phase holds exactly one offset and this is the tiled layout.
     """
     g = arrays[-1]
     n_q = [-(-n // s) for n, s in zip(geom.size, geom.stride)]  # positions per phase
@@ -148,20 +151,11 @@ def spread(geom: Geom, arrays, piece):
         )
         for m in geom.offsets()
     ]
-    low = [max(0, *(sh[j][0] for sh in shifts)) for j in range(len(n_q))]
-    high = [
-        max(0, *(nq - o - sh[j][0] for sh in shifts))
-        for j, (nq, o) in enumerate(zip(n_q, geom.out))
-    ]
-    cfg = geom.config([(lo, hi, 0) for lo, hi in zip(low, high)])
-    padded = [lax.pad(a, lax.convert_element_type(0, a.dtype), cfg) for a in arrays]
     phases = {}
     for r, sh in enumerate(shifts):
-        start = geom.config([lo - q for lo, (q, _) in zip(low, sh)], 0)
-        limit = geom.config(
-            [lo - q + nq for lo, (q, _), nq in zip(low, sh, n_q)], padded[0].shape.__getitem__
-        )
-        term = piece(r, *(lax.slice(a, start, limit) for a in padded))
+        cfg = geom.config([(q, nq - o - q, 0) for (q, _), nq, o in zip(sh, n_q, geom.out)])
+        term = piece(r, *arrays)
+        term = lax.pad(term, lax.convert_element_type(0, term.dtype), cfg)
         ph = tuple(p for _, p in sh)
         phases[ph] = term if ph not in phases else phases[ph] + term
     shape = tuple(geom.config(n_q, None))
@@ -233,3 +227,34 @@ def _crop_cover(dxp, geom: Geom):
     """The adjoint of `pad_to_cover` (drop the padding; zeros for an uncovered tail)."""
     cfg = geom.config([(-lo, -hc, 0) for (lo, _), hc in zip(geom.pads, geom.hi_cover)])
     return lax.pad(dxp, lax.convert_element_type(0, dxp.dtype), cfg)
+
+
+@jax.custom_jvp
+def one_pass(*arrays):
+    """The same-shaped `arrays`, unchanged, but computed by one XLA loop that writes them all.
+
+    XLA:CPU has no sibling multi-output fusion: two outputs of one elementwise chain (max
+    pooling's y and its winner offsets) become two loops that each redo the chain, and the
+    chain is cheap enough that XLA also re-inlines it into every backward consumer of the
+    offsets (a 3x3 window: four 9-way argmax chains per input gradient element). A variadic
+    reduce is a single instruction with several outputs, so it gives one loop and stored
+    results: each array gets a trailing axis of two, (value, filler), tagged 0 and 1, and the
+    reduce keeps the element tagged 0, i.e. the value (the tag is compared, never the values).
+    """
+    tags = jnp.zeros(arrays[0].shape, jnp.int8)
+    ops = (tags, *arrays)
+    fill = tuple(lax.convert_element_type(i == 0, a.dtype) for i, a in enumerate(ops))
+    cfg = [(0, 0, 0)] * tags.ndim + [(0, 1, 0)]
+    ops = tuple(lax.pad(a[..., None], f, cfg) for a, f in zip(ops, fill))
+
+    def keep_tag0(a, b):
+        take_b = b[0] < a[0]
+        return tuple(jnp.where(take_b, bi, ai) for ai, bi in zip(a, b))
+
+    return lax.reduce(ops, fill, keep_tag0, (tags.ndim,))[1:]
+
+
+@one_pass.defjvp
+def _one_pass_jvp(primals, tangents):
+    """An identity: tangents pass through (JAX's JVP of a general variadic reduce fails)."""
+    return one_pass(*primals), tuple(tangents)
