@@ -20,6 +20,35 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+# glibc malloc settings for XLA:CPU runs. XLA allocates each call's temporaries and outputs
+# afresh; with glibc's defaults, blocks over 32 MiB (and any block of a worker thread's arena)
+# come from mmap and go back to the OS on free, so every call page-faults them in again (4 KiB
+# at a time, zero-filled). One arena, no mmap and no trimming keep freed blocks for reuse.
+# Measured (resnet_3x3 fwd+bwd): 37,000 page faults and 127 ms per call -> 0 and 72 ms.
+MALLOC_ENV = {
+    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_MMAP_THRESHOLD_": str(2**32),
+    "MALLOC_TRIM_THRESHOLD_": str(2**40),
+}
+
+
+def malloc_setting() -> str:
+    """ "tuned" when this process runs with `MALLOC_ENV`, else "glibc defaults"."""
+    if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
+        return "tuned (" + ", ".join(f"{k}={v}" for k, v in MALLOC_ENV.items()) + ")"
+    return "glibc defaults"
+
+
+def reexec_with_tuned_malloc() -> None:
+    """Restart this script with `MALLOC_ENV` set (glibc reads it only at start-up); a no-op
+    when it is set already or off Linux."""
+    if not sys.platform.startswith("linux") or malloc_setting() != "glibc defaults":
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+
+
 def results_dir(out: str | os.PathLike | None) -> Path:
     """The folder outputs go to: ``--out`` when given, else experiments/results/; created."""
     path = Path(out) if out is not None else RESULTS

@@ -315,7 +315,12 @@ def auto_picks(cfg: Config) -> str:
         x = (x[0], *n, cfg.w[-2] * cfg.groups)
     try:
         picks = auto_algorithms(
-            x, cfg.w, (cfg.stride,) * cfg.nd, (cfg.dilation,) * cfg.nd, cfg.groups
+            x,
+            cfg.w,
+            (cfg.stride,) * cfg.nd,
+            (cfg.dilation,) * cfg.nd,
+            cfg.groups,
+            pads=pad_pairs(cfg),
         )
     except Exception:  # noqa: BLE001 - the rule's signature may change
         return "?"
@@ -728,7 +733,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--out", default=None, help="output folder (default experiments/results/)")
+    ap.add_argument(
+        "--malloc",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="tuned (default): restart with _common.MALLOC_ENV, so that no variant (jaxconv, "
+        "autodiff, torch) page-faults its buffers in afresh on every call; default: glibc's",
+    )
     args = ap.parse_args(argv)
+    if args.malloc == "tuned" and argv is None:
+        _common.reexec_with_tuned_malloc()
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.threads = [int(t) for t in args.threads.split(",")]
     names = args.configs.split(",") if args.configs else list(QUICK if args.quick else CONFIGS)
@@ -746,6 +760,7 @@ def main(argv=None) -> dict:
         except ImportError:
             args.no_torch = True
     info = _common.environment(extra=("torch",))
+    info["malloc"] = _common.malloc_setting()
     _common.print_banner("benchmark: jaxconv fwd+bwd vs JAX autodiff vs PyTorch", info)
     print(f"   rounds {args.rounds}, configs {', '.join(names)}")
 

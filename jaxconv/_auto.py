@@ -19,12 +19,17 @@ from jaxconv._spec import ConvSpec
 
 # im2col patches larger than this (bytes) are never materialised by "auto".
 PATCH_BYTES_LIMIT = 256 * 2**20
-# col2im (dx "matmul") writes one column per tap and adds them back: worth it up to this size.
+# col2im (dx "matmul") writes one column per tap and adds them back: worth it up to this size
+# for one input channel per group; with more channels, per-tap products ("taps") win above the
+# smaller limit (resnet_down and conv_transpose_up: 8-20 % faster per layer; lenet_c2, 2.5 MB of
+# columns, stays faster with col2im).
 COL2IM_BYTES_LIMIT = 32 * 2**20
+COL2IM_MANY_CHANNELS_LIMIT = 4 * 2**20
 
 
-def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4):
-    """(fwd, dx, dw) for a channels-last convolution: the rule measured on XLA:CPU.
+def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4, pads=None):
+    """(fwd, dx, dw) for a channels-last convolution: the rule measured on XLA:CPU. `pads`
+    ((lo, hi) per dim) gives the exact output size; without it, ceil(n / stride) per dim.
 
     Per-op medians behind it (ms, float32, 2-core AMD EPYC, jax 0.10.2; the benchmark configs):
 
@@ -55,31 +60,37 @@ def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4):
     - 1-D, 3-D and beyond: im2col forward and weight gradient (no fast XLA:CPU convolution),
       per-tap products for the input gradient (conv3d_small: 11.5 ms per layer against 25-35
       with XLA's or col2im's input gradient);
-    - 2-D with few input channels (<= 4, an RGB stem): XLA forward, polyphase input gradient,
-      im2col weight gradient;
-    - other 2-D layers: im2col / col2im for all three while the columns fit (32 MiB for col2im;
-      above it, per-tap products for the input gradient);
+    - 2-D with few input channels (<= 4, an RGB stem): im2col forward and weight gradient (one
+      patch matrix serves both), XLA's input gradient (stem_7x7_s2: 21 ms per layer, 28 with an
+      XLA forward and the polyphase input gradient);
+    - other 2-D layers: im2col forward and weight gradient; col2im input gradient while the
+      columns stay under 4 MiB, per-tap products above;
     - patches over 256 MiB are never materialised: XLA instead.
     """
     nd = len(x_shape) - 2
     cin_g, k = w_shape[-2], w_shape[:-2]
     n_batch, size, c = x_shape[0], x_shape[1:-1], x_shape[-1]
-    o_cells = n_batch * math.prod(-(-n // s) for n, s in zip(size, stride))
+    if pads is None:
+        out = [-(-n // s) for n, s in zip(size, stride)]
+    else:
+        k_eff = v.effective_kernel(k, dilation)
+        out = v.out_size(size, k_eff, stride, pads)
+    o_cells = n_batch * math.prod(out)
     patch_bytes = o_cells * math.prod(k) * c * itemsize
-    col2im = "matmul" if patch_bytes <= COL2IM_BYTES_LIMIT else "taps"
     if cin_g == 1 and groups > 1:
         return "shift", "shift", "shift"
     if patch_bytes > PATCH_BYTES_LIMIT:
         return "xla", "transpose", "xla"
     if cin_g == 1 and w_shape[-1] <= 64:
+        col2im = "matmul" if patch_bytes <= COL2IM_BYTES_LIMIT else "taps"
         return "shift", col2im, "xla" if nd == 2 else "matmul"
     if any(d > 1 for d in dilation):
         return "xla", "transpose", "xla"
     if nd != 2:
         return "matmul", "taps", "matmul"
     if c <= 4:
-        return "xla", "phase", "matmul"
-    return "matmul", col2im, "matmul"
+        return "matmul", "transpose", "matmul"
+    return "matmul", "matmul" if patch_bytes <= COL2IM_MANY_CHANNELS_LIMIT else "taps", "matmul"
 
 
 def lean_algorithms(w_shape, groups):
@@ -115,7 +126,9 @@ def geometry(spec: ConvSpec, x_shape, w_shape) -> Geometry:
         algos = lean_algorithms(w_cl, groups)
     else:
         itemsize = 8 if p.preferred_element_type == "float64" else 4
-        algos = auto_algorithms(x_cl, w_cl, p.window_strides, p.rhs_dilation, groups, itemsize)
+        algos = auto_algorithms(
+            x_cl, w_cl, p.window_strides, p.rhs_dilation, groups, itemsize, p.padding
+        )
         if spec.backward == "phase":
             algos = (algos[0], "phase", algos[2])
     return Geometry(

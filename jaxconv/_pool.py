@@ -186,11 +186,9 @@ def spread(geom: Geom, arrays, piece):
 
 def window_sum(xp, geom: Geom):
     """y[i] = sum_m xp[i*s + m] (no dilation), one spatial dim after the other (sum k_d slices,
-    not prod k_d). With stride == window the windows tile: a reshape and a sum instead."""
-    if geom.non_overlapping():  # one axis at a time: explicit sharding allows such reshapes
-        for a, k, o in zip(geom.axes, geom.window, geom.out):
-            xp = xp.reshape(xp.shape[:a] + (o, k) + xp.shape[a + 1 :]).sum(a + 1)
-        return xp
+    not prod k_d). Also for tiling windows (stride == window): XLA:CPU fuses the strided slices
+    into one loop, where a reshape and a sum become a reduction twice as slow (avgpool_2x2
+    forward 1.1 -> 0.55 ms)."""
     for a, k, s, o in zip(geom.axes, geom.window, geom.stride, geom.out):
         xp = _add_all(lax.slice_in_dim(xp, m, m + (o - 1) * s + 1, s, a) for m in range(k))
     return xp
