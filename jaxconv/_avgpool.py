@@ -7,8 +7,9 @@ assigned to the whole pooling block". With N_i the divisor of window i (its cell
     y[i]  = (1 / N_i) sum_m x~[i*s + m]
     dx[t] = sum_{i : t in window i} g[i] / N_i
 
-The backward is `_pool.window_sum_adjoint` of g / N: per dim, g zero-dilated by the stride and
-summed over k shifted slices (a broadcast and a reshape when stride == window) -- no scatter.
+The forward sums the k strided slices per dim (`_pool.window_sum`). The backward is
+`_pool.window_sum_adjoint` of g / N: per dim, g zero-dilated by the stride and summed over k
+shifted slices (a broadcast and a reshape when stride == window) -- no scatter.
 L2-norm pooling, also named in seed 001, is `lp_pool` with p = 2.
 """
 

@@ -8,10 +8,12 @@ offsets m = 0..k-1 inside window i (padded positions i*s + m*d, see `_pool.py`):
     y[i]  = max_m x~[i*s + m*d]              r[i] = the winning m (int8 when k <= 127)
     dx[t] = sum_{i : i*s + r[i]*d - lo = t} g[i]       (overlapping windows accumulate)
 
-The residual is r, not x: 1 byte per output instead of 4-8 bytes per input. The scatter-add is
-K = prod(window) `lax.pad`s with interior padding, one per offset, of ``where(r == m, g, 0)``
-(`_pool.spread`), so XLA:CPU never sees an index array. JAX's own rule for `reduce_window` max
-(select_and_gather_add) raises NotImplementedError with window dilation; this one does not care.
+The residual is r, not x: 1 byte per output instead of 4-8 bytes per input. y and r come out of
+one loop (`_pool.one_pass`), so the backward reads the stored r instead of XLA re-inlining the
+K-way argmax into it. The scatter-add is, per offset m, ``where(r == m, g, 0)`` shifted into its
+stride phase, the phases interleaved (`_pool.spread`): one loop over dx, no index array. JAX's
+own rule for `reduce_window` max (select_and_gather_add) raises NotImplementedError with window
+dilation; this one does not care.
 """
 
 from __future__ import annotations
