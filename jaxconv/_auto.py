@@ -47,10 +47,15 @@ def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4, pads
     conv3d_small   7.84 / 3.48 / -        12.7 / 12.7 / 1.91          13.5 / 5.68
     =============  =====================  ==========================  ==================
 
-    (depthwise: shift in parentheses.) Single ops measured alone do not add up to a layer: in
-    one jitted forward+backward, XLA schedules and fuses them together, so the rule below was
+    (depthwise: shift in parentheses; glibc's default allocator.) Single ops measured alone do
+    not add up to a layer: in one jitted forward+backward, XLA schedules and fuses them together
+    (im2col's patches serve both the forward and the weight gradient), so the rule below was
     settled on whole-layer medians (experiments/results/benchmark.md, columns transpose / phase
-    / matmul and auto):
+    / matmul and auto), and only where a choice wins under both allocator settings of the
+    README (glibc's defaults and the tuned one the benchmark uses). Per-tap forward and weight
+    gradients win some layers with the tuned allocator only (conv3d_small 8.0 vs 9.2 ms, but
+    19 vs 8.0 with glibc's defaults, page-faulting their per-tap buffers) and are not used;
+    the same holds for im2col on the dilated layer (11.6 vs 18.0 ms tuned, 21.9 vs 18.4).
 
     - depthwise: shifted multiply-adds for all three (XLA:CPU's grouped convolutions run at a
       fraction of a GFLOP/s);
@@ -64,7 +69,8 @@ def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4, pads
       patch matrix serves both), XLA's input gradient (stem_7x7_s2: 21 ms per layer, 28 with an
       XLA forward and the polyphase input gradient);
     - other 2-D layers: im2col forward and weight gradient; col2im input gradient while the
-      columns stay under 4 MiB, per-tap products above;
+      columns stay under 4 MiB, per-tap products above (resnet_down 30.3 vs 32.0 ms tuned,
+      42.9 vs 47.6 default; conv_transpose_up's convolution 7.8 vs 9.7 ms);
     - patches over 256 MiB are never materialised: XLA instead.
     """
     nd = len(x_shape) - 2

@@ -56,3 +56,28 @@ def test_benchmark_quick(bench, tmp_path):
 
     png = tmp_path / "benchmark.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_malloc_setting_and_reexec(monkeypatch):
+    """`_common.reexec_with_tuned_malloc` restarts the script once with MALLOC_ENV added (and
+    never again once it is set); `malloc_setting` reports which setting a run had."""
+    sys.path.insert(0, str(EXPERIMENTS))
+    import _common
+
+    calls = []
+    monkeypatch.setattr(_common.os, "execve", lambda *a: calls.append(a))
+    monkeypatch.setattr(_common.sys, "platform", "linux")
+    for key in _common.MALLOC_ENV:
+        monkeypatch.delenv(key, raising=False)
+    assert _common.malloc_setting() == "glibc defaults"
+    _common.reexec_with_tuned_malloc()
+    assert len(calls) == 1
+    exe, argv, env = calls[0]
+    assert exe == sys.executable and argv[1:] == sys.argv
+    assert all(env[k] == v for k, v in _common.MALLOC_ENV.items())
+
+    for key, value in _common.MALLOC_ENV.items():
+        monkeypatch.setenv(key, value)
+    assert _common.malloc_setting().startswith("tuned (MALLOC_ARENA_MAX=1")
+    _common.reexec_with_tuned_malloc()
+    assert len(calls) == 1  # already tuned: no restart

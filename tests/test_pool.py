@@ -798,3 +798,47 @@ def test_pool_backward_with_stride_far_above_the_window():
         jaxpr = jax.make_jaxpr(jax.grad(loss(ours)))(x)
         assert len(str(jaxpr)) < 200_000
         np.testing.assert_allclose(jax.grad(loss(ours))(x), jax.grad(loss(plain))(x), rtol=1e-12)
+
+
+# ------------------------------------------------------------------- one_pass (y + offsets)
+
+
+def test_one_pass_is_the_identity_with_identity_tangents():
+    """`_pool.one_pass` returns its arrays bit for bit (NaN, ±inf, -0.0, ints, bools) and its
+    JVP passes the tangents through unchanged."""
+    from jaxconv._pool import one_pass
+
+    y = jnp.array([[np.nan, -np.inf], [np.inf, -0.0]], jnp.float32)
+    off = jnp.array([[3, -1], [127, 0]], jnp.int8)
+    mask = jnp.array([[True, False], [False, True]])
+    got = jax.jit(one_pass)(y, off, mask)
+    for a, b in zip(got, (y, off, mask)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert np.signbit(np.asarray(got[0])[1, 1])  # -0.0 kept
+    t = jnp.arange(4.0).reshape(2, 2)
+    _, tangent = jax.jvp(lambda a: one_pass(a, off)[0], (jnp.ones((2, 2)),), (t,))
+    np.testing.assert_array_equal(tangent, t)
+
+
+def test_max_pool_residual_comes_from_the_forward_loop():
+    """The backward of a 3x3 stride-2 max pool reads the stored offsets: the compiled
+    fwd+bwd holds no second copy of the argmax chain (one select chain, not two or more)."""
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 12, 12, 3)), jnp.float32)
+
+    def fb(x, g):
+        y, pullback = jax.vjp(lambda x: max_pool(x, 3, stride=2, padding=1), x)
+        return y, pullback(g)[0]
+
+    g = jnp.ones((2, 6, 6, 3), jnp.float32)
+    hlo = jax.jit(fb).lower(x, g).compile().as_text()
+    y, dx = jax.jit(fb)(x, g)
+    _, ref_pullback = jax.vjp(
+        lambda x: lax.reduce_window(
+            x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), [(0, 0), (1, 1), (1, 1), (0, 0)]
+        ),
+        x,
+    )
+    np.testing.assert_array_equal(dx, ref_pullback(g)[0])
+    # 8 comparisons of the 9-way chain, each a GT compare: once in the forward loop only.
+    assert hlo.count("direction=GT") == 8, hlo.count("direction=GT")
