@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv import _validate as v
-from jaxconv._pool import Geom, geometry, one_pass, pad_to_cover, spread, window_slices
+from jaxconv._pool import Geom, geometry, map_windows, one_pass, spread
 from jaxconv._remat import name
 from jaxconv._sharding import auto_partitioned
 
@@ -119,24 +119,28 @@ def _offset_dtype(cells: int):
 
 def _max_pool_fwd(x, cfg: _Cfg, residual=True):
     geom = cfg.geom
-    xp = pad_to_cover(x, geom, -jnp.inf)
     better = _ge if cfg.ties == "last" else _gt
-    y = off = None
-    for r, xr in window_slices(xp, geom):
-        if y is None:
-            y, off = xr, jnp.zeros(xr.shape, _offset_dtype(geom.cells))
-        else:
-            take = better(xr, y)
-            y, off = jnp.where(take, xr, y), jnp.where(take, r, off)
-    if residual:  # y and the offsets from one loop, stored for the backward (`one_pass`)
-        y, off = one_pass(y, off)
-    res = off
-    if cfg.ties == "split":  # one bit per window cell: is it tied with the maximum?
+
+    def reduce(slices):  # the running maximum and its offset; for "split", the tie bits
+        y = off = None
+        for r, xr in slices:
+            if y is None:
+                y, off = xr, jnp.zeros(xr.shape, _offset_dtype(geom.cells))
+            else:
+                take = better(xr, y)
+                y, off = jnp.where(take, xr, y), jnp.where(take, r, off)
+        if cfg.ties != "split":
+            return y, off
         words = [jnp.zeros(y.shape, jnp.uint8) for _ in range((geom.cells + 7) // 8)]
-        for r, xr in window_slices(xp, geom):
+        for r, xr in slices:
             tied = (xr == y) | (jnp.isnan(xr) & jnp.isnan(y))
             words[r // 8] = words[r // 8] | (tied.astype(jnp.uint8) << (r % 8))
-        res = tuple(words)
+        return y, off, *words
+
+    y, off, *words = map_windows(x, geom, -jnp.inf, reduce)
+    if residual:  # y and the offsets from one loop, stored for the backward (`one_pass`)
+        y, off, *words = one_pass(y, off, *words)
+    res = tuple(words) if cfg.ties == "split" else off
     out = (y, _flat_indices(off, geom)) if cfg.return_indices else y
     return out, name(res, "max_pool", "offsets")
 

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv import _validate as v
+from jaxconv._sharding import explicit_sharding
 
 
 class Geom(NamedTuple):
@@ -126,6 +127,77 @@ def window_slices(xp, geom: Geom):
             xp.shape.__getitem__,
         )
         yield r, lax.slice(xp, start, limit, geom.config(geom.stride, 1))
+
+
+# Above this many (region, offset) pairs, `map_windows` pads instead (trace size).
+MAX_REGION_TERMS = 2048
+
+
+def _segments(n, o, k, s, d, lo):
+    """Split outputs 0..o-1 of one dim into runs [u, v) with the same in-range offsets m (window
+    i reads input i*s + m*d - lo): [(u, v, in_range per m)]."""
+    spans = []
+    for m in range(k):
+        off = m * d - lo
+        spans.append((max(0, -(off // s)), min(o - 1, (n - 1 - off) // s)))
+    cuts = sorted(
+        {0, o, *(min(max(a, 0), o) for a, _ in spans), *(min(b + 1, o) for _, b in spans)}
+    )
+    return [
+        (u, v, tuple(a <= u and v - 1 <= b for a, b in spans))
+        for u, v in zip(cuts, cuts[1:])
+        if u < v
+    ]
+
+
+def map_windows(x, geom: Geom, fill, fn):
+    """``fn(slices)`` over every window, as if x were padded with `fill`, without padding it.
+
+    `fn` gets [(r, slice_r)] in offset order and returns a tuple of output-shaped arrays, like
+    a reduction over `window_slices(pad_to_cover(x, geom, fill), geom)`. Here the outputs are
+    split per dim into runs of windows that read the same offsets inside the input (the border
+    windows and the interior); in each block of runs, an offset is either a strided slice of x
+    itself or, all padding, a `fill` constant, and the blocks are concatenated back. XLA:CPU
+    then fuses the whole reduction into one loop over the outputs; the padded copy of x, which
+    it would not fuse into K slices, is never written (3x3 max pool: 27 MB of temp memory and
+    its page faults gone). Windows with many border runs (large padding) use the padded copy.
+    """
+    runs = [
+        _segments(n, o, k, s, d, lo)
+        for n, o, k, s, d, (lo, _) in zip(
+            geom.size, geom.out, geom.window, geom.stride, geom.dilation, geom.pads
+        )
+    ]
+    if math.prod(len(r) for r in runs) * geom.cells > MAX_REGION_TERMS:
+        return fn(list(window_slices(pad_to_cover(x, geom, fill), geom)))
+
+    def block(picked):
+        shape = geom.config([v - u for u, v, _ in picked], x.shape.__getitem__)
+        slices = []
+        for r, m in enumerate(geom.offsets()):
+            if not all(run[2][mm] for run, mm in zip(picked, m)):
+                slices.append((r, lax.full(shape, fill, x.dtype, sharding=explicit_sharding(x))))
+                continue
+            first = [
+                u * s + mm * d - lo
+                for (u, _, _), mm, s, d, (lo, _) in zip(
+                    picked, m, geom.stride, geom.dilation, geom.pads
+                )
+            ]
+            last = [f + (v - u - 1) * s + 1 for f, (u, v, _), s in zip(first, picked, geom.stride)]
+            start, limit = geom.config(first, 0), geom.config(last, x.shape.__getitem__)
+            slices.append((r, lax.slice(x, start, limit, geom.config(geom.stride, 1))))
+        return fn(slices)
+
+    def assemble(j, picked):
+        if j == len(runs):
+            return block(picked)
+        parts = [assemble(j + 1, picked + (run,)) for run in runs[j]]
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(jnp.concatenate(p, geom.axes[j]) for p in zip(*parts))
+
+    return assemble(0, ())
 
 
 def spread(geom: Geom, arrays, piece):

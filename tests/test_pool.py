@@ -823,22 +823,52 @@ def test_one_pass_is_the_identity_with_identity_tangents():
 
 def test_max_pool_residual_comes_from_the_forward_loop():
     """The backward of a 3x3 stride-2 max pool reads the stored offsets: the compiled
-    fwd+bwd holds no second copy of the argmax chain (one select chain, not two or more)."""
+    fwd+bwd holds the argmax chain's comparisons once, as many as the forward alone."""
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 12, 12, 3)), jnp.float32)
+    pool = lambda x: max_pool(x, 3, stride=2, padding=1)  # noqa: E731
 
     def fb(x, g):
-        y, pullback = jax.vjp(lambda x: max_pool(x, 3, stride=2, padding=1), x)
+        y, pullback = jax.vjp(pool, x)
         return y, pullback(g)[0]
 
     g = jnp.ones((2, 6, 6, 3), jnp.float32)
-    hlo = jax.jit(fb).lower(x, g).compile().as_text()
-    y, dx = jax.jit(fb)(x, g)
-    _, ref_pullback = jax.vjp(
-        lambda x: lax.reduce_window(
-            x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), [(0, 0), (1, 1), (1, 1), (0, 0)]
-        ),
-        x,
+    both = jax.jit(fb).lower(x, g).compile().as_text().count("direction=GT")
+    forward = jax.jit(pool).lower(x).compile().as_text().count("direction=GT")
+    assert both == forward > 0, (both, forward)
+    window = ((0, 0), (1, 1), (1, 1), (0, 0))
+    _, ref = jax.vjp(
+        lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), window), x
     )
-    np.testing.assert_array_equal(dx, ref_pullback(g)[0])
-    # 8 comparisons of the 9-way chain, each a GT compare: once in the forward loop only.
-    assert hlo.count("direction=GT") == 8, hlo.count("direction=GT")
+    np.testing.assert_array_equal(jax.jit(fb)(x, g)[1], ref(g)[0])
+
+
+@pytest.mark.parametrize(
+    "window,stride,padding,dilation,ceil_mode",
+    [
+        (3, 2, 1, 1, False),
+        (3, 2, 1, 1, True),
+        ((2, 3), (1, 2), ((1, 0), (1, 1)), (2, 1), False),
+        (3, 3, 1, 2, True),
+        (7, 1, 3, 1, False),  # 7 x 7 border runs x 49 offsets: the padded fallback
+    ],
+)
+def test_map_windows_equals_reducing_the_padded_slices(
+    window, stride, padding, dilation, ceil_mode
+):
+    """`_pool.map_windows` (border runs, no padded copy) gives what reducing the slices of the
+    padded input gives, offset order included (first-maximum ties decide by it)."""
+    from jaxconv import _pool
+
+    x = jnp.asarray(np.random.default_rng(3).integers(-3, 3, (2, 9, 8, 2)), jnp.float32)
+    geom = _pool.geometry("t", x, window, stride, padding, dilation, ceil_mode, "channels_last")
+
+    def argmax(slices):
+        y, off = slices[0][1], jnp.zeros(slices[0][1].shape, jnp.int32)
+        for r, s in slices[1:]:
+            y, off = jnp.where(s > y, s, y), jnp.where(s > y, r, off)
+        return y, off
+
+    padded = argmax(list(_pool.window_slices(_pool.pad_to_cover(x, geom, -jnp.inf), geom)))
+    got = _pool.map_windows(x, geom, -jnp.inf, argmax)
+    for a, b in zip(got, padded):
+        np.testing.assert_array_equal(a, b)
