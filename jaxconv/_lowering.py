@@ -41,6 +41,7 @@ from jax import lax
 
 from jaxconv import _validate as v
 from jaxconv._general import ConvParams, lax_conv, regroup, transpose_lhs, transpose_rhs
+from jaxconv._pool import Geom, block_slices, map_windows, window_blocks
 from jaxconv._sharding import replicated
 from jaxconv._spec import dimension_numbers
 
@@ -167,24 +168,43 @@ def fwd_matmul(x, w, geo):
     return jnp.moveaxis(y, 0, -2).reshape(*lead, F)
 
 
+def _windows(geo):
+    """The conv's windows as a pooling `Geom` (for `_pool.window_blocks`)."""
+    nd = geo.nd
+    return Geom(
+        "channels_last",
+        nd + 2,
+        tuple(range(1, nd + 1)),
+        geo.x_shape[1:-1],
+        geo.k,
+        geo.stride,
+        geo.dilation,
+        geo.pads,
+        geo.out_shape[1:-1],
+    )
+
+
 def fwd_shift(x, w, geo):
-    """Depthwise (C // G == 1): y[.., c mult + j] = sum_m slice_m(x_p)[.., c] w[m, 0, c mult+j]."""
-    xp = _pad_x(x, geo)
-    o = geo.out_shape[1:-1]
+    """Depthwise (C // G == 1): y[.., c mult + j] = sum_m slice_m(x_p)[.., c] w[m, 0, c mult+j],
+    block by block of border runs and interior (`_pool.map_windows`: no padded copy of x)."""
     C, F = x.shape[-1], w.shape[-1]
     mult = F // C
     wk = w.reshape(-1, F)
     acc_t = geo.pet or jnp.result_type(x)
-    y = None
-    for t, m in enumerate(_taps(geo)):
-        s = _slice(xp, m, geo, o).astype(acc_t)
-        term = (
-            s * wk[t]
-            if mult == 1
-            else (s[..., None] * wk[t].reshape(C, mult)).reshape(*s.shape[:-1], F)
-        )
-        y = term if y is None else y + term
-    return y
+
+    def taps_sum(slices):
+        y = None
+        for t, s in slices:
+            s = s.astype(acc_t)
+            term = (
+                s * wk[t]
+                if mult == 1
+                else (s[..., None] * wk[t].reshape(C, mult)).reshape(*s.shape[:-1], F)
+            )
+            y = term if y is None else y + term
+        return (y,)
+
+    return map_windows(x, _windows(geo), 0, taps_sum)[0]
 
 
 FWD = {"xla": fwd_xla, "matmul": fwd_matmul, "shift": fwd_shift}
@@ -359,18 +379,28 @@ def dw_shift(x, g, geo):
     and g (K separate reductions would read both K times; 2-3x slower on XLA:CPU). The reduce
     keeps the batch axis (and the first spatial axis for N-d, N >= 2), summed afterwards: XLA:CPU
     splits a reduction over its kept outer axes across threads, and one to (K, C) runs on one
-    core (2x slower on the depthwise benchmark layer)."""
-    xp = _pad_x(x, geo)
-    o = geo.out_shape[1:-1]
+    core (2x slower on the depthwise benchmark layer). One such reduce per block of border runs
+    and interior (`_pool.window_blocks`, no padded copy of x); taps that read only padding add
+    nothing there."""
+    x, windows, runs = window_blocks(x, _windows(geo), 0)
     C, F = x.shape[-1], g.shape[-1]
     mult = F // C
     acc_t = geo.pet or jnp.result_type(x)
-    gm = g.astype(acc_t).reshape(*g.shape[:-1], C, mult)
-    prods = tuple(_slice(xp, m, geo, o).astype(acc_t)[..., None] * gm for m in _taps(geo))
-    zeros = tuple(jnp.zeros((), acc_t) for _ in prods)
     keep = 2 if g.ndim > 3 else 1  # (N, o_1) for 2-D/3-D, (N,) for 1-D
-    sums = lax.reduce(prods, zeros, _add_all, tuple(range(keep, g.ndim - 1)))
-    return jnp.stack(sums).sum(tuple(range(1, keep + 1))).reshape(*geo.k, 1, F)
+    total = [jnp.zeros((C, mult), acc_t)] * windows.cells
+    for picked in itertools.product(*runs):
+        start = windows.config([u for u, _, _ in picked], 0)
+        gb = lax.slice(g, start, windows.config([v for _, v, _ in picked], g.shape.__getitem__))
+        gm = gb.astype(acc_t).reshape(*gb.shape[:-1], C, mult)
+        taps = [(t, s) for t, s in block_slices(x, windows, picked) if s is not None]
+        if not taps:  # windows of padding only
+            continue
+        prods = tuple(s.astype(acc_t)[..., None] * gm for _, s in taps)
+        zeros = tuple(jnp.zeros((), acc_t) for _ in prods)
+        sums = lax.reduce(prods, zeros, _add_all, tuple(range(keep, g.ndim - 1)))
+        for (t, _), part in zip(taps, sums):
+            total[t] = total[t] + part.sum(tuple(range(keep)))
+    return jnp.stack(total).reshape(*geo.k, 1, F)
 
 
 def _add_all(a, b):

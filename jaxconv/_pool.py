@@ -129,20 +129,19 @@ def window_slices(xp, geom: Geom):
         yield r, lax.slice(xp, start, limit, geom.config(geom.stride, 1))
 
 
-# Above this many (region, offset) pairs, `map_windows` pads instead (trace size).
-MAX_REGION_TERMS = 2048
+# Above this many (block, offset) pairs, `window_blocks` pads instead (trace size).
+MAX_BLOCK_TERMS = 2048
 
 
-def _segments(n, o, k, s, d, lo):
+def _runs(n, o, k, s, d, lo):
     """Split outputs 0..o-1 of one dim into runs [u, v) with the same in-range offsets m (window
     i reads input i*s + m*d - lo): [(u, v, in_range per m)]."""
     spans = []
     for m in range(k):
         off = m * d - lo
         spans.append((max(0, -(off // s)), min(o - 1, (n - 1 - off) // s)))
-    cuts = sorted(
-        {0, o, *(min(max(a, 0), o) for a, _ in spans), *(min(b + 1, o) for _, b in spans)}
-    )
+    cuts = {0, o, *(min(a, o) for a, _ in spans), *(min(max(b + 1, 0), o) for _, b in spans)}
+    cuts = sorted(cuts)
     return [
         (u, v, tuple(a <= u and v - 1 <= b for a, b in spans))
         for u, v in zip(cuts, cuts[1:])
@@ -150,44 +149,70 @@ def _segments(n, o, k, s, d, lo):
     ]
 
 
-def map_windows(x, geom: Geom, fill, fn):
-    """``fn(slices)`` over every window, as if x were padded with `fill`, without padding it.
+def window_blocks(x, geom: Geom, fill):
+    """The windows of x padded with `fill`, without padding x: (x', geom', runs per dim).
 
-    `fn` gets [(r, slice_r)] in offset order and returns a tuple of output-shaped arrays, like
-    a reduction over `window_slices(pad_to_cover(x, geom, fill), geom)`. Here the outputs are
-    split per dim into runs of windows that read the same offsets inside the input (the border
-    windows and the interior); in each block of runs, an offset is either a strided slice of x
-    itself or, all padding, a `fill` constant, and the blocks are concatenated back. XLA:CPU
-    then fuses the whole reduction into one loop over the outputs; the padded copy of x, which
-    it would not fuse into K slices, is never written (3x3 max pool: 27 MB of temp memory and
-    its page faults gone). Windows with many border runs (large padding) use the padded copy.
+    Per dim, the outputs split into runs of windows that read the same offsets inside the
+    input (the border windows and the interior). Within a block of runs (one run per dim),
+    every offset is either a strided slice of x itself or all padding (`block_slices`).
+    XLA:CPU fuses such slices into the loop that reduces them, where a padded copy of x is
+    written out first (it does not fuse one pad into K slices): a 3x3 max pool saves 27 MB of
+    temp memory and its page faults, a depthwise layer half its temp and 20 % of its time.
+    Windows with many border runs (large padding) get the padded copy: x' is then x padded to
+    cover, geom' has no padding and every dim is a single run.
     """
     runs = [
-        _segments(n, o, k, s, d, lo)
+        _runs(n, o, k, s, d, lo)
         for n, o, k, s, d, (lo, _) in zip(
             geom.size, geom.out, geom.window, geom.stride, geom.dilation, geom.pads
         )
     ]
-    if math.prod(len(r) for r in runs) * geom.cells > MAX_REGION_TERMS:
-        return fn(list(window_slices(pad_to_cover(x, geom, fill), geom)))
+    if math.prod(len(r) for r in runs) * geom.cells > MAX_BLOCK_TERMS:
+        x = pad_to_cover(x, geom, fill)
+        size = tuple(x.shape[a] for a in geom.axes)
+        geom = geom._replace(size=size, pads=((0, 0),) * len(size))
+        runs = [[(0, o, (True,) * k)] for o, k in zip(geom.out, geom.window)]
+    return x, geom, runs
+
+
+def block_slices(x, geom: Geom, picked):
+    """[(r, slice_r or None)] for the block `picked` (one run per dim): slice_r[i] =
+    x[i*s + m*d - lo] over the block's outputs, None where offset m reads only padding."""
+    slices = []
+    for r, m in enumerate(geom.offsets()):
+        if not all(run[2][mm] for run, mm in zip(picked, m)):
+            slices.append((r, None))
+            continue
+        first = [
+            u * s + mm * d - lo
+            for (u, _, _), mm, s, d, (lo, _) in zip(
+                picked, m, geom.stride, geom.dilation, geom.pads
+            )
+        ]
+        last = [f + (v - u - 1) * s + 1 for f, (u, v, _), s in zip(first, picked, geom.stride)]
+        start, limit = geom.config(first, 0), geom.config(last, x.shape.__getitem__)
+        slices.append((r, lax.slice(x, start, limit, geom.config(geom.stride, 1))))
+    return slices
+
+
+def map_windows(x, geom: Geom, fill, fn):
+    """``fn(slices)`` over every window of x padded with `fill` (`window_blocks`: no padded copy).
+
+    `fn` gets [(r, slice_r)] in offset order and returns a tuple of output-shaped arrays, as it
+    would for `window_slices(pad_to_cover(x, geom, fill), geom)`; it runs once per block, with
+    a `fill` constant for each all-padding offset, and the blocks are concatenated back.
+    """
+    x, geom, runs = window_blocks(x, geom, fill)
 
     def block(picked):
         shape = geom.config([v - u for u, v, _ in picked], x.shape.__getitem__)
-        slices = []
-        for r, m in enumerate(geom.offsets()):
-            if not all(run[2][mm] for run, mm in zip(picked, m)):
-                slices.append((r, lax.full(shape, fill, x.dtype, sharding=explicit_sharding(x))))
-                continue
-            first = [
-                u * s + mm * d - lo
-                for (u, _, _), mm, s, d, (lo, _) in zip(
-                    picked, m, geom.stride, geom.dilation, geom.pads
-                )
+        sharding = explicit_sharding(x)
+        return fn(
+            [
+                (r, lax.full(shape, fill, x.dtype, sharding=sharding) if s is None else s)
+                for r, s in block_slices(x, geom, picked)
             ]
-            last = [f + (v - u - 1) * s + 1 for f, (u, v, _), s in zip(first, picked, geom.stride)]
-            start, limit = geom.config(first, 0), geom.config(last, x.shape.__getitem__)
-            slices.append((r, lax.slice(x, start, limit, geom.config(geom.stride, 1))))
-        return fn(slices)
+        )
 
     def assemble(j, picked):
         if j == len(runs):
