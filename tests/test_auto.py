@@ -48,3 +48,5 @@ def test_lean_picks():
     assert lean_algorithms((3, 3, 1, 64), 64) == ("shift", "shift", "shift")
     assert lean_algorithms((5, 5, 1, 6), 1) == ("shift", "phase", "xla")
     assert lean_algorithms((3, 3, 64, 64), 1) == ("xla", "phase", "xla")
+    assert lean_algorithms((3, 3, 64, 128), 1, (2, 2)) == ("xla", "transpose", "xla")
+    assert lean_algorithms((7, 7, 3, 64), 1, (2, 2)) == ("xla", "phase", "xla")

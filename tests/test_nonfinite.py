@@ -84,7 +84,7 @@ def algorithms(backward, x_shape, w_shape, stride, groups):
     if backward == "matmul":
         return ("matmul", "matmul", "matmul")
     if backward == "lean":
-        return lean_algorithms(w_shape, groups)
+        return lean_algorithms(w_shape, groups, stride)
     algos = auto_algorithms(x_shape, w_shape, stride, (1, 1), groups)
     return (algos[0], "phase", algos[2]) if backward == "phase" else algos
 
