@@ -16,7 +16,8 @@ gives exactly the covered region, and the backward crops with the negated pair.
 Everything here is layout-agnostic: `axes` names the spatial axes of x (1..D for
 channels_last, 2..D+1 for channels_first) and every op pads/slices only those.
 No custom VJPs live here; these helpers are the building blocks of the forward and backward
-passes (plain `lax.pad`/`lax.slice`, so JAX can also differentiate them for grad-of-grad).
+passes (plain `lax.pad`/`lax.slice`/`lax.concatenate`, so JAX can also differentiate them for
+grad-of-grad; `one_pass`, an identity, passes tangents through unchanged).
 """
 
 from __future__ import annotations
