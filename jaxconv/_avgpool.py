@@ -7,7 +7,7 @@ assigned to the whole pooling block". With N_i the divisor of window i (its cell
     y[i]  = (1 / N_i) sum_m x~[i*s + m]
     dx[t] = sum_{i : t in window i} g[i] / N_i
 
-The forward sums the k strided slices per dim (`_pool.window_sum`). The backward is
+The forward sums each window's slices of x (`_pool.window_sum`). The backward is
 `_pool.window_sum_adjoint` of g / N: per dim, g zero-dilated by the stride and summed over k
 shifted slices (a broadcast and a reshape when stride == window) -- no scatter.
 L2-norm pooling, also named in seed 001, is `lp_pool` with p = 2.
@@ -26,7 +26,7 @@ from jax import lax
 
 from jaxconv import _validate as v
 from jaxconv._dtypes import accumulation
-from jaxconv._pool import Geom, geometry, pad_to_cover, window_sum, window_sum_adjoint
+from jaxconv._pool import Geom, geometry, window_sum, window_sum_adjoint
 from jaxconv._remat import name
 from jaxconv._sharding import auto_partitioned
 
@@ -117,7 +117,7 @@ def _divisor(cfg: _AvgCfg, dtype):
 
 def _avg_pool_fwd(x, cfg: _AvgCfg):
     acc = accumulation(x.dtype) or x.dtype  # float32 sums for 16-bit inputs
-    y = window_sum(pad_to_cover(x.astype(acc), cfg.geom, 0), cfg.geom) / _divisor(cfg, acc)
+    y = window_sum(x.astype(acc), cfg.geom) / _divisor(cfg, acc)
     return y.astype(x.dtype), None
 
 
@@ -193,7 +193,7 @@ def _lp_pool(x, cfg):
 def _lp_pool_fwd(x, cfg):
     geom, p = cfg
     xa = x.astype(accumulation(x.dtype) or x.dtype)  # float32 sums for 16-bit inputs
-    total = window_sum(pad_to_cover(_pow(xa, p), geom, 0), geom)
+    total = window_sum(_pow(xa, p), geom)
     y = (jnp.sqrt(total) if p == 2 else jnp.power(total, 1 / p)).astype(x.dtype)
     return y, (name(x, "lp_pool", "x"), name(y, "lp_pool", "y"))
 

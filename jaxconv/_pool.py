@@ -282,18 +282,29 @@ def spread(geom: Geom, arrays, piece):
     return lax.slice(dx, [0] * dx.ndim, geom.config(geom.size, dx.shape.__getitem__))
 
 
-def window_sum(xp, geom: Geom):
-    """y[i] = sum_m xp[i*s + m] (no dilation), one spatial dim after the other (sum k_d slices,
-    not prod k_d). Also for tiling windows (stride == window): XLA:CPU fuses the strided slices
-    into one loop, where a reshape and a sum become a reduction twice as slow (avgpool_2x2
-    forward 1.1 -> 0.55 ms)."""
+# Padded windows with at most this many cells are summed per block (`map_windows`).
+BLOCK_SUM_CELLS = 16
+
+
+def window_sum(x, geom: Geom):
+    """y[i] = sum_m x~[i*s + m] over each window of x zero-padded to cover (no dilation).
+
+    Padded windows of up to `BLOCK_SUM_CELLS` cells: the K slices of `map_windows` summed per
+    block, with no padded copy of x (3x3 stride 1 padding 1 on 32x56x56x64: 3.2 -> 1.6 ms).
+    Otherwise one spatial dim after the other (sum k_d slices, not prod k_d), also for tiling
+    windows (stride == window): XLA:CPU fuses the strided slices into one loop, where a reshape
+    and a sum become a reduction twice as slow (avgpool_2x2 forward 1.1 -> 0.55 ms)."""
+    padded = any(lo > 0 for lo, _ in geom.pads) or any(h > 0 for h in geom.hi_cover)
+    if padded and geom.cells <= BLOCK_SUM_CELLS:
+        return map_windows(x, geom, 0, lambda slices: (_add_all(s for _, s in slices),))[0]
+    xp = pad_to_cover(x, geom, 0)
     for a, k, s, o in zip(geom.axes, geom.window, geom.stride, geom.out):
         xp = _add_all(lax.slice_in_dim(xp, m, m + (o - 1) * s + 1, s, a) for m in range(k))
     return xp
 
 
 def window_sum_adjoint(g, geom: Geom, x_shape):
-    """The adjoint of ``window_sum(pad_to_cover(x))``: dx[t] = sum over windows i containing
+    """The adjoint of ``window_sum(x)``: dx[t] = sum over windows i containing
     t + lo of g[i], for every input position t (seed 001: each unit of a block gets the block's
     error). Per dim: zero-dilate g by s (interior s-1), pad by k-1-lo / k-1-hi_cover, then the
     sum of k shifted slices of length n. With stride == window: a broadcast and a reshape."""
