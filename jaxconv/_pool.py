@@ -116,20 +116,6 @@ def pad_to_cover(x, geom: Geom, fill):
     return lax.pad(x, lax.convert_element_type(fill, x.dtype), cfg)
 
 
-def window_slices(xp, geom: Geom):
-    """Yield (r, slice_r) with slice_r[i] = xp[i*s + m*d] for every offset m (flat index r)."""
-    for r, m in enumerate(geom.offsets()):
-        start = geom.config([mm * d for mm, d in zip(m, geom.dilation)], 0)
-        limit = geom.config(
-            [
-                mm * d + (o - 1) * s + 1
-                for mm, d, o, s in zip(m, geom.dilation, geom.out, geom.stride)
-            ],
-            xp.shape.__getitem__,
-        )
-        yield r, lax.slice(xp, start, limit, geom.config(geom.stride, 1))
-
-
 # Above this many (block, offset) pairs, `window_blocks` pads instead (trace size).
 MAX_BLOCK_TERMS = 2048
 
@@ -199,9 +185,9 @@ def block_slices(x, geom: Geom, picked):
 def map_windows(x, geom: Geom, fill, fn):
     """``fn(slices)`` over every window of x padded with `fill` (`window_blocks`: no padded copy).
 
-    `fn` gets [(r, slice_r)] in offset order and returns a tuple of output-shaped arrays, as it
-    would for `window_slices(pad_to_cover(x, geom, fill), geom)`; it runs once per block, with
-    a `fill` constant for each all-padding offset, and the blocks are concatenated back.
+    `fn` gets [(r, slice_r)] in offset order, slice_r[i] = x~[i*s + m*d] of the padded x~, and
+    returns a tuple of output-shaped arrays; it runs once per block, with a `fill` constant for
+    each all-padding offset, and the blocks are concatenated back.
     """
     x, geom, runs = window_blocks(x, geom, fill)
 
@@ -227,7 +213,7 @@ def map_windows(x, geom: Geom, fill, fn):
 
 
 def spread(geom: Geom, arrays, piece):
-    """The adjoint of `window_slices` after `pad_to_cover`: dx = sum_r scatter_r(piece_r).
+    """The adjoint of taking every window's offset-m cells: dx = sum_r scatter_r(piece_r).
 
     ``piece(r, *arrays)`` is elementwise in the output-shaped `arrays` (zero where
     ``arrays[-1]``, the gradient, is zero) and belongs at input positions t = i*s + m*d - lo of

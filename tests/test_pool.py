@@ -868,7 +868,22 @@ def test_map_windows_equals_reducing_the_padded_slices(
             y, off = jnp.where(s > y, s, y), jnp.where(s > y, r, off)
         return y, off
 
-    padded = argmax(list(_pool.window_slices(_pool.pad_to_cover(x, geom, -jnp.inf), geom)))
+    xp = _pool.pad_to_cover(x, geom, -jnp.inf)
+    padded = []  # slice_r[i] = xp[i*s + m*d], offsets in row-major order
+    for r, m in enumerate(geom.offsets()):
+        start = geom.config([mm * d for mm, d in zip(m, geom.dilation)], 0)
+        stop = [
+            mm * d + (o - 1) * s + 1 for mm, d, o, s in zip(m, geom.dilation, geom.out, geom.stride)
+        ]
+        padded.append(
+            (
+                r,
+                lax.slice(
+                    xp, start, geom.config(stop, xp.shape.__getitem__), geom.config(geom.stride, 1)
+                ),
+            )
+        )
+    padded = argmax(padded)
     got = _pool.map_windows(x, geom, -jnp.inf, argmax)
     for a, b in zip(got, padded):
         np.testing.assert_array_equal(a, b)
