@@ -389,12 +389,12 @@ def dw_shift(x, g, geo):
     keep = 2 if g.ndim > 3 else 1  # (N, o_1) for 2-D/3-D, (N,) for 1-D
     total = [jnp.zeros((C, mult), acc_t)] * windows.cells
     for picked in itertools.product(*runs):
-        start = windows.config([u for u, _, _ in picked], 0)
-        gb = lax.slice(g, start, windows.config([v for _, v, _ in picked], g.shape.__getitem__))
-        gm = gb.astype(acc_t).reshape(*gb.shape[:-1], C, mult)
         taps = [(t, s) for t, s in block_slices(x, windows, picked) if s is not None]
         if not taps:  # windows of padding only
             continue
+        start = windows.config([u for u, _, _ in picked], 0)
+        gb = lax.slice(g, start, windows.config([v for _, v, _ in picked], g.shape.__getitem__))
+        gm = gb.astype(acc_t).reshape(*gb.shape[:-1], C, mult)
         prods = tuple(s.astype(acc_t)[..., None] * gm for _, s in taps)
         zeros = tuple(jnp.zeros((), acc_t) for _ in prods)
         sums = lax.reduce(prods, zeros, _add_all, tuple(range(keep, g.ndim - 1)))
