@@ -1,4 +1,4 @@
-"""`backward=` names -> the algorithm of each of a layer's three convolutions.
+"""`backward=` names -> the algorithm of each of a layer's three convolutions, per platform.
 
 ``"transpose"`` is what JAX's own autodiff computes (lax convolutions throughout: the input
 gradient with lhs dilation, the weight gradient as a batch/feature-swapped convolution).
@@ -6,7 +6,11 @@ gradient with lhs dilation, the weight gradient as a batch/feature-swapped convo
 im2col / col2im and one matrix product each. ``"auto"`` picks per shape and per convolution by
 the rule in `auto_algorithms`, measured on XLA:CPU (per-op table there; whole-layer numbers in
 experiments/results/benchmark.md); ``"lean"`` by `lean_algorithms`, never above autodiff's
-compiled temp memory.
+compiled temp memory. Both rules hold on CPU only, where they were measured: lowered for any
+other platform (GPU, TPU), ``"auto"`` and ``"lean"`` run XLA's own convolutions
+(`XLA_CONVOLUTIONS`). The choice is made per platform of the compilation, not of the machine
+that traces: `jaxconv._lowering.compute` stages both with `jax.lax.platform_dependent`, and each
+lowering keeps only its own platform's branch.
 """
 
 from __future__ import annotations
@@ -121,35 +125,59 @@ def lean_algorithms(w_shape, groups, stride=()):
     return "xla", "phase", "xla"
 
 
-def geometry(spec: ConvSpec, x_shape, w_shape) -> Geometry:
-    """The channels-last `Geometry` of a validated spec, with its algorithms chosen."""
-    p = spec.params
-    n, size, c = v.split_layout(tuple(x_shape), spec.layout)
-    k, cin_g, cout = v.split_kernel(tuple(w_shape), spec.layout)
-    size = tuple(s + lo + hi for s, (lo, hi) in zip(size, spec.mode_pads))
-    x_cl, w_cl = (n, *size, c), (*k, cin_g, cout)
+# What `auto` and `lean` compute on every platform but CPU: XLA's own convolutions (cuDNN on GPU,
+# the convolution units on TPU). The rules above were measured on XLA:CPU only; no other
+# platform has measurements that would justify another algorithm there yet
+# (experiments/gpu_check.sh records them when a GPU is at hand).
+XLA_CONVOLUTIONS = ("xla", "transpose", "xla")
+
+
+def choose_algorithms(backward: str, x_cl, w_cl, params) -> tuple[tuple, tuple]:
+    """((fwd, dx, dw) on CPU, (fwd, dx, dw) on every other platform) for `backward`.
+
+    `x_cl` / `w_cl` are the channels-last input (after any `padding_mode` padding) and kernel
+    shapes, `params` the `ConvParams` of the forward convolution. Explicit algorithms run as
+    asked on every platform; ``"auto"`` and ``"lean"`` follow the CPU rules above on CPU and
+    `XLA_CONVOLUTIONS` elsewhere; ``"phase"`` is the polyphase input gradient with ``"auto"``'s
+    forward and weight gradient.
+    """
+    p = params
     groups = p.feature_group_count
-    if spec.backward == "transpose":
-        algos = ("xla", "transpose", "xla")
-    elif spec.backward == "matmul":
-        algos = ("matmul", "matmul", "matmul")
-    elif spec.backward == "lean":
-        algos = lean_algorithms(w_cl, groups, p.window_strides)
-    else:
-        itemsize = 8 if p.preferred_element_type == "float64" else 4
-        algos = auto_algorithms(
-            x_cl, w_cl, p.window_strides, p.rhs_dilation, groups, itemsize, p.padding
-        )
-        if spec.backward == "phase":
-            algos = (algos[0], "phase", algos[2])
+    if backward == "transpose":
+        return XLA_CONVOLUTIONS, XLA_CONVOLUTIONS
+    if backward == "matmul":
+        return ("matmul",) * 3, ("matmul",) * 3
+    if backward == "lean":
+        return lean_algorithms(w_cl, groups, p.window_strides), XLA_CONVOLUTIONS
+    itemsize = 8 if p.preferred_element_type == "float64" else 4
+    cpu = auto_algorithms(x_cl, w_cl, p.window_strides, p.rhs_dilation, groups, itemsize, p.padding)
+    if backward == "phase":
+        return (cpu[0], "phase", cpu[2]), ("xla", "phase", "xla")
+    return cpu, XLA_CONVOLUTIONS
+
+
+def layer_geometry(x_cl, w_cl, params, backward: str = "auto") -> Geometry:
+    """The `Geometry` of a channels-last conv layer with its algorithms per platform: the one
+    builder behind `conv`, `conv_transpose`, the gradient functions and the drop-in."""
+    p = params
+    cpu, elsewhere = choose_algorithms(backward, x_cl, w_cl, p)
     return Geometry(
-        x_cl,
-        w_cl,
+        tuple(x_cl),
+        tuple(w_cl),
         p.window_strides,
         p.padding,
         p.rhs_dilation,
-        groups,
+        p.feature_group_count,
         p.precision,
         p.preferred_element_type,
-        *algos,
+        *cpu,
+        elsewhere=None if elsewhere == cpu else elsewhere,
     )
+
+
+def geometry(spec: ConvSpec, x_shape, w_shape) -> Geometry:
+    """The channels-last `Geometry` of a validated spec, with its algorithms chosen."""
+    n, size, c = v.split_layout(tuple(x_shape), spec.layout)
+    k, cin_g, cout = v.split_kernel(tuple(w_shape), spec.layout)
+    size = tuple(s + lo + hi for s, (lo, hi) in zip(size, spec.mode_pads))
+    return layer_geometry((n, *size, c), (*k, cin_g, cout), spec.params, spec.backward)

@@ -27,7 +27,7 @@ from jax import lax
 from jaxconv import _validate as v
 from jaxconv._auto import geometry
 from jaxconv._dtypes import accumulation
-from jaxconv._lowering import DW, DX, FWD, Geometry
+from jaxconv._lowering import Geometry, compute
 from jaxconv._remat import name
 from jaxconv._sharding import auto_partitioned
 from jaxconv._spec import ConvSpec, make_spec, output_shape
@@ -57,8 +57,9 @@ def _acc(geo, *arrays):
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def conv_cl(geo: Geometry, x, w, b):
-    """Channels-last convolution plus bias (None allowed), computed by `geo.fwd`."""
-    return add_bias(FWD[geo.fwd](x, w, _acc(geo, x, w)).astype(_out_dtype(geo, x, w)), b)
+    """Channels-last convolution plus bias (None allowed), computed by `geo.fwd` (on CPU;
+    `geo.elsewhere` on other platforms: `_lowering.compute`)."""
+    return add_bias(compute("fwd", _acc(geo, x, w), x, w, _out_dtype(geo, x, w)), b)
 
 
 def _conv_fwd(geo, x, w, b):
@@ -88,9 +89,9 @@ conv_cl.defvjp(_conv_fwd, _conv_bwd)
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def input_grad_cl(geo: Geometry, w, g):
     """dx = A_w^T g, computed by `geo.dx` ("transpose", "phase", "matmul", "shift")."""
-    dx = DX[geo.dx](g, w, _acc(geo, w, g))  # "phase" runs its stride-1 sub-convolutions on XLA
+    dx = compute("dx", _acc(geo, w, g), g, w, _out_dtype(geo, w, g))
     assert dx.shape[:-1] == geo.x_shape[:-1], (dx.shape, geo.x_shape)
-    return dx.astype(_out_dtype(geo, w, g))
+    return dx
 
 
 def _input_grad_fwd(geo, w, g):
@@ -112,9 +113,9 @@ input_grad_cl.defvjp(_input_grad_fwd, _input_grad_bwd)
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def weight_grad_cl(geo: Geometry, x, g):
     """dw = B_x^T g, computed by `geo.dw` ("xla", "matmul", "shift")."""
-    dw = DW[geo.dw](x, g, _acc(geo, x, g))
+    dw = compute("dw", _acc(geo, x, g), x, g, _out_dtype(geo, x, g))
     assert dw.shape == geo.w_shape, (dw.shape, geo.w_shape)
-    return dw.astype(_out_dtype(geo, x, g))
+    return dw
 
 
 def _weight_grad_fwd(geo, x, g):

@@ -138,25 +138,11 @@ def _layer_layout(p: ConvParams):
 def _as_layer(p: ConvParams, layout: str, lhs, rhs):
     """An ordinary conv layer runs on the conv family (`_backward`): the same values and the same
     explicit VJP rules, with the algorithms `backward="auto"` picks for the shape."""
-    from jaxconv._auto import auto_algorithms
+    from jaxconv._auto import layer_geometry
     from jaxconv._backward import conv_cl, from_cl, kernel_to_cl, to_cl
-    from jaxconv._lowering import Geometry
 
     x, w = to_cl(lhs, layout), kernel_to_cl(rhs, layout)
-    algos = auto_algorithms(
-        x.shape, w.shape, p.window_strides, p.rhs_dilation, p.feature_group_count
-    )
-    geo = Geometry(
-        x.shape,
-        w.shape,
-        p.window_strides,
-        p.padding,
-        p.rhs_dilation,
-        p.feature_group_count,
-        p.precision,
-        p.preferred_element_type,
-        *algos,
-    )
+    geo = layer_geometry(x.shape, w.shape, p)  # the builder `conv` uses: the same algorithms
     return from_cl(conv_cl(geo, x, w, None), layout)
 
 

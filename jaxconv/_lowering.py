@@ -60,6 +60,8 @@ class Geometry(NamedTuple):
     fwd: str  # "xla" | "matmul" | "shift"
     dx: str  # "transpose" | "phase" | "matmul" | "shift"
     dw: str  # "xla" | "matmul" | "shift"
+    # (fwd, dx, dw) when lowered for any platform but CPU (GPU, TPU); None: as on CPU.
+    elsewhere: tuple | None = None
 
     @property
     def nd(self):
@@ -408,3 +410,27 @@ def _add_all(a, b):
 
 
 DW = {"xla": dw_xla, "matmul": dw_matmul, "shift": dw_shift}
+
+
+# --------------------------------------------------------------------------- per platform
+
+_ROLES = {"fwd": (0, FWD), "dx": (1, DX), "dw": (2, DW)}
+
+
+def compute(role: str, geo: Geometry, a, b, dtype):
+    """`role` ("fwd", "dx" or "dw") of the convolution `geo` applied to (a, b), cast to `dtype`,
+    by the algorithm chosen for the platform the computation is compiled for: ``geo.<role>`` on
+    CPU, ``geo.elsewhere`` on every other platform. With two different choices both are staged
+    by `jax.lax.platform_dependent`; each lowering keeps only its own platform's branch (no
+    conditional reaches the compiler), so one jitted, exported or AOT-compiled function is
+    right on every platform."""
+    i, table = _ROLES[role]
+    cpu = (geo.fwd, geo.dx, geo.dw)[i]
+    other = cpu if geo.elsewhere is None else geo.elsewhere[i]
+
+    def by(algorithm):
+        return lambda a, b: table[algorithm](a, b, geo).astype(dtype)
+
+    if other == cpu:
+        return by(cpu)(a, b)
+    return lax.platform_dependent(a, b, cpu=by(cpu), default=by(other))

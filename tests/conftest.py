@@ -27,6 +27,15 @@ settings.register_profile(
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+# "quick": 5 examples per property, for the GPU check (experiments/gpu_check.sh), compile-bound.
+settings.register_profile(
+    "quick",
+    max_examples=5,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Relative tolerances of explicit VJP vs autodiff, per dtype (errors are measured against the
