@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from jaxconv import _version  # noqa: F401  (first: a too-old jax fails here, by name)
 from jaxconv import reference as reference
 from jaxconv._activation import relu as relu
 from jaxconv._avgpool import avg_pool as avg_pool

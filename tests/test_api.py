@@ -269,3 +269,29 @@ def test_reference_does_not_import_jax():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok"), out.stdout
+
+
+def test_too_old_jax_is_refused_by_name():
+    """An import on a jax older than pyproject.toml's bound says which version it needs."""
+    from jaxconv import _version
+
+    with pytest.raises(ImportError, match=r"jaxconv needs jax >= 0\.7\.2 .*found jax 0\.7\.1"):
+        _version.check("0.7.1")
+    with pytest.raises(ImportError, match="0.4.30"):
+        _version.check("0.4.30")
+    for ok in ("0.7.2", "0.10.2", "0.11.2.dev20261201", "1.0"):
+        _version.check(ok)
+    assert _version.release("0.10.2.dev20260101") == (0, 10, 2)
+
+
+def test_version_bound_matches_pyproject():
+    """jaxconv._version.MIN_JAX is the `jax>=` and `jaxlib>=` bound of pyproject.toml."""
+    import pathlib
+    import re
+
+    from jaxconv import _version
+
+    text = (pathlib.Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    need = ".".join(map(str, _version.MIN_JAX))
+    assert re.search(rf'"jax>={re.escape(need)}"', text), need
+    assert re.search(rf'"jaxlib>={re.escape(need)}"', text), need

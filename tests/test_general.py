@@ -120,7 +120,7 @@ def test_every_dimension_number_permutation(rng):
 
 def test_out_sharding_is_honoured(rng):
     """out_sharding is passed through: the output carries the requested sharding."""
-    mesh = jax.make_mesh((1,), ("data",))
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     lhs = jnp.asarray(rng.standard_normal((2, 3, 6, 6)))
     rhs = jnp.asarray(rng.standard_normal((4, 3, 3, 3)))

@@ -753,7 +753,7 @@ def f(x):
     z = linear(relu(global_avg_pool(up) + global_max_pool(x) + y.sum((1, 2))), w)
     return mse_loss(z, jnp.ones_like(z)) + softmax_cross_entropy(z, jnp.zeros(8, jnp.int32))
 x = jnp.asarray(np.random.default_rng(0).normal(size=(8, 10, 10, 4)))
-mesh = jax.make_mesh((4,), ("b",))  # explicit axes: jax's default
+mesh = jax.make_mesh((4,), ("b",), axis_types=(jax.sharding.AxisType.Explicit,))
 xs = jax.device_put(x, NamedSharding(mesh, P("b")))
 with jax.set_mesh(mesh):
     g = jax.jit(jax.grad(f))(xs)

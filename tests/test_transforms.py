@@ -9,7 +9,11 @@ import pytest
 from conftest import assert_close
 from jax import lax
 from jax._src.interpreters import ad
-from jax.extend.core import jaxprs_in_params
+
+try:
+    from jax.extend.core import jaxprs_in_params
+except ImportError:  # jax < 0.10 (the oldest supported is 0.7.2; CI's second venv)
+    from jax.core import jaxprs_in_params
 from test_conv import lax_conv
 
 import jaxconv as jc
