@@ -26,7 +26,7 @@ from jax import lax
 
 from jaxconv import _validate as v
 from jaxconv._auto import geometry
-from jaxconv._dtypes import accumulation
+from jaxconv._dtypes import accumulation, widest
 from jaxconv._lowering import Geometry, compute
 from jaxconv._remat import name
 from jaxconv._sharding import auto_partitioned
@@ -34,7 +34,8 @@ from jaxconv._spec import ConvSpec, make_spec, output_shape
 
 
 def add_bias(y, b):
-    return y if b is None else y + b.astype(y.dtype)
+    """y + b[f] along y's last (channels-last) axis."""
+    return y if b is None else y + b.astype(y.dtype).reshape((1,) * (y.ndim - 1) + b.shape)
 
 
 def bias_grad(g, b):
@@ -45,13 +46,13 @@ def bias_grad(g, b):
 
 
 def _out_dtype(geo, *arrays):
-    return geo.pet or jnp.result_type(*arrays)
+    return geo.pet or widest(*arrays)
 
 
 def _acc(geo, *arrays):
     """`geo` computing with float32 accumulation when the operands are float16/bfloat16 and no
     `preferred_element_type` was asked for (results are cast back to the operands' dtype)."""
-    acc = accumulation(jnp.result_type(*arrays))
+    acc = accumulation(widest(*arrays))
     return geo._replace(pet=acc) if geo.pet is None and acc is not None else geo
 
 
@@ -69,7 +70,7 @@ def _conv_fwd(geo, x, w, b):
 def common(*arrays):
     """`arrays` cast to one dtype: a cotangent can be wider than the operands (a wider
     `preferred_element_type`), and lax convolutions take one operand dtype."""
-    t = jnp.result_type(*arrays)
+    t = widest(*arrays)
     return tuple(a.astype(t) for a in arrays)
 
 
@@ -177,7 +178,7 @@ def kernel_from_cl(w, layout, flip=False):
 
 
 def _check_g(fn: str, spec: ConvSpec, x_shape, w_shape, g, other: str, a) -> None:
-    v.check_float(fn, "g", g)
+    v.check_inexact(fn, "g", g)
     v.check_same_dtype(fn, **{other: a}, g=g)
     expected = output_shape(spec, x_shape, w_shape)
     if tuple(g.shape) != expected:
@@ -222,7 +223,7 @@ def conv_input_grad(
       dx of shape `input_shape`.
     """
     fn = "conv_input_grad"
-    v.check_float(fn, "w", w)
+    v.check_inexact(fn, "w", w)
     v.check_pet_width(fn, preferred_element_type, w)
     x_shape = v.as_np_shape(fn, "input_shape", input_shape)
     spec = make_spec(
@@ -283,7 +284,7 @@ def conv_weight_grad(
       dw of shape `weight_shape`.
     """
     fn = "conv_weight_grad"
-    v.check_float(fn, "x", x)
+    v.check_inexact(fn, "x", x)
     v.check_pet_width(fn, preferred_element_type, x)
     w_shape = v.as_np_shape(fn, "weight_shape", weight_shape)
     spec = make_spec(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from jaxconv import _padmode
 from jaxconv import _validate as v
 from jaxconv._auto import geometry
@@ -67,10 +69,10 @@ def conv(
       (1, 5, 5, 8)
     """
     fn = "conv"
-    v.check_float(fn, "x", x)
-    v.check_float(fn, "w", w)
-    if bias is not None:
-        v.check_float(fn, "bias", bias)
+    v.check_inexact(fn, "x", x)
+    v.check_inexact(fn, "w", w)
+    if bias is not None:  # complex only beside complex operands
+        (v.check_inexact if jnp.iscomplexobj(x) else v.check_float)(fn, "bias", bias)
     v.check_same_dtype(fn, x=x, w=w)
     v.check_pet_width(fn, preferred_element_type, x)
     spec = make_spec(

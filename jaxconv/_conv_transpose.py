@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from functools import partial
 
 import jax
+import jax.numpy as jnp
 
 from jaxconv import _validate as v
 from jaxconv._auto import geometry
@@ -75,10 +76,10 @@ def conv_transpose(
       x: (N, *out_spatial, C_in) (or channels-first).
     """
     fn = "conv_transpose"
-    v.check_float(fn, "y", y)
-    v.check_float(fn, "w", w)
-    if bias is not None:
-        v.check_float(fn, "bias", bias)
+    v.check_inexact(fn, "y", y)
+    v.check_inexact(fn, "w", w)
+    if bias is not None:  # complex only beside complex operands
+        (v.check_inexact if jnp.iscomplexobj(y) else v.check_float)(fn, "bias", bias)
     v.check_same_dtype(fn, y=y, w=w)
     v.check_pet_width(fn, preferred_element_type, y)
     v.check_layout(fn, layout)

@@ -8,6 +8,9 @@ back to the operands' dtype; float32 and float64 compute in their own precision.
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 
 LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
@@ -16,3 +19,15 @@ LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 def accumulation(dtype):
     """float32 for float16/bfloat16, else None (compute in `dtype` itself)."""
     return jnp.dtype(jnp.float32) if jnp.dtype(dtype) in LOW_PRECISION else None
+
+
+def widest(*arrays):
+    """The common dtype of `arrays` (arrays or dtypes) by JAX's standard promotion lattice.
+
+    jaxconv's operands share one dtype (validated); a cotangent can be wider (a wider
+    `preferred_element_type`). Unifying them is a deliberate, explicit cast, so it is computed
+    under "standard" promotion and holds under ``jax_numpy_dtype_promotion="strict"`` too.
+    """
+    dtypes = [jnp.dtype(getattr(a, "dtype", a)) for a in arrays]
+    with jax.numpy_dtype_promotion("standard"):
+        return functools.reduce(jnp.promote_types, dtypes)

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv import _validate as v
+from jaxconv._dtypes import widest
 from jaxconv._sharding import auto_partitioned
 
 _FN = "conv_general_dilated"
@@ -87,19 +88,21 @@ def conv_general_dilated(
     Returns:
       the output, rank n+2, in ``dimension_numbers``' output layout.
     """
-    p = _normalize(
-        lhs,
-        rhs,
-        window_strides,
-        padding,
-        lhs_dilation,
-        rhs_dilation,
-        dimension_numbers,
-        feature_group_count,
-        batch_group_count,
-        precision,
-        preferred_element_type,
-    )
+    args = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers)
+    groups = (feature_group_count, batch_group_count, precision, preferred_element_type)
+    v.check_array(_FN, "lhs", lhs)
+    v.check_array(_FN, "rhs", rhs)
+    if not (_inexact(lhs) or _inexact(rhs)):
+        # Integer and bool convolutions: lax's values (lax checks their dtypes). JAX
+        # differentiates neither (their tangents are float0), so there is no rule to write.
+        return lax_conv(_normalize(*args, *groups, integer=True), lhs, rhs, out_sharding)
+    p = _normalize(*args, *groups)
+    out_shape, out_dtype = _lax_output(p, lhs, rhs)
+    if 0 in (*lhs.shape, *rhs.shape, *out_shape):
+        # An empty operand or result: every output cell is an empty sum (or there is none),
+        # as lax computes it; nothing depends on lhs or rhs, so every derivative is zero.
+        y = jnp.zeros(out_shape, out_dtype)
+        return y if out_sharding is None else jax.sharding.reshard(y, out_sharding)
     layout = _layer_layout(p)
 
     def run(lhs, rhs):
@@ -116,11 +119,27 @@ def conv_general_dilated(
     return y
 
 
+def _inexact(a) -> bool:
+    return jnp.issubdtype(jnp.dtype(a.dtype), jnp.inexact)
+
+
+def _lax_output(p: ConvParams, lhs, rhs):
+    """(shape, dtype) of lax's result for the normalised call `p` (abstract: nothing runs)."""
+    out = jax.eval_shape(
+        partial(lax_conv, p),
+        jax.ShapeDtypeStruct(lhs.shape, lhs.dtype),
+        jax.ShapeDtypeStruct(rhs.shape, rhs.dtype),
+    )
+    return tuple(out.shape), out.dtype
+
+
 def _layer_layout(p: ConvParams):
     """ "channels_last" / "channels_first" when the call is an ordinary conv layer (no lhs
     dilation, no batch groups, no cropping, NH..C/H..IO or NC../OI.. with the output like the
     input), else None."""
     if any(a != 1 for a in p.lhs_dilation) or p.batch_group_count != 1:
+        return None
+    if not p.window_strides:  # rank-2 operands: a matrix product, on the general rules
         return None
     if any(lo < 0 or hi < 0 for lo, hi in p.padding):
         return None
@@ -158,17 +177,21 @@ def _normalize(
     batch_group_count,
     precision,
     preferred_element_type,
+    integer: bool = False,
 ) -> ConvParams:
-    v.check_float(_FN, "lhs", lhs)
-    v.check_float(_FN, "rhs", rhs)
-    v.check_same_dtype(_FN, lhs=lhs, rhs=rhs)
-    v.check_pet_width(_FN, preferred_element_type, lhs)
-    if lhs.ndim != rhs.ndim or lhs.ndim < 3:
+    """Validated, hashable settings. `integer`: integer/bool operands, whose dtypes and
+    `preferred_element_type` lax itself checks (with its own exception types)."""
+    if not integer:
+        v.check_inexact(_FN, "lhs", lhs)
+        v.check_inexact(_FN, "rhs", rhs)
+        v.check_same_dtype(_FN, lhs=lhs, rhs=rhs)
+        v.check_pet_width(_FN, preferred_element_type, lhs)
+    if lhs.ndim != rhs.ndim or lhs.ndim < 2:
         v.fail(
             _FN,
             "rhs.shape",
             tuple(rhs.shape),
-            f"must have the rank of lhs (={tuple(lhs.shape)}), which must be >= 3",
+            f"must have the rank of lhs (={tuple(lhs.shape)}), which must be >= 2",
         )
     nd = lhs.ndim - 2
     try:
@@ -240,16 +263,11 @@ def _normalize(
             bgc,
             f"must divide the lhs batch (={lhs.shape[dn.lhs_spec[0]]})",
         )
-    for n, a, (lo, hi), ke in zip(in_sp, lhs_dil, pads, k_eff):
-        if (n - 1) * a + 1 + lo + hi < ke:
-            v.fail(
-                _FN,
-                "rhs.shape",
-                tuple(rhs.shape),
-                f"has a window (dilated: {tuple(k_eff)}) "
-                f"larger than the padded lhs (spatial {tuple(in_sp)}, padding {pads})",
-            )
-    precision, pet = v.precision_and_type(_FN, precision, preferred_element_type)
+    if integer:
+        precision, _ = v.precision_and_type(_FN, precision, None)
+        pet = preferred_element_type
+    else:
+        precision, pet = v.precision_and_type(_FN, precision, preferred_element_type)
     return ConvParams(strides, pads, lhs_dil, rhs_dil, dn, fgc, bgc, precision, pet)
 
 
@@ -317,7 +335,7 @@ def _dims(p: ConvParams, lhs_shape, rhs_shape, out_shape):
 
 def _to_dtype(a, b):
     """Bring the operands of a gradient convolution to one dtype (g may be wider)."""
-    dt = jnp.promote_types(a.dtype, b.dtype)
+    dt = widest(a, b)
     return a.astype(dt), b.astype(dt)
 
 

@@ -78,7 +78,7 @@ def _linear(x, w, b, has_bias: bool):
 def _linear_fwd(x, w, b, has_bias: bool):
     y = _matmul_last(x, w)
     if has_bias:
-        y = y + b
+        y = y + b.reshape((1,) * (y.ndim - 1) + b.shape)
     return y, (name(x, "linear", "x"), name(w, "linear", "w"))
 
 

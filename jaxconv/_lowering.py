@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv import _validate as v
+from jaxconv._dtypes import widest
 from jaxconv._general import ConvParams, lax_conv, regroup, transpose_lhs, transpose_rhs
 from jaxconv._pool import Geom, block_slices, map_windows, window_blocks
 from jaxconv._sharding import replicated
@@ -170,6 +171,12 @@ def fwd_matmul(x, w, geo):
     return jnp.moveaxis(y, 0, -2).reshape(*lead, F)
 
 
+def _trailing(a, ndim):
+    """`a` with leading unit axes up to rank `ndim`: broadcasts against the trailing axes
+    without implicit rank promotion (which ``jax_numpy_rank_promotion="raise"`` forbids)."""
+    return a.reshape((1,) * (ndim - a.ndim) + a.shape)
+
+
 def _windows(geo):
     """The conv's windows as a pooling `Geom` (for `_pool.window_blocks`)."""
     nd = geo.nd
@@ -191,17 +198,19 @@ def fwd_shift(x, w, geo):
     block by block of border runs and interior (`_pool.map_windows`: no padded copy of x)."""
     C, F = x.shape[-1], w.shape[-1]
     mult = F // C
-    wk = w.reshape(-1, F)
     acc_t = geo.pet or jnp.result_type(x)
+    wk = w.reshape(-1, F).astype(acc_t)
 
     def taps_sum(slices):
         y = None
         for t, s in slices:
             s = s.astype(acc_t)
             term = (
-                s * wk[t]
+                s * _trailing(wk[t], s.ndim)
                 if mult == 1
-                else (s[..., None] * wk[t].reshape(C, mult)).reshape(*s.shape[:-1], F)
+                else (s[..., None] * _trailing(wk[t].reshape(C, mult), s.ndim + 1)).reshape(
+                    *s.shape[:-1], F
+                )
             )
             y = term if y is None else y + term
         return (y,)
@@ -256,7 +265,7 @@ def dx_phase(g, w, geo, fwd="xla"):
         for nn, oo, kk, s, d, (lo, _) in zip(n, o, geo.k, geo.stride, geo.dilation, geo.pads)
     ]
     C = geo.x_shape[-1]
-    out_t = geo.pet or jnp.result_type(g, w)
+    out_t = geo.pet or widest(g, w)
     dx = None
     for phase in itertools.product(*plans):
         counts = tuple(p[1] for p in phase)
@@ -334,11 +343,11 @@ def dx_shift(g, w, geo):
     """Depthwise input gradient: dx = sum_m place_m(g * w[m]) (multiplier summed out)."""
     C, F = geo.x_shape[-1], w.shape[-1]
     mult = F // C
-    wk = w.reshape(-1, F)
     acc_t = geo.pet or jnp.result_type(g)
+    wk = w.reshape(-1, F).astype(acc_t)
 
     def part(t):
-        v = g.astype(acc_t) * wk[t]
+        v = g.astype(acc_t) * _trailing(wk[t], g.ndim)
         return v.reshape(*v.shape[:-1], C, mult).sum(-1) if mult > 1 else v
 
     return _sum_placed(part, geo)

@@ -45,8 +45,18 @@ def check_array(fn: str, arg: str, x) -> None:
 
 
 def check_float(fn: str, arg: str, x) -> None:
+    """Real floating arrays only (pooling, activations, losses: ops that compare or order)."""
     check_array(fn, arg, x)
-    dtype = jnp.result_type(x)
+    dtype = jnp.dtype(x.dtype)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        fail(
+            fn,
+            arg + ".dtype",
+            str(dtype),
+            "must be a real floating dtype (float16, bfloat16, float32 or float64): "
+            "complex numbers have no order",
+            TypeError,
+        )
     if not jnp.issubdtype(dtype, jnp.floating):
         fail(
             fn,
@@ -57,16 +67,31 @@ def check_float(fn: str, arg: str, x) -> None:
         )
 
 
+def check_inexact(fn: str, arg: str, x) -> None:
+    """Floating or complex arrays (the convolution family: linear maps over R or C)."""
+    check_array(fn, arg, x)
+    dtype = jnp.dtype(x.dtype)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        fail(
+            fn,
+            arg + ".dtype",
+            str(dtype),
+            "must be a floating or complex dtype (float16, bfloat16, float32, float64, "
+            "complex64 or complex128)",
+            TypeError,
+        )
+
+
 def check_same_dtype(fn: str, **arrays) -> None:
     """Every array given (None skipped) has the dtype of the first one."""
     named = [(k, a) for k, a in arrays.items() if a is not None]
-    first, want = named[0][0], jnp.result_type(named[0][1])
+    first, want = named[0][0], jnp.dtype(named[0][1].dtype)
     for name, a in named[1:]:
-        if jnp.result_type(a) != want:
+        if jnp.dtype(a.dtype) != want:
             fail(
                 fn,
                 name + ".dtype",
-                str(jnp.result_type(a)),
+                str(jnp.dtype(a.dtype)),
                 f"must equal `{first}.dtype` (={str(want)!r})",
                 TypeError,
             )
@@ -102,8 +127,10 @@ def precision_and_type(fn: str, precision, preferred_element_type):
         pet = np.dtype(preferred_element_type)
     except TypeError:
         fail(fn, "preferred_element_type", preferred_element_type, "must be a dtype", TypeError)
-    if not jnp.issubdtype(pet, jnp.floating):
-        fail(fn, "preferred_element_type", str(pet), "must be a floating dtype", TypeError)
+    if not jnp.issubdtype(pet, jnp.inexact):
+        fail(
+            fn, "preferred_element_type", str(pet), "must be a floating or complex dtype", TypeError
+        )
     return precision, pet
 
 
@@ -116,8 +143,8 @@ def check_pet_width(fn: str, preferred_element_type, x) -> None:
         pet = np.dtype(preferred_element_type)
     except TypeError:
         return
-    dtype = jnp.result_type(x)
-    if jnp.issubdtype(pet, jnp.floating) and pet.itemsize < np.dtype(dtype).itemsize:
+    dtype = jnp.dtype(x.dtype)
+    if jnp.issubdtype(pet, jnp.inexact) and pet.itemsize < np.dtype(dtype).itemsize:
         fail(
             fn,
             "preferred_element_type",

@@ -1,4 +1,5 @@
-"""Shared test setup: float64 on, highest matmul precision, hypothesis profiles, tolerances."""
+"""Shared test setup: float64 on, highest matmul precision, strict rank and dtype promotion,
+hypothesis profiles, tolerances."""
 
 import os
 from functools import partial
@@ -10,6 +11,10 @@ from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_default_matmul_precision", "highest")
+# JAX's strict settings (JAX's, equinox's and many users' suites run with them): no jaxconv path
+# may rely on implicit rank or dtype promotion.
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 # "ci" (default) keeps the whole suite within a few minutes on 2 cores; "thorough" for local runs.
 settings.register_profile(
@@ -50,9 +55,8 @@ def assert_close(actual, expected, dtype=None, tol=None, err_msg=""):
     if tol is None:
         tol = TOL[np.dtype(dtype or expected.dtype)]
     scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
-    err = float(
-        np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64)), initial=0.0)
-    )
+    wide = np.complex128 if np.iscomplexobj(actual) or np.iscomplexobj(expected) else np.float64
+    err = float(np.max(np.abs(actual.astype(wide) - expected.astype(wide)), initial=0.0))
     assert err <= tol * scale, f"max abs err {err:.3g} > {tol:.1g} * {scale:.3g} {err_msg}"
 
 

@@ -96,11 +96,11 @@ def plain(params, x, labels, cfg):
     k, n = ap["window"], h.shape[1 if layout == "channels_last" else 2]
     o = (-(-(n - k) // k) if ap.get("ceil_mode") else (n - k) // k) + 1
     total = lax.reduce_window(h, 0.0, lax.add, dims(k), dims(k), pads(0, max(0, o * k - n)))
-    count = np.array([min(i * k + k, n) - i * k for i in range(o)])  # PyTorch's N_i per dim
+    count = np.array([min(i * k + k, n) - i * k for i in range(o)], h.dtype)  # N_i per dim
     grid = count[:, None] * count[None, :]
     h = total / (grid[None, :, :, None] if layout == "channels_last" else grid[None, None])
     h = h.reshape(h.shape[0], -1)
-    logits = h @ params["w3"] + params["b3"]
+    logits = h @ params["w3"] + params["b3"][None]
     return jnp.mean(
         jax.nn.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, labels[:, None], 1)[:, 0]
     )

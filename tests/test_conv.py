@@ -48,7 +48,11 @@ def lax_conv(
         feature_group_count=groups,
     )
     if b is not None:
-        y = y + (b if layout == "channels_last" else b.reshape((-1,) + (1,) * nd))
+        y = y + (
+            b.reshape((1,) * (nd + 1) + (-1,))
+            if layout == "channels_last"
+            else b.reshape((1, -1) + (1,) * nd)
+        )
     return y
 
 

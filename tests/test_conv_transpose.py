@@ -60,7 +60,11 @@ def _ref_conv_transpose(y, w, b, x_shape, pairs, kw):
     conv = lambda x: lax_conv(x, w, None, padding=pads, padding_mode="zeros", **kw)
     x = jax.vjp(conv, jnp.zeros(x_shape, y.dtype))[1](y)[0]
     if b is not None:
-        x = x + (b if kw["layout"] == "channels_last" else b.reshape((-1,) + (1,) * nd))
+        x = x + (
+            b.reshape((1,) * (nd + 1) + (-1,))
+            if kw["layout"] == "channels_last"
+            else b.reshape((1, -1) + (1,) * nd)
+        )
     return x
 
 

@@ -36,7 +36,7 @@ def conv_case(backward, stride=1, groups=1, cin=64):
         return jc.conv(x, w, b, stride=stride, padding=1, groups=groups, backward=backward)
 
     def plain(x, w, b):
-        return lax_conv(x, w, stride, 1, groups) + b
+        return lax_conv(x, w, stride, 1, groups) + b.reshape(1, 1, 1, -1)
 
     cout = cin if groups == cin else 8
     shapes = [(2, 8, 8, cin), (3, 3, cin // groups, cout), (cout,)]
@@ -81,7 +81,7 @@ CASES = {
         [(2, 8, 8, 4)],
     ),
     "relu": (jc.relu, jax.nn.relu, [(4, 33)]),
-    "linear": (jc.linear, lambda x, w, b: x @ w + b, [(16, 512), (512, 8), (8,)]),
+    "linear": (jc.linear, lambda x, w, b: x @ w + b[None], [(16, 512), (512, 8), (8,)]),
     "mse_loss": (jc.mse_loss, lambda y, t: 0.5 * jnp.sum((t - y) ** 2), [(64, 32), (64, 32)]),
     "softmax_cross_entropy": (
         lambda z: jc.softmax_cross_entropy(z, jnp.arange(64) % 10),

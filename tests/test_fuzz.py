@@ -492,16 +492,28 @@ def float_pair(a, b, na, nb):
     need(a.dtype == b.dtype, f"{na}/{nb} dtypes differ")
 
 
-def bias_ok(b, c) -> None:
+def inexact_pair(a, b, na, nb):
+    """The conv family: real or complex floating operands of one dtype (linear maps over R, C)."""
+    for v, n in ((a, na), (b, nb)):
+        need(is_array(v), f"{n} is not an array")
+        need(jnp.issubdtype(v.dtype, jnp.inexact), f"{n}.dtype {v.dtype} is not inexact")
+    need(a.dtype == b.dtype, f"{na}/{nb} dtypes differ")
+
+
+def bias_ok(b, c, x=None) -> None:
+    """A real floating bias; complex too when the operand `x` is complex."""
     if b is not None:
-        float_array(b, "bias")
+        if x is not None and jnp.issubdtype(x.dtype, jnp.complexfloating):
+            need(is_array(b) and jnp.issubdtype(b.dtype, jnp.inexact), "bias dtype")
+        else:
+            float_array(b, "bias")
         need(tuple(b.shape) == (c,), "bias shape")
 
 
 def ref_conv(x, w, bias=None, **kw):
-    float_pair(x, w, "x", "w")
+    inexact_pair(x, w, "x", "w")
     s = conv_setup(x.shape, w.shape, x.dtype, kw)
-    bias_ok(bias, split_w(w.shape, s.layout)[2])
+    bias_ok(bias, split_w(w.shape, s.layout)[2], x)
     return Ref(lambda x, w, bias=None, **_: add_bias(lax_conv(s, x, w), bias, s.layout), ("x", "w"))
 
 
@@ -512,7 +524,7 @@ def shape_arg(v, name):
 
 
 def ref_conv_input_grad(input_shape, w, g, **kw):
-    float_pair(w, g, "w", "g")
+    inexact_pair(w, g, "w", "g")
     x_shape = shape_arg(input_shape, "input_shape")
     s = conv_setup(x_shape, w.shape, w.dtype, kw)
     need(tuple(g.shape) == s.out_shape, "g shape")
@@ -526,7 +538,7 @@ def ref_conv_input_grad(input_shape, w, g, **kw):
 
 
 def ref_conv_weight_grad(x, weight_shape, g, **kw):
-    float_pair(x, g, "x", "g")
+    inexact_pair(x, g, "x", "g")
     w_shape = shape_arg(weight_shape, "weight_shape")
     s = conv_setup(x.shape, w_shape, x.dtype, kw)
     need(tuple(g.shape) == s.out_shape, "g shape")
@@ -545,7 +557,7 @@ def transpose_sizes(o, k, kw):
     nd = len(o)
     stride = ints(kw.get("stride", 1), nd, 1, "stride")
     dilation = ints(kw.get("dilation", 1), nd, 1, "dilation")
-    need(min(k) >= 1, "empty kernel")
+    need(all(kk >= 1 for kk in k), "empty kernel")
     k_eff = eff(k, dilation)
     padding = kw.get("padding", 0)
     if isinstance(padding, str) and padding.upper() == "SAME":  # as Flax/TF: n = o s
@@ -560,7 +572,7 @@ def transpose_sizes(o, k, kw):
 def ref_conv_transpose(y, w, bias=None, **kw):
     """PyTorch ConvTranspose: the adjoint of the conv of an n-sized input with o outputs,
     n = (o - 1) s + k_eff - lo - hi + output_padding (or output_size); "SAME": n = o s."""
-    float_pair(y, w, "y", "w")
+    inexact_pair(y, w, "y", "w")
     layout = kw.get("layout", "channels_last")
     need(isinstance(layout, str) and layout in LAYOUTS, "layout")
     need(y.ndim >= 3 and w.ndim == y.ndim, "ranks")
@@ -588,7 +600,7 @@ def ref_conv_transpose(y, w, bias=None, **kw):
     x_shape = join(nb, n, cin_g * groups, layout)
     kw2 = {**kw, "padding": pads, "stride": stride, "dilation": dilation}
     s = conv_setup(x_shape, w.shape, y.dtype, kw2)
-    bias_ok(bias, cin_g * groups)
+    bias_ok(bias, cin_g * groups, y)
     # exactly o windows: the high padding that makes them (negative: crops the output_padding)
     lax_pads = tuple(
         (lo, (oo - 1) * st + ke - nn - lo)
@@ -621,12 +633,14 @@ def ref_conv_general_dilated(
     """lax.conv_general_dilated itself, with these documented differences:
     - an int for `window_strides` / `lhs_dilation` / `rhs_dilation` means that value in every
       spatial dim (lax raises a bare TypeError "object is not iterable");
-    - a convolution without an output window (lax: an empty array, e.g. a kernel larger than
-      the padded input, or negative padding cropping below the window) is rejected;
-    - non-array operands are rejected (lax would convert lists).
-    Everything lax itself refuses must be refused (the `check` catches lax's exception)."""
-    float_pair(lhs, rhs, "lhs", "rhs")
-    need(lhs.ndim >= 3 and rhs.ndim == lhs.ndim, "ranks")
+    - non-array operands are rejected (lax would convert lists);
+    - an integer or bool operand beside a floating or complex one is rejected (lax does too).
+    Everything lax itself refuses must be refused (the `check` catches lax's exception):
+    integer, bool and complex operands, rank 2 (no spatial dims) and empty results as lax."""
+    need(is_array(lhs) and is_array(rhs), "operands are not arrays")
+    if jnp.issubdtype(lhs.dtype, jnp.inexact) or jnp.issubdtype(rhs.dtype, jnp.inexact):
+        inexact_pair(lhs, rhs, "lhs", "rhs")
+    need(lhs.ndim >= 2 and rhs.ndim == lhs.ndim, "ranks")
     nd = lhs.ndim - 2
     strides = ints(window_strides, nd, 1, "window_strides")
     lhs_d = None if lhs_dilation is None else ints(lhs_dilation, nd, 1, "lhs_dilation")
@@ -637,17 +651,10 @@ def ref_conv_general_dilated(
     if is_seq(padding):
         need(all(is_seq(p) and len(p) == 2 and all(is_int(e) for e in p) for p in padding), "pairs")
     dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-    size = [lhs.shape[i] for i in dn.lhs_spec[2:]]
     k = [rhs.shape[i] for i in dn.rhs_spec[2:]]
-    need(min(k) >= 1, "empty kernel")
-    k_eff = eff(k, rhs_d or (1,) * nd)
-    lhs_eff = [(s - 1) * a + 1 for s, a in zip(size, lhs_d or (1,) * nd)]
+    need(all(kk >= 1 for kk in k), "empty kernel")
     if isinstance(padding, str):
         need(padding.upper() in ("VALID", "SAME", "SAME_LOWER"), "padding string")
-        pads = lax.padtype_to_pads(lhs_eff, k_eff, strides, padding.upper())
-    else:
-        pads = padding
-    need(all(s + lo + hi >= ke for s, (lo, hi), ke in zip(lhs_eff, pads, k_eff)), "no window")
     kw = dict(
         lhs_dilation=lhs_d,
         rhs_dilation=rhs_d,
@@ -868,7 +875,12 @@ def ref_linear(x, w, bias=None):
     need(x.ndim >= 1 and w.ndim == 2 and w.shape[0] == x.shape[-1], "shapes")
     bias_ok(bias, w.shape[1])
     need(bias is None or bias.dtype == x.dtype, "bias dtype")  # documented: one dtype
-    return Ref(lambda x, w, bias=None: x @ w if bias is None else x @ w + bias, ("x", "w"))
+
+    def f(x, w, bias=None):
+        y = x @ w
+        return y if bias is None else y + bias.reshape((1,) * (x.ndim - 1) + bias.shape)
+
+    return Ref(f, ("x", "w"))
 
 
 def ref_mse_loss(y, t, reduction="sum"):
@@ -893,7 +905,7 @@ def ref_softmax_cross_entropy(logits, labels):
 
     def f(logits, labels):
         lse = jax.nn.logsumexp(logits, axis=1)
-        onehot = labels[:, None] == jnp.arange(logits.shape[1])
+        onehot = labels[:, None] == jnp.arange(logits.shape[1], dtype=labels.dtype)[None]
         inside = (labels >= 0) & (labels < logits.shape[1])
         picked = jnp.sum(jnp.where(onehot, logits, 0), axis=1)
         return jnp.mean(jnp.where(inside, lse - picked, jnp.nan))  # N = 0: NaN (0/0)

@@ -21,7 +21,7 @@ from jaxconv._linear import linear
 
 
 def linear_ref(x, w, b):
-    return x @ w + (0 if b is None else b)
+    return x @ w + (0 if b is None else b.reshape((1,) * (x.ndim - 1) + b.shape))
 
 
 @given(

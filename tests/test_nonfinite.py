@@ -162,7 +162,7 @@ OPS = {
         lambda x: _window(x, lax.max, 6, 6, 0, -jnp.inf)[:, 0, 0],
         1,
     ),
-    "linear": (jc.linear, lambda x, w, b: x @ w + b, 3),
+    "linear": (jc.linear, lambda x, w, b: x @ w + b.reshape((1,) * (x.ndim - 1) + b.shape), 3),
     "mse_loss": (jc.mse_loss, lambda y, t: 0.5 * jnp.sum((t - y) ** 2), 2),
     "softmax_cross_entropy": (
         lambda z: jc.softmax_cross_entropy(z, jnp.array([0, 2, 1, 0, 2, 1])),
