@@ -16,9 +16,12 @@ import jax.numpy as jnp
 
 from jaxconv import _validate as v
 from jaxconv._remat import name
+from jaxconv._types import Array, ArrayLike
 
 
-def relu(x):
+def relu(
+    x: ArrayLike,
+) -> Array:
     r"""Rectified linear unit, elementwise: y = max(x, 0).
 
     .. math:: y = \max(x, 0), \qquad \frac{\partial E}{\partial x} = g \cdot [x > 0]
@@ -32,10 +35,12 @@ def relu(x):
     The residual is the boolean mask ``x > 0`` (seed 002: pass the gradient only where the
     input was positive; relu'(0) = 0).
 
-    Example::
-
-      relu(jnp.array([-1., 0., 2.]))                          # [0., 0., 2.]
-      jax.grad(lambda x: relu(x).sum())(jnp.array([-1., 0., 2.]))   # [0., 0., 1.]
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> relu(jnp.array([-1., 0., 2.])).tolist()
+      [0.0, 0.0, 2.0]
+      >>> jax.grad(lambda x: relu(x).sum())(jnp.array([-1., 0., 2.])).tolist()
+      [0.0, 0.0, 1.0]
     """
     v.check_float("relu", "x", x)
     return _relu(x)

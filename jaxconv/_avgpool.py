@@ -29,6 +29,7 @@ from jaxconv._dtypes import accumulation
 from jaxconv._pool import Geom, geometry, window_sum, window_sum_adjoint
 from jaxconv._remat import name
 from jaxconv._sharding import auto_partitioned
+from jaxconv._types import Array, ArrayLike, Ints, Padding
 
 
 class _AvgCfg(NamedTuple):
@@ -38,16 +39,16 @@ class _AvgCfg(NamedTuple):
 
 
 def avg_pool(
-    x,
-    window,
+    x: ArrayLike,
+    window: Ints,
     *,
-    stride=None,
-    padding="VALID",
+    stride: Ints = None,
+    padding: Padding = "VALID",
     ceil_mode: bool = False,
     count_include_pad: bool = True,
     divisor_override: int | None = None,
     layout: str = "channels_last",
-):
+) -> Array:
     r"""N-d average pooling whose gradient spreads g_i / N_i over window i.
 
     .. math:: y_i = \frac{1}{N_i} \sum_{m} \tilde x_{i s + m}, \qquad
@@ -72,11 +73,13 @@ def avg_pool(
     Seed 001's rule with N_i = k1*k2 for an unpadded k1×k2 window; windows at the border have
     smaller N_i when count_include_pad=False or under ceil_mode, exactly as PyTorch divides.
 
-    Example::
-
-      x = jnp.array([[1., 3.], [2., 0.]]).reshape(1, 2, 2, 1)
-      avg_pool(x, 2)                                   # [[[[1.5]]]]
-      jax.grad(lambda x: avg_pool(x, 2).sum())(x)      # 0.25 everywhere
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> x = jnp.array([[1., 3.], [2., 0.]]).reshape(1, 2, 2, 1)
+      >>> avg_pool(x, 2).ravel().tolist()
+      [1.5]
+      >>> jax.grad(lambda x: avg_pool(x, 2).sum())(x).ravel().tolist()
+      [0.25, 0.25, 0.25, 0.25]
     """
     fn = "avg_pool"
     geom = geometry(fn, x, window, stride, padding, 1, ceil_mode, layout)
@@ -138,15 +141,15 @@ def _x_shape(geom: Geom, y_shape):
 
 
 def lp_pool(
-    x,
-    p,
-    window,
+    x: ArrayLike,
+    p: float,
+    window: Ints,
     *,
-    stride=None,
-    padding="VALID",
+    stride: Ints = None,
+    padding: Padding = "VALID",
     ceil_mode: bool = False,
     layout: str = "channels_last",
-):
+) -> Array:
     r"""Power-average pooling (PyTorch's LPPool): y_i = (sum over window i of x^p)^(1/p).
 
     .. math:: y_i = \Big(\sum_m \tilde x_{i s + m}^{\,p}\Big)^{1/p}, \qquad
@@ -164,9 +167,10 @@ def lp_pool(
     Returns:
       y: (N, *out, C) or (N, C, *out).
 
-    Example::
-
-      lp_pool(jnp.array([3., 4.]).reshape(1, 2, 1), 2, 2)    # [[[5.]]]
+    Example:
+      >>> import jax.numpy as jnp
+      >>> lp_pool(jnp.array([3., 4.]).reshape(1, 2, 1), 2, 2).ravel().tolist()
+      [5.0]
     """
     fn = "lp_pool"
     geom = geometry(fn, x, window, stride, padding, 1, ceil_mode, layout)
@@ -210,15 +214,20 @@ def _lp_pool_bwd(cfg, res, g):
 _lp_pool.defvjp(_lp_pool_fwd, _lp_pool_bwd)
 
 
-def global_avg_pool(x, *, layout: str = "channels_last"):
+def global_avg_pool(
+    x: ArrayLike,
+    *,
+    layout: str = "channels_last",
+) -> Array:
     """Mean over all spatial dims: (N, *spatial, C) or (N, C, *spatial) -> (N, C).
 
     The backward spreads g / S over the S = prod(spatial) cells (seed 001's 1/(N×N) for one
     N×N block); nothing is saved.
 
-    Example::
-
-      global_avg_pool(jnp.arange(8.).reshape(1, 2, 2, 2))   # [[3., 4.]]
+    Example:
+      >>> import jax.numpy as jnp
+      >>> global_avg_pool(jnp.arange(8.).reshape(1, 2, 2, 2)).tolist()
+      [[3.0, 4.0]]
     """
     fn = "global_avg_pool"
     v.check_layout(fn, layout)

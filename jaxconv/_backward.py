@@ -31,6 +31,7 @@ from jaxconv._lowering import Geometry, compute
 from jaxconv._remat import name
 from jaxconv._sharding import auto_partitioned
 from jaxconv._spec import ConvSpec, make_spec, output_shape
+from jaxconv._types import Array, ArrayLike, DTypeLike, Ints, Padding, Shape
 
 
 def add_bias(y, b):
@@ -192,20 +193,20 @@ def _check_g(fn: str, spec: ConvSpec, x_shape, w_shape, g, other: str, a) -> Non
 
 
 def conv_input_grad(
-    input_shape,
-    w,
-    g,
+    input_shape: Shape,
+    w: ArrayLike,
+    g: ArrayLike,
     *,
-    stride=1,
-    padding="VALID",
-    dilation=1,
-    groups=1,
-    flip=False,
-    layout="channels_last",
-    backward="auto",
-    precision=None,
-    preferred_element_type=None,
-):
+    stride: Ints = 1,
+    padding: Padding = "VALID",
+    dilation: Ints = 1,
+    groups: int = 1,
+    flip: bool = False,
+    layout: str = "channels_last",
+    backward: str = "auto",
+    precision: object = None,
+    preferred_element_type: DTypeLike | None = None,
+) -> Array:
     """dL/dx of ``y = conv(x, w, ...)`` given g = dL/dy: a transposed convolution.
 
     .. math:: dx[i] = \\sum_{j, m:\\; j s + m d - lo = i} g[j]\\, w[m]
@@ -221,6 +222,12 @@ def conv_input_grad(
         "phase" (polyphase, stride^D stride-1 convolutions), "matmul" (im2col/col2im).
     Returns:
       dx of shape `input_shape`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> w, g = jnp.ones((3, 3, 2, 4)), jnp.ones((1, 3, 3, 4))
+      >>> conv_input_grad((1, 5, 5, 2), w, g)[0, :, :, 0].tolist()[0]  # taps reaching each x
+      [4.0, 8.0, 12.0, 8.0, 4.0]
     """
     fn = "conv_input_grad"
     v.check_inexact(fn, "w", w)
@@ -254,20 +261,20 @@ def conv_input_grad(
 
 
 def conv_weight_grad(
-    x,
-    weight_shape,
-    g,
+    x: ArrayLike,
+    weight_shape: Shape,
+    g: ArrayLike,
     *,
-    stride=1,
-    padding="VALID",
-    dilation=1,
-    groups=1,
-    flip=False,
-    layout="channels_last",
-    backward="auto",
-    precision=None,
-    preferred_element_type=None,
-):
+    stride: Ints = 1,
+    padding: Padding = "VALID",
+    dilation: Ints = 1,
+    groups: int = 1,
+    flip: bool = False,
+    layout: str = "channels_last",
+    backward: str = "auto",
+    precision: object = None,
+    preferred_element_type: DTypeLike | None = None,
+) -> Array:
     """dL/dw of ``y = conv(x, w, ...)`` given g = dL/dy: x correlated with g.
 
     .. math:: dw[m, c, f] = \\sum_{n, j} g[n, j, f]\\, \\tilde x[n, j s + m d, c]
@@ -282,6 +289,12 @@ def conv_weight_grad(
       other settings: as `conv_input_grad`.
     Returns:
       dw of shape `weight_shape`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x, g = jnp.ones((1, 5, 5, 2)), jnp.ones((1, 3, 3, 4))
+      >>> conv_weight_grad(x, (3, 3, 2, 4), g)[0, 0].tolist()  # 9 windows share each weight
+      [[9.0, 9.0, 9.0, 9.0], [9.0, 9.0, 9.0, 9.0]]
     """
     fn = "conv_weight_grad"
     v.check_inexact(fn, "x", x)

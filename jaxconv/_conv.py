@@ -10,24 +10,25 @@ from jaxconv._auto import geometry
 from jaxconv._backward import act_out, conv_cl, from_cl, kernel_to_cl, to_cl
 from jaxconv._sharding import auto_partitioned
 from jaxconv._spec import make_spec
+from jaxconv._types import Array, ArrayLike, DTypeLike, Ints, Padding
 
 
 def conv(
-    x,
-    w,
-    bias=None,
+    x: ArrayLike,
+    w: ArrayLike,
+    bias: ArrayLike | None = None,
     *,
-    stride=1,
-    padding="VALID",
-    dilation=1,
-    groups=1,
-    flip=False,
-    padding_mode="zeros",
-    layout="channels_last",
-    backward="auto",
-    precision=None,
-    preferred_element_type=None,
-):
+    stride: Ints = 1,
+    padding: Padding = "VALID",
+    dilation: Ints = 1,
+    groups: int = 1,
+    flip: bool = False,
+    padding_mode: str = "zeros",
+    layout: str = "channels_last",
+    backward: str = "auto",
+    precision: object = None,
+    preferred_element_type: DTypeLike | None = None,
+) -> Array:
     """N-d convolution with stride, padding, dilation and groups; explicit VJP.
 
     Cross-correlation (seed 001 Eq. 1, 4, the convention of every framework), one output
@@ -64,6 +65,7 @@ def conv(
       y: (N, *out_spatial, C_out) (or channels-first), out = (n + lo + hi - d(k-1) - 1) // s + 1.
 
     Example:
+      >>> import jax.numpy as jnp
       >>> x = jnp.ones((1, 5, 5, 3)); w = jnp.ones((3, 3, 3, 8))
       >>> conv(x, w, padding="SAME").shape
       (1, 5, 5, 8)

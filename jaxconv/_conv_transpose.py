@@ -27,25 +27,26 @@ from jaxconv._lowering import Geometry
 from jaxconv._remat import name
 from jaxconv._sharding import auto_partitioned
 from jaxconv._spec import make_spec
+from jaxconv._types import Array, ArrayLike, DTypeLike, Ints, Padding, Shape
 
 
 def conv_transpose(
-    y,
-    w,
-    bias=None,
+    y: ArrayLike,
+    w: ArrayLike,
+    bias: ArrayLike | None = None,
     *,
-    stride=1,
-    padding=0,
-    output_padding=0,
-    output_size=None,
-    dilation=1,
-    groups=1,
-    flip=False,
-    layout="channels_last",
-    backward="auto",
-    precision=None,
-    preferred_element_type=None,
-):
+    stride: Ints = 1,
+    padding: Padding = 0,
+    output_padding: Ints = 0,
+    output_size: Shape | None = None,
+    dilation: Ints = 1,
+    groups: int = 1,
+    flip: bool = False,
+    layout: str = "channels_last",
+    backward: str = "auto",
+    precision: object = None,
+    preferred_element_type: DTypeLike | None = None,
+) -> Array:
     """Transposed convolution: the adjoint of ``conv(., w)`` (PyTorch ConvTranspose semantics).
 
     ``conv_transpose(y, w, ...)`` is the map whose matrix is the transpose of ``conv(., w, ...)``
@@ -74,6 +75,12 @@ def conv_transpose(
       flip, layout, backward, precision, preferred_element_type: as `conv`.
     Returns:
       x: (N, *out_spatial, C_in) (or channels-first).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> y, w = jnp.ones((1, 3, 3, 8)), jnp.ones((3, 3, 4, 8))  # w: conv's (*k, C_in, C_out)
+      >>> conv_transpose(y, w, stride=2, padding=1, output_padding=1).shape
+      (1, 6, 6, 4)
     """
     fn = "conv_transpose"
     v.check_inexact(fn, "y", y)

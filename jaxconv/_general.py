@@ -34,6 +34,7 @@ from jax import lax
 from jaxconv import _validate as v
 from jaxconv._dtypes import widest
 from jaxconv._sharding import auto_partitioned
+from jaxconv._types import Array, ArrayLike, DTypeLike, Shape
 
 _FN = "conv_general_dilated"
 
@@ -53,19 +54,19 @@ class ConvParams(NamedTuple):
 
 
 def conv_general_dilated(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    dimension_numbers=None,
+    lhs: ArrayLike,
+    rhs: ArrayLike,
+    window_strides: Shape,
+    padding: str | Sequence[tuple[int, int]],
+    lhs_dilation: Shape | None = None,
+    rhs_dilation: Shape | None = None,
+    dimension_numbers: object = None,
     feature_group_count: int = 1,
     batch_group_count: int = 1,
-    precision=None,
-    preferred_element_type=None,
-    out_sharding=None,
-):
+    precision: object = None,
+    preferred_element_type: DTypeLike | None = None,
+    out_sharding: object = None,
+) -> Array:
     """Same signature and values as `jax.lax.conv_general_dilated`, with an explicit VJP.
 
     Use it wherever lax's is used, e.g. ``flax.linen.Conv(..., conv_general_dilated=
@@ -87,6 +88,12 @@ def conv_general_dilated(
         gradients' inputs' shardings by XLA's partitioner.
     Returns:
       the output, rank n+2, in ``dimension_numbers``' output layout.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> lhs, rhs = jnp.ones((1, 2, 5, 5)), jnp.ones((3, 2, 3, 3))  # NCHW, OIHW (lax's default)
+      >>> conv_general_dilated(lhs, rhs, (1, 1), "SAME").shape
+      (1, 3, 5, 5)
     """
     args = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers)
     groups = (feature_group_count, batch_group_count, precision, preferred_element_type)

@@ -20,9 +20,14 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxconv import _validate as v
 from jaxconv._dtypes import accumulation
 from jaxconv._remat import name
+from jaxconv._types import Array, ArrayLike
 
 
-def linear(x, w, bias=None):
+def linear(
+    x: ArrayLike,
+    w: ArrayLike,
+    bias: ArrayLike | None = None,
+) -> Array:
     r"""Affine map over the last axis: y = x @ w + bias.
 
     .. math:: y = x W + b, \qquad dx = g W^T, \quad dW = x^T g, \quad db = \textstyle\sum g
@@ -37,9 +42,10 @@ def linear(x, w, bias=None):
     The backward (seed 002) is two transposed matrix products and a sum, each one
     `lax.dot_general`; the residuals are x and w.
 
-    Example::
-
-      linear(jnp.ones((2, 3)), jnp.ones((3, 4)), jnp.zeros(4))   # 3.0 everywhere, (2, 4)
+    Example:
+      >>> import jax.numpy as jnp
+      >>> linear(jnp.ones((2, 3)), jnp.ones((3, 4)), jnp.zeros(4)).tolist()
+      [[3.0, 3.0, 3.0, 3.0], [3.0, 3.0, 3.0, 3.0]]
     """
     fn = "linear"
     v.check_float(fn, "x", x)

@@ -30,6 +30,7 @@ from jaxconv import _validate as v
 from jaxconv._pool import Geom, geometry, map_windows, one_pass, spread
 from jaxconv._remat import name
 from jaxconv._sharding import auto_partitioned
+from jaxconv._types import Array, ArrayLike, Ints, Padding, Shape
 
 _I32 = jnp.int32
 
@@ -41,17 +42,17 @@ class _Cfg(NamedTuple):
 
 
 def max_pool(
-    x,
-    window,
+    x: ArrayLike,
+    window: Ints,
     *,
-    stride=None,
-    padding="VALID",
-    dilation=1,
+    stride: Ints = None,
+    padding: Padding = "VALID",
+    dilation: Ints = 1,
     ceil_mode: bool = False,
     ties: str = "first",
     return_indices: bool = False,
     layout: str = "channels_last",
-):
+) -> Array | tuple[Array, Array]:
     r"""N-d max pooling whose gradient goes to the recorded winner of each window.
 
     Seed 001 (Jefkine, "Pooling Layer") and seed 002: the error of each pooled output is
@@ -85,11 +86,13 @@ def max_pool(
     int8 for windows of <= 127 cells (int16, then int32, beyond); for ties="split" a bitmask of
     the tied cells, ceil(K/8) uint8 arrays of y's shape (the count is their popcount).
 
-    Example::
-
-      x = jnp.array([[1., 3.], [2., 0.]]).reshape(1, 2, 2, 1)
-      max_pool(x, 2)                                   # [[[[3.]]]]
-      jax.grad(lambda x: max_pool(x, 2).sum())(x)      # 1 at the 3, 0 elsewhere
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> x = jnp.array([[1., 3.], [2., 0.]]).reshape(1, 2, 2, 1)
+      >>> max_pool(x, 2).ravel().tolist()
+      [3.0]
+      >>> jax.grad(lambda x: max_pool(x, 2).sum())(x).ravel().tolist()  # to the winner
+      [0.0, 1.0, 0.0, 0.0]
     """
     fn = "max_pool"
     geom = geometry(fn, x, window, stride, padding, dilation, ceil_mode, layout)
@@ -183,7 +186,13 @@ def _flat_indices(off, geom: Geom):
     return jnp.where(inside, idx, -1)  # -1: the winner is padding (a window of padding only)
 
 
-def max_unpool(y, indices, output_shape, *, layout: str = "channels_last"):
+def max_unpool(
+    y: ArrayLike,
+    indices: ArrayLike,
+    output_shape: Shape,
+    *,
+    layout: str = "channels_last",
+) -> Array:
     """Put each value of `y` back at its flat index (zeros elsewhere): max-pool routing as an op.
 
     ``out[n, c, indices[n, c, i]] += y[n, c, i]`` (layout aside). Values sharing an index add up
@@ -200,10 +209,12 @@ def max_unpool(y, indices, output_shape, *, layout: str = "channels_last"):
     Returns:
       (N, *output_spatial, C) or (N, C, *output_spatial), y's dtype.
 
-    Example::
-
-      y, idx = max_pool(x, 2, return_indices=True)
-      max_unpool(y, idx, x.shape)          # the maxima in place, zeros elsewhere
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([[1., 3.], [2., 0.]]).reshape(1, 2, 2, 1)
+      >>> y, idx = max_pool(x, 2, return_indices=True)
+      >>> max_unpool(y, idx, x.shape).ravel().tolist()  # the maxima in place, zeros elsewhere
+      [0.0, 3.0, 0.0, 0.0]
     """
     fn = "max_unpool"
     v.check_layout(fn, layout)
@@ -276,15 +287,20 @@ def _max_unpool_bwd(cfg, idx, g):
 _max_unpool.defvjp(_max_unpool_fwd, _max_unpool_bwd)
 
 
-def global_max_pool(x, *, layout: str = "channels_last"):
+def global_max_pool(
+    x: ArrayLike,
+    *,
+    layout: str = "channels_last",
+) -> Array:
     """Max over all spatial dims: (N, *spatial, C) or (N, C, *spatial) -> (N, C).
 
     The gradient goes to the first (row-major) maximum of each (n, c), or its first NaN (seed
     001's winning unit); the residual is that flat index, int32 of shape (N, C).
 
-    Example::
-
-      global_max_pool(jnp.arange(8.).reshape(1, 2, 2, 2))   # [[6., 7.]]
+    Example:
+      >>> import jax.numpy as jnp
+      >>> global_max_pool(jnp.arange(8.).reshape(1, 2, 2, 2)).tolist()
+      [[6.0, 7.0]]
     """
     fn = "global_max_pool"
     v.check_layout(fn, layout)

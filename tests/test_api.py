@@ -295,3 +295,24 @@ def test_version_bound_matches_pyproject():
     need = ".".join(map(str, _version.MIN_JAX))
     assert re.search(rf'"jax>={re.escape(need)}"', text), need
     assert re.search(rf'"jaxlib>={re.escape(need)}"', text), need
+
+
+PUBLIC_FUNCTIONS = [n for n in jaxconv.__all__ if n not in ("reference", "RESIDUAL_NAMES")]
+
+
+@pytest.mark.parametrize("name", PUBLIC_FUNCTIONS)
+def test_public_function_is_typed_and_has_a_runnable_example(name):
+    """Every public function: annotated (ArrayLike in, Array out) and a `>>>` example in its
+    docstring (run by the README's test command: pytest's --doctest-modules over jaxconv/)."""
+    fn = getattr(jaxconv, name)
+    sig = inspect.signature(fn)
+    assert sig.return_annotation is not inspect.Signature.empty, name
+    for p in sig.parameters.values():
+        assert p.annotation is not inspect.Parameter.empty, (name, p.name)
+    assert ">>> " in (fn.__doc__ or ""), name
+
+
+def test_ships_py_typed():
+    import pathlib
+
+    assert (pathlib.Path(jaxconv.__file__).parent / "py.typed").is_file()
