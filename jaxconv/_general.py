@@ -1,56 +1,32 @@
 """`conv_general_dilated`: a drop-in for `jax.lax.conv_general_dilated` with explicit VJP rules.
 
-This is the one place where jaxconv calls XLA's convolution. Its backward passes are two more
-calls of this same function, so reverse-over-reverse also runs on these rules.
+Its backward passes are two more calls of the same general convolution (`conv_p`, whose rules are
+these), so reverse-over-reverse also runs on them.
 
-One spatial dim (each dim is alike), input size n, lhs dilation a, padding (lo, hi), kernel k with
-dilation d (k_eff = (k-1)d + 1), stride s, output size o::
-
-    y[j] = sum_m w[m] * x_a[j*s + m*d - lo]          x_a: x with a-1 zeros between elements
-
-Input gradient (seeds 000, 001 Eq. 20-21, 002): dilate g by s (s-1 zeros between elements), pad
-by k_eff-1-lo low, correlate with rot180(w) at dilation d, keep every a-th output:
-``dx = conv(g, rot180(w), strides=a, lhs_dilation=s, rhs_dilation=d, pad=(k_eff-1-lo, hi'))``
-with hi' chosen so that exactly n outputs come out: hi' = (n-1)a + 1 + lo - ((o-1)s + 1).
-In/out channels of w swap roles; with groups G the kernel's out channels (G, C_out/G) are
-regrouped into its in-channel axis (seed 002: "regroup the filters").
-
-Weight gradient (seeds 001 Eq. 13-14, 003, 004): dw[m] = sum_j g[j] x_a[m*d + j*s - lo], i.e. x
-correlated with g as the kernel, stride d and kernel dilation s, batch and feature axes swapped:
-``dw = conv(x, g, strides=d, lhs_dilation=a, rhs_dilation=s, pad=(lo, (o-1)s+1 - ((n-1)a+1) +
-k_eff-1-lo))``; feature groups become batch groups and vice versa.
+The input gradient is the transposed convolution (g zero-dilated by the stride, rot180 kernel,
+regrouped channels: seeds 000, 001 Eq. 20-21, 002), the weight gradient the input correlated with
+g (seeds 001 Eq. 13-14, 003, 004); their derivation for every lax option is written once, in
+`_lax_rules`. Ordinary conv layers run on the conv family instead (`_backward`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from jaxconv import _validate as v
-from jaxconv._dtypes import widest
+from jaxconv._auto import layer_geometry
+from jaxconv._backward import conv_cl, from_cl, kernel_to_cl, to_cl
+from jaxconv._lax_rules import lax_conv, transpose_lhs, transpose_rhs
 from jaxconv._sharding import auto_partitioned
+from jaxconv._spec import ConvParams, dimension_numbers
 from jaxconv._types import Array, ArrayLike, DTypeLike, Shape
 
 _FN = "conv_general_dilated"
-
-
-class ConvParams(NamedTuple):
-    """Static settings of one `lax.conv_general_dilated` call, normalised and hashable."""
-
-    window_strides: tuple[int, ...]
-    padding: tuple[tuple[int, int], ...]
-    lhs_dilation: tuple[int, ...]
-    rhs_dilation: tuple[int, ...]
-    dimension_numbers: lax.ConvDimensionNumbers
-    feature_group_count: int
-    batch_group_count: int
-    precision: object
-    preferred_element_type: object
 
 
 def conv_general_dilated(
@@ -150,8 +126,6 @@ def _layer_layout(p: ConvParams):
         return None
     if any(lo < 0 or hi < 0 for lo, hi in p.padding):
         return None
-    from jaxconv._spec import dimension_numbers
-
     nd = len(p.window_strides)
     for layout in ("channels_last", "channels_first"):
         if tuple(map(tuple, p.dimension_numbers)) == tuple(
@@ -164,9 +138,6 @@ def _layer_layout(p: ConvParams):
 def _as_layer(p: ConvParams, layout: str, lhs, rhs):
     """An ordinary conv layer runs on the conv family (`_backward`): the same values and the same
     explicit VJP rules, with the algorithms `backward="auto"` picks for the shape."""
-    from jaxconv._auto import layer_geometry
-    from jaxconv._backward import conv_cl, from_cl, kernel_to_cl, to_cl
-
     x, w = to_cl(lhs, layout), kernel_to_cl(rhs, layout)
     geo = layer_geometry(x.shape, w.shape, p)  # the builder `conv` uses: the same algorithms
     return from_cl(conv_cl(geo, x, w, None), layout)
@@ -278,24 +249,6 @@ def _normalize(
     return ConvParams(strides, pads, lhs_dil, rhs_dil, dn, fgc, bgc, precision, pet)
 
 
-def lax_conv(p: ConvParams, lhs, rhs, out_sharding=None):
-    """One `lax.conv_general_dilated` call with the settings ``p``."""
-    return lax.conv_general_dilated(
-        lhs,
-        rhs,
-        p.window_strides,
-        p.padding,
-        p.lhs_dilation,
-        p.rhs_dilation,
-        p.dimension_numbers,
-        p.feature_group_count,
-        p.batch_group_count,
-        p.precision,
-        p.preferred_element_type,
-        out_sharding=out_sharding,
-    )
-
-
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def conv_p(p: ConvParams, lhs, rhs):
     """The convolution with normalised static settings ``p`` (custom_vjp core)."""
@@ -309,101 +262,9 @@ def _conv_fwd(p, lhs, rhs):
 def _conv_bwd(p, res, g):
     lhs, rhs = res
     with jax.named_scope("jaxconv_bwd"):
-        dlhs = transpose_lhs(p, g, rhs, lhs.shape).astype(lhs.dtype)
-        drhs = transpose_rhs(p, lhs, g, rhs.shape).astype(rhs.dtype)
+        dlhs = transpose_lhs(p, g, rhs, lhs.shape, conv_p).astype(lhs.dtype)
+        drhs = transpose_rhs(p, lhs, g, rhs.shape, conv_p).astype(rhs.dtype)
     return dlhs, drhs
 
 
 conv_p.defvjp(_conv_fwd, _conv_bwd)
-
-
-def regroup(x, src: int, dst: int, groups: int):
-    """Split axis ``src`` into (groups, rest) and move the groups into axis ``dst`` (major).
-
-    (S, D) -> (S // groups, groups * D). Seed 002's regrouping of the filters by channel.
-    """
-    x = jnp.moveaxis(x, (src, dst), (0, 1))
-    s, d = x.shape[:2]
-    x = x.reshape(groups, s // groups, d, *x.shape[2:])
-    x = jnp.swapaxes(x, 0, 1).reshape(s // groups, groups * d, *x.shape[3:])
-    return jnp.moveaxis(x, (0, 1), (src, dst))
-
-
-def _dims(p: ConvParams, lhs_shape, rhs_shape, out_shape):
-    lhs_spec, rhs_spec, out_spec = p.dimension_numbers
-    n = [lhs_shape[i] for i in lhs_spec[2:]]
-    k = [rhs_shape[i] for i in rhs_spec[2:]]
-    o = [out_shape[i] for i in out_spec[2:]]
-    k_eff = v.effective_kernel(k, p.rhs_dilation)
-    n_dil = [(nn - 1) * a + 1 for nn, a in zip(n, p.lhs_dilation)]
-    o_dil = [(oo - 1) * s + 1 for oo, s in zip(o, p.window_strides)]
-    return k_eff, n_dil, o_dil
-
-
-def _to_dtype(a, b):
-    """Bring the operands of a gradient convolution to one dtype (g may be wider)."""
-    dt = widest(a, b)
-    return a.astype(dt), b.astype(dt)
-
-
-def transpose_lhs(p: ConvParams, g, rhs, lhs_shape, conv=conv_p):
-    """d lhs: g zero-dilated by the stride, fully correlated with the rot180 regrouped kernel.
-
-    `conv` evaluates the one convolution: `conv_p` (differentiable by these rules) or `lax_conv`.
-    """
-    lhs_spec, rhs_spec, out_spec = p.dimension_numbers
-    k_eff, n_dil, o_dil = _dims(p, lhs_shape, rhs.shape, g.shape)
-    # lo' = k_eff - 1 - lo (the "full" padding less what the forward padded); hi' makes n outputs.
-    pads = tuple(
-        (ke - 1 - lo, nd - od + lo) for ke, nd, od, (lo, _) in zip(k_eff, n_dil, o_dil, p.padding)
-    )
-    w = lax.rev(rhs, rhs_spec[2:])
-    groups = max(p.feature_group_count, p.batch_group_count)
-    if groups > 1:
-        w = regroup(w, rhs_spec[0], rhs_spec[1], groups)
-    dn = lax.ConvDimensionNumbers(out_spec, (rhs_spec[1], rhs_spec[0], *rhs_spec[2:]), lhs_spec)
-    q = ConvParams(
-        p.lhs_dilation,
-        pads,
-        p.window_strides,
-        p.rhs_dilation,
-        dn,
-        groups,
-        1,
-        p.precision,
-        p.preferred_element_type,
-    )
-    dx = conv(q, *_to_dtype(g, w))
-    if p.batch_group_count > 1:
-        dx = regroup(dx, lhs_spec[1], lhs_spec[0], p.batch_group_count)
-    assert tuple(dx.shape) == tuple(lhs_shape), (dx.shape, lhs_shape)
-    return dx
-
-
-def transpose_rhs(p: ConvParams, lhs, g, rhs_shape, conv=conv_p):
-    """d rhs: the input correlated with g (weight sharing sums over all windows). `conv` as in
-    `transpose_lhs`; the batch is contracted, so on an explicit mesh the result is replicated."""
-    lhs_spec, rhs_spec, out_spec = p.dimension_numbers
-    k_eff, n_dil, o_dil = _dims(p, lhs.shape, rhs_shape, g.shape)
-    pads = tuple(
-        (lo, od - nd + ke - 1 - lo) for ke, nd, od, (lo, _) in zip(k_eff, n_dil, o_dil, p.padding)
-    )
-    dn = lax.ConvDimensionNumbers(
-        (lhs_spec[1], lhs_spec[0], *lhs_spec[2:]),
-        (out_spec[1], out_spec[0], *out_spec[2:]),
-        (rhs_spec[1], rhs_spec[0], *rhs_spec[2:]),
-    )
-    q = ConvParams(
-        p.rhs_dilation,
-        pads,
-        p.lhs_dilation,
-        p.window_strides,
-        dn,
-        p.batch_group_count,
-        p.feature_group_count,
-        p.precision,
-        p.preferred_element_type,
-    )
-    dw = conv(q, *_to_dtype(lhs, g))
-    assert tuple(dw.shape) == tuple(rhs_shape), (dw.shape, rhs_shape)
-    return dw

@@ -41,10 +41,10 @@ from jax import lax
 
 from jaxconv import _validate as v
 from jaxconv._dtypes import widest
-from jaxconv._general import ConvParams, lax_conv, regroup, transpose_lhs, transpose_rhs
+from jaxconv._lax_rules import lax_conv, regroup, transpose_lhs, transpose_rhs
 from jaxconv._pool import Geom, block_slices, map_windows, window_blocks
 from jaxconv._sharding import replicated
-from jaxconv._spec import dimension_numbers
+from jaxconv._spec import ConvParams, dimension_numbers
 
 
 class Geometry(NamedTuple):

@@ -14,9 +14,22 @@ import numpy as np
 from jax import lax
 
 from jaxconv import _validate as v
-from jaxconv._general import ConvParams
 
 BACKWARDS = ("auto", "lean", "transpose", "phase", "matmul")
+
+
+class ConvParams(NamedTuple):
+    """Static settings of one `lax.conv_general_dilated` call, normalised and hashable."""
+
+    window_strides: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    lhs_dilation: tuple[int, ...]
+    rhs_dilation: tuple[int, ...]
+    dimension_numbers: lax.ConvDimensionNumbers
+    feature_group_count: int
+    batch_group_count: int
+    precision: object
+    preferred_element_type: object
 
 
 class ConvSpec(NamedTuple):

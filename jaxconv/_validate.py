@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 LAYOUTS = ("channels_last", "channels_first")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -99,7 +100,6 @@ def check_same_dtype(fn: str, **arrays) -> None:
 
 def precision_and_type(fn: str, precision, preferred_element_type):
     """Validate lax's `precision` and `preferred_element_type`; return hashable forms."""
-    from jax import lax
 
     def one(p):
         if p is None or isinstance(p, lax.Precision):

@@ -316,3 +316,63 @@ def test_ships_py_typed():
     import pathlib
 
     assert (pathlib.Path(jaxconv.__file__).parent / "py.typed").is_file()
+
+
+def _module_imports():
+    """{module: [jaxconv modules it imports]}, and the function-local jaxconv imports."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(jaxconv.__file__).parent
+    graph, local = {}, []
+    for path in sorted(root.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxconv"):
+                names = [node.module.split(".", 1)[1]] if "." in node.module else []
+                names += [a.name for a in node.names] if node.module == "jaxconv" else []
+                deps |= {n for n in names if (root / f"{n}.py").exists()}
+        for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    local.append(f"{path.name}:{node.lineno}")
+        graph[path.stem] = deps - {path.stem}
+    return graph, local
+
+
+def test_modules_import_only_downward():
+    """No import cycle among jaxconv's modules and no function-local imports to hide one."""
+    graph, local = _module_imports()
+    assert local == [], local
+    done, active = set(), []
+
+    def visit(m):
+        assert m not in active, f"import cycle: {' -> '.join([*active, m])}"
+        if m in done:
+            return
+        active.append(m)
+        for d in sorted(graph[m]):
+            visit(d)
+        active.pop()
+        done.add(m)
+
+    for m in graph:
+        visit(m)
+
+
+def test_every_module_imports_first_in_a_fresh_interpreter():
+    """Each jaxconv module imported on its own, before anything else of jaxconv's (a cycle that
+    only loads in one order fails here)."""
+    graph, _ = _module_imports()
+    code = "import importlib, sys; importlib.import_module('jaxconv.' + sys.argv[1])"
+    procs = {
+        m: subprocess.Popen(
+            [sys.executable, "-c", code, m], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for m in sorted(graph)
+        if m != "__init__"
+    }
+    for m, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (m, err.decode()[-2000:])
