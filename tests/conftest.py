@@ -16,31 +16,16 @@ jax.config.update("jax_default_matmul_precision", "highest")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
-# "ci" (default) keeps the whole suite within a few minutes on 2 cores; "thorough" for local runs.
-settings.register_profile(
-    "ci",
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-settings.register_profile(
-    "thorough",
-    max_examples=300,
+# "ci" (default) keeps the whole suite within a few minutes on 2 cores; "thorough" for local runs;
+# "quick" (5 examples per property) for the GPU check (experiments/gpu_check.sh), compile-bound.
+_PROFILE = dict(
     deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-# "quick": 5 examples per property, for the GPU check (experiments/gpu_check.sh), compile-bound.
-settings.register_profile(
-    "quick",
-    max_examples=5,
-    deadline=None,
-    derandomize=True,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+settings.register_profile("ci", max_examples=25, derandomize=True, **_PROFILE)
+settings.register_profile("thorough", max_examples=300, **_PROFILE)
+settings.register_profile("quick", max_examples=5, derandomize=True, **_PROFILE)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Relative tolerances of explicit VJP vs autodiff, per dtype (errors are measured against the
