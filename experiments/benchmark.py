@@ -618,6 +618,21 @@ def r_temp(res) -> int | None:
     return res["autodiff"].temp
 
 
+def csv_fields(v: Variant) -> list:
+    """One variant's raw numbers, as the CSV columns variant .. note."""
+    return [
+        v.name,
+        v.status,
+        f"{v.median_ms:.4f}",
+        f"{v.min_ms:.4f}",
+        len(v.times),
+        "" if v.temp is None else v.temp,
+        f"{v.compile_s:.3f}",
+        f"{v.err:.3e}",
+        v.note,
+    ]
+
+
 def write_csv(path: Path, results) -> None:
     with open(path, "w", newline="") as f:
         wr = csv.writer(f)
@@ -637,20 +652,7 @@ def write_csv(path: Path, results) -> None:
         )
         for name, res in results.items():
             for v in res.values():
-                wr.writerow(
-                    [
-                        name,
-                        v.name,
-                        v.status,
-                        f"{v.median_ms:.4f}",
-                        f"{v.min_ms:.4f}",
-                        len(v.times),
-                        "" if v.temp is None else v.temp,
-                        f"{v.compile_s:.3f}",
-                        f"{v.err:.3e}",
-                        v.note,
-                    ]
-                )
+                wr.writerow([name, *csv_fields(v)])
 
 
 def plot(path: Path, results) -> None:

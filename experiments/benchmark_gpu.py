@@ -337,22 +337,8 @@ def write_csv(path: Path, results, precision: str) -> None:
         wr.writerow(fields)
         for (name, dtype), res in results.items():
             for v in res.values():
-                wr.writerow(
-                    [
-                        name,
-                        dtype,
-                        precision if dtype == "float32" else "n/a",
-                        v.name,
-                        v.status,
-                        f"{v.median_ms:.4f}",
-                        f"{v.min_ms:.4f}",
-                        len(v.times),
-                        "" if v.temp is None else v.temp,
-                        f"{v.compile_s:.3f}",
-                        f"{v.err:.3e}",
-                        v.note,
-                    ]
-                )
+                precision_col = precision if dtype == "float32" else "n/a"
+                wr.writerow([name, dtype, precision_col, *bench.csv_fields(v)])
 
 
 def write_markdown(path: Path, results, args, info, seconds, skipped) -> str:
