@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 
-from jaxconv import _validate as v
-from jaxconv._lowering import Geometry
+from jaxconv._geometry import Geometry
+from jaxconv._layout import split_kernel, split_layout
+from jaxconv._padding import effective_kernel, out_size
 from jaxconv._spec import ConvSpec
 
 # im2col patches larger than this (bytes) are never materialised by "auto".
@@ -37,19 +38,19 @@ def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4, pads
 
     Per-op medians behind it (ms, float32, 2-core AMD EPYC, jax 0.10.2; the benchmark configs):
 
-    =============  =====================  ==========================  ==================
-    config         fwd xla/matmul/shift   dx transpose/phase/matmul   dw xla/matmul
-    =============  =====================  ==========================  ==================
-    lenet_c1       1.96 / 3.60 / 0.59     5.63 / 5.88 / 0.82          1.12 / 4.80
-    lenet_c2       0.49 / 0.48 / -        1.91 / 1.00 / 0.92          0.49 / 1.22
-    resnet_3x3     31.3 / 80.2 / -        33.0 / 34.4 / 53.4          102 / 95.0
-    resnet_down    17.8 / 27.4 / -        12.3 / 16.7 / 9.35          24.9 / 17.9
-    stem_7x7_s2    5.79 / 7.07 / -        9.67 / 10.5 / 10.3          15.1 / 15.1
-    dilated        3.85 / 5.24 / -        4.06 / 3.89 / 3.08          9.23 / 24.3
-    depthwise      65.6 / 101 / 1.54      66.5 / 65.8 / 1.38 (1.21)   101 / 90.0 (37.8)
-    conv1d         0.64 / 0.19 / 0.19     0.43 / 0.61 / 0.24          0.25 / 0.25
-    conv3d_small   7.84 / 3.48 / -        12.7 / 12.7 / 1.91          13.5 / 5.68
-    =============  =====================  ==========================  ==================
+    ==============  =====================  ==========================  ==================
+    config          fwd xla/matmul/shift   dx transpose/phase/matmul   dw xla/matmul
+    ==============  =====================  ==========================  ==================
+    lenet_c1        1.96 / 3.60 / 0.59     5.63 / 5.88 / 0.82          1.12 / 4.80
+    lenet_c2        0.49 / 0.48 / -        1.91 / 1.00 / 0.92          0.49 / 1.22
+    resnet_3x3      31.3 / 80.2 / -        33.0 / 34.4 / 53.4          102 / 95.0
+    resnet_down     17.8 / 27.4 / -        12.3 / 16.7 / 9.35          24.9 / 17.9
+    stem_7x7_s2     5.79 / 7.07 / -        9.67 / 10.5 / 10.3          15.1 / 15.1
+    dilated         3.85 / 5.24 / -        4.06 / 3.89 / 3.08          9.23 / 24.3
+    depthwise       65.6 / 101 / 1.54      66.5 / 65.8 / 1.38 (1.21)   101 / 90.0 (37.8)
+    conv1d_mnist1d  0.64 / 0.19 / 0.19     0.43 / 0.61 / 0.24          0.25 / 0.25
+    conv3d_small    7.84 / 3.48 / -        12.7 / 12.7 / 1.91          13.5 / 5.68
+    ==============  =====================  ==========================  ==================
 
     (depthwise: shift in parentheses; glibc's default allocator.) Single ops measured alone do
     not add up to a layer: in one jitted forward+backward, XLA schedules and fuses them together
@@ -83,8 +84,8 @@ def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4, pads
     if pads is None:
         out = [-(-n // s) for n, s in zip(size, stride)]
     else:
-        k_eff = v.effective_kernel(k, dilation)
-        out = v.out_size(size, k_eff, stride, pads)
+        k_eff = effective_kernel(k, dilation)
+        out = out_size(size, k_eff, stride, pads)
     o_cells = n_batch * math.prod(out)
     patch_bytes = o_cells * math.prod(k) * c * itemsize
     if cin_g == 1 and groups > 1:
@@ -177,7 +178,7 @@ def layer_geometry(x_cl, w_cl, params, backward: str = "auto") -> Geometry:
 
 def geometry(spec: ConvSpec, x_shape, w_shape) -> Geometry:
     """The channels-last `Geometry` of a validated spec, with its algorithms chosen."""
-    n, size, c = v.split_layout(tuple(x_shape), spec.layout)
-    k, cin_g, cout = v.split_kernel(tuple(w_shape), spec.layout)
+    n, size, c = split_layout(tuple(x_shape), spec.layout)
+    k, cin_g, cout = split_kernel(tuple(w_shape), spec.layout)
     size = tuple(s + lo + hi for s, (lo, hi) in zip(size, spec.mode_pads))
     return layer_geometry((n, *size, c), (*k, cin_g, cout), spec.params, spec.backward)

@@ -26,14 +26,15 @@ from jax import lax
 
 from jaxconv import _validate as v
 from jaxconv._dtypes import accumulation
-from jaxconv._pool import Geom, geometry, window_sum, window_sum_adjoint
+from jaxconv._pool import window_sum, window_sum_adjoint
 from jaxconv._remat import name
 from jaxconv._sharding import auto_partitioned
 from jaxconv._types import Array, ArrayLike, Ints, Padding
+from jaxconv._window import Window, pool_window
 
 
 class _AvgCfg(NamedTuple):
-    geom: Geom
+    geom: Window
     counts: tuple[tuple[int, ...], ...] | None  # per-dim divisor factors, N_i = prod_d
     override: int | None
 
@@ -82,7 +83,7 @@ def avg_pool(
       [0.25, 0.25, 0.25, 0.25]
     """
     fn = "avg_pool"
-    geom = geometry(fn, x, window, stride, padding, 1, ceil_mode, layout)
+    geom = pool_window(fn, x, window, stride, padding, 1, ceil_mode, layout)
     v.check_bool(fn, "count_include_pad", count_include_pad)
     if divisor_override is not None:
         divisor_override = v.as_int(fn, "divisor_override", divisor_override)
@@ -134,7 +135,7 @@ def _avg_pool_bwd(cfg: _AvgCfg, _, g):
 _avg_pool.defvjp(_avg_pool_fwd, _avg_pool_bwd)
 
 
-def _x_shape(geom: Geom, y_shape):
+def _x_shape(geom: Window, y_shape):
     return tuple(
         geom.size[geom.axes.index(i)] if i in geom.axes else e for i, e in enumerate(y_shape)
     )
@@ -173,7 +174,7 @@ def lp_pool(
       [5.0]
     """
     fn = "lp_pool"
-    geom = geometry(fn, x, window, stride, padding, 1, ceil_mode, layout)
+    geom = pool_window(fn, x, window, stride, padding, 1, ceil_mode, layout)
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 < float(p) < np.inf:
         v.fail(
             fn,

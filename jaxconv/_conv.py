@@ -7,9 +7,10 @@ import jax.numpy as jnp
 from jaxconv import _padmode
 from jaxconv import _validate as v
 from jaxconv._auto import geometry
-from jaxconv._backward import act_out, conv_cl, from_cl, kernel_to_cl, to_cl
+from jaxconv._backward import conv_cl
+from jaxconv._layout import act_out, from_cl, kernel_to_cl, split_kernel, to_cl
 from jaxconv._sharding import auto_partitioned
-from jaxconv._spec import make_spec
+from jaxconv._spec import ConvOptions, make_spec
 from jaxconv._types import Array, ArrayLike, DTypeLike, Ints, Padding
 
 
@@ -70,6 +71,7 @@ def conv(
       >>> conv(x, w, padding="SAME").shape
       (1, 5, 5, 8)
     """
+    opts = ConvOptions.of(locals())  # first: the arguments only
     fn = "conv"
     v.check_inexact(fn, "x", x)
     v.check_inexact(fn, "w", w)
@@ -77,22 +79,8 @@ def conv(
         (v.check_inexact if jnp.iscomplexobj(x) else v.check_float)(fn, "bias", bias)
     v.check_same_dtype(fn, x=x, w=w)
     v.check_pet_width(fn, preferred_element_type, x)
-    spec = make_spec(
-        fn,
-        x.shape,
-        w.shape,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        flip=flip,
-        layout=layout,
-        backward=backward,
-        precision=precision,
-        preferred_element_type=preferred_element_type,
-        padding_mode=padding_mode,
-    )
-    v.check_bias(fn, bias, v.split_kernel(w.shape, layout)[2])
+    spec = make_spec(fn, x.shape, w.shape, opts)
+    v.check_bias(fn, bias, split_kernel(w.shape, layout)[2])
     geo = geometry(spec, x.shape, w.shape)
 
     def run(x, w, bias):

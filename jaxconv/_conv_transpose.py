@@ -10,23 +10,22 @@ import jax.numpy as jnp
 
 from jaxconv import _validate as v
 from jaxconv._auto import geometry
-from jaxconv._backward import (
+from jaxconv._backward import add_bias, bias_grad, common, conv_cl, input_grad_cl, weight_grad_cl
+from jaxconv._geometry import Geometry
+from jaxconv._layout import (
     act_out,
-    add_bias,
-    bias_grad,
-    common,
-    conv_cl,
     from_cl,
-    input_grad_cl,
+    join_layout,
     kernel_in_axis,
     kernel_to_cl,
+    split_kernel,
+    split_layout,
     to_cl,
-    weight_grad_cl,
 )
-from jaxconv._lowering import Geometry
+from jaxconv._padding import effective_kernel, padding_pairs
 from jaxconv._remat import name
 from jaxconv._sharding import auto_partitioned
-from jaxconv._spec import make_spec
+from jaxconv._spec import ConvOptions, make_spec
 from jaxconv._types import Array, ArrayLike, DTypeLike, Ints, Padding, Shape
 
 
@@ -82,6 +81,7 @@ def conv_transpose(
       >>> conv_transpose(y, w, stride=2, padding=1, output_padding=1).shape
       (1, 6, 6, 4)
     """
+    opts = ConvOptions.of(locals())  # first: the arguments only
     fn = "conv_transpose"
     v.check_inexact(fn, "y", y)
     v.check_inexact(fn, "w", w)
@@ -93,8 +93,8 @@ def conv_transpose(
     nd = v.spatial_rank(fn, y, "y")
     if w.ndim != y.ndim:
         v.fail(fn, "w.shape", tuple(w.shape), f"must have rank {y.ndim} like y")
-    n_batch, o, c_y = v.split_layout(tuple(y.shape), layout)
-    k, cin_g, cout = v.split_kernel(tuple(w.shape), layout)
+    n_batch, o, c_y = split_layout(tuple(y.shape), layout)
+    k, cin_g, cout = split_kernel(tuple(w.shape), layout)
     if c_y != cout:
         v.fail(
             fn,
@@ -108,9 +108,9 @@ def conv_transpose(
         v.fail(fn, "groups", groups, f"must be >= 1 and divide the kernel's C_out (={cout})")
     stride = v.int_tuple(fn, "stride", stride, nd)
     dilation = v.int_tuple(fn, "dilation", dilation, nd)
-    k_eff = v.effective_kernel(k, dilation)
+    k_eff = effective_kernel(k, dilation)
     if isinstance(padding, str) and padding.upper() == "SAME":
-        pads = v.padding_pairs(
+        pads = padding_pairs(
             fn, "SAME", nd, k_eff, stride, tuple(oo * s for oo, s in zip(o, stride))
         )
         if output_size is None:
@@ -124,7 +124,7 @@ def conv_transpose(
                 )
             output_size = tuple(oo * s for oo, s in zip(o, stride))
     else:
-        pads = v.padding_pairs(fn, padding, nd, k_eff, stride, o)
+        pads = padding_pairs(fn, padding, nd, k_eff, stride, o)
     n_min = tuple(
         (oo - 1) * s + ke - lo - hi for oo, s, ke, (lo, hi) in zip(o, stride, k_eff, pads)
     )
@@ -152,21 +152,9 @@ def conv_transpose(
     n = tuple(m + p for m, p in zip(n_min, op))
     if any(nn < 1 for nn in n):
         v.fail(fn, "padding", padding, f"is too large: the output would have size {n}")
-    x_shape = v.join_layout(n_batch, n, cin_g * groups, layout)
-    spec = make_spec(
-        fn,
-        x_shape,
-        w.shape,
-        stride=stride,
-        padding=pads,
-        dilation=dilation,
-        groups=groups,
-        flip=flip,
-        layout=layout,
-        backward=backward,
-        precision=precision,
-        preferred_element_type=preferred_element_type,
-    )
+    x_shape = join_layout(n_batch, n, cin_g * groups, layout)
+    opts = opts._replace(stride=stride, padding=pads, dilation=dilation, groups=groups)
+    spec = make_spec(fn, x_shape, w.shape, opts)
     v.check_bias(fn, bias, cin_g * groups)
     # The conv of an n-sized input with pads (lo, hi_eff) has exactly o outputs (hi_eff may be
     # negative: output_padding cells beyond the kernel's reach get no contribution).

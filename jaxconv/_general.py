@@ -20,8 +20,10 @@ from jax import lax
 
 from jaxconv import _validate as v
 from jaxconv._auto import layer_geometry
-from jaxconv._backward import conv_cl, from_cl, kernel_to_cl, to_cl
+from jaxconv._backward import conv_cl
 from jaxconv._lax_rules import lax_conv, transpose_lhs, transpose_rhs
+from jaxconv._layout import from_cl, kernel_to_cl, to_cl
+from jaxconv._padding import effective_kernel
 from jaxconv._sharding import auto_partitioned
 from jaxconv._spec import ConvParams, dimension_numbers
 from jaxconv._types import Array, ArrayLike, DTypeLike, Shape
@@ -192,7 +194,7 @@ def _normalize(
         )
     in_sp = [lhs.shape[i] for i in dn.lhs_spec[2:]]
     k = [rhs.shape[i] for i in dn.rhs_spec[2:]]
-    k_eff = v.effective_kernel(k, rhs_dil)
+    k_eff = effective_kernel(k, rhs_dil)
     if isinstance(padding, str):
         if padding.upper() not in ("VALID", "SAME", "SAME_LOWER"):
             v.fail(_FN, "padding", padding, "must be 'VALID', 'SAME', 'SAME_LOWER' or pairs")

@@ -27,8 +27,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from jaxconv import _validate as v
 from jaxconv._dtypes import widest
+from jaxconv._geometry import lax_params
+from jaxconv._padding import effective_kernel
+from jaxconv._sharding import replicated
 from jaxconv._spec import ConvParams
 
 
@@ -67,7 +69,7 @@ def _dims(p: ConvParams, lhs_shape, rhs_shape, out_shape):
     n = [lhs_shape[i] for i in lhs_spec[2:]]
     k = [rhs_shape[i] for i in rhs_spec[2:]]
     o = [out_shape[i] for i in out_spec[2:]]
-    k_eff = v.effective_kernel(k, p.rhs_dilation)
+    k_eff = effective_kernel(k, p.rhs_dilation)
     n_dil = [(nn - 1) * a + 1 for nn, a in zip(n, p.lhs_dilation)]
     o_dil = [(oo - 1) * s + 1 for oo, s in zip(o, p.window_strides)]
     return k_eff, n_dil, o_dil
@@ -141,3 +143,18 @@ def transpose_rhs(p: ConvParams, lhs, g, rhs_shape, conv):
     dw = conv(q, *_to_dtype(lhs, g))
     assert tuple(dw.shape) == tuple(rhs_shape), (dw.shape, rhs_shape)
     return dw
+
+
+def fwd_xla(x, w, geo):
+    return lax_conv(lax_params(geo), x, w)
+
+
+def dx_transpose(g, w, geo):
+    """g zero-dilated by the stride, correlated with the rot180 swapped kernel (seed 000)."""
+    return transpose_lhs(lax_params(geo), g, w, geo.x_shape, conv=lax_conv)
+
+
+def dw_xla(x, g, geo):
+    """x correlated with g: batch and feature axes swapped, groups become batch groups."""
+    conv = lambda q, a, b: lax_conv(q, a, b, out_sharding=replicated(x))  # noqa: E731
+    return transpose_rhs(lax_params(geo), x, g, geo.w_shape, conv=conv)

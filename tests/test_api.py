@@ -250,14 +250,15 @@ def test_later_signatures_match_design(name):
 def test_reference_does_not_import_jax():
     """`jaxconv.reference` is plain NumPy. Loaded by file path (importing `jaxconv.reference`
     would run jaxconv/__init__.py, which imports jax) in a fresh interpreter."""
-    path = ROOT / "jaxconv" / "reference.py"
+    path = ROOT / "jaxconv" / "reference" / "__init__.py"
     if not path.exists():
-        pytest.fail("jaxconv/reference.py does not exist")
+        pytest.fail("jaxconv/reference/__init__.py does not exist")
     assert importlib.util.find_spec("numpy") is not None
     code = (
         "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('reference_alone', {str(path)!r})\n"
-        "mod = importlib.util.module_from_spec(spec)\n"
+        f"spec = importlib.util.spec_from_file_location('reference_alone', {str(path)!r}, "
+        f"submodule_search_locations=[{str(path.parent)!r}])\n"
+        "sys.modules['reference_alone'] = mod = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(mod)\n"
         "bad = sorted(m for m in sys.modules if m == 'jax' or m.startswith(('jax.', 'jaxlib')))\n"
         "assert not bad, bad\n"
@@ -319,26 +320,54 @@ def test_ships_py_typed():
 
 
 def _module_imports():
-    """{module: [jaxconv modules it imports]}, and the function-local jaxconv imports."""
+    """{module: [jaxconv modules it imports]}, and the function-local jaxconv imports.
+
+    Modules are named relative to the package, e.g. ``_conv`` or ``reference._pool``."""
     import ast
     import pathlib
 
     root = pathlib.Path(jaxconv.__file__).parent
+
+    def module_name(path):
+        parts = path.relative_to(root).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
+
+    names = {module_name(p) for p in root.rglob("*.py")}
     graph, local = {}, []
-    for path in sorted(root.glob("*.py")):
+    for path in sorted(root.rglob("*.py")):
         tree = ast.parse(path.read_text())
+        here = module_name(path)
+        package = here.rsplit(".", 1)[0] if path.stem != "__init__" and "." in here else here
         deps = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxconv"):
-                names = [node.module.split(".", 1)[1]] if "." in node.module else []
-                names += [a.name for a in node.names] if node.module == "jaxconv" else []
-                deps |= {n for n in names if (root / f"{n}.py").exists()}
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:  # relative, inside a subpackage
+                base = package if node.level == 1 else ""
+                mod = ".".join(p for p in (base, node.module or "") if p)
+            elif (node.module or "").startswith("jaxconv"):
+                mod = node.module.split(".", 1)[1] if "." in node.module else ""
+            else:
+                continue
+            cands = [mod] if mod else []
+            cands += [".".join(p for p in (mod, a.name) if p) for a in node.names]
+            deps |= {c for c in cands if c in names}
         for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
             for node in ast.walk(fn):
                 if isinstance(node, (ast.Import, ast.ImportFrom)):
                     local.append(f"{path.name}:{node.lineno}")
-        graph[path.stem] = deps - {path.stem}
+        graph[here] = deps - {here}
     return graph, local
+
+
+def test_no_module_over_300_lines():
+    """One concept per module: none of jaxconv's modules is longer than 300 lines."""
+    import pathlib
+
+    root = pathlib.Path(jaxconv.__file__).parent
+    lines = {str(p.relative_to(root)): len(p.read_text().splitlines()) for p in root.rglob("*.py")}
+    long = {name: n for name, n in lines.items() if n > 300}
+    assert long == {}, long
 
 
 def test_modules_import_only_downward():

@@ -3,40 +3,65 @@ and experiments/results/benchmark.md report, so a rule change shows up here firs
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import pytest
 
 import jaxconv
+from jaxconv import _auto
 from jaxconv._auto import auto_algorithms, lean_algorithms
 
-# name: (x (N, *n, C), w (*k, C/G, F), stride, pads, dilation, groups) -> (fwd, dx, dw)
-CASES = {
-    "lenet_c1": (((64, 28, 28, 1), (5, 5, 1, 6), 1, 0, 1, 1), ("shift", "matmul", "xla")),
-    "lenet_c2": (((64, 12, 12, 6), (5, 5, 6, 16), 1, 0, 1, 1), ("matmul", "matmul", "matmul")),
-    "resnet_3x3": (((32, 32, 32, 64), (3, 3, 64, 64), 1, 1, 1, 1), ("matmul", "taps", "matmul")),
-    "resnet_down": (((32, 32, 32, 64), (3, 3, 64, 128), 2, 1, 1, 1), ("matmul", "taps", "matmul")),
-    "stem_7x7_s2": (
-        ((8, 112, 112, 3), (7, 7, 3, 64), 2, 3, 1, 1),
-        ("matmul", "transpose", "matmul"),
-    ),
-    "dilated": (((16, 32, 32, 32), (3, 3, 32, 32), 1, 2, 2, 1), ("xla", "transpose", "xla")),
-    "depthwise": (((32, 32, 32, 64), (3, 3, 1, 64), 1, 1, 1, 64), ("shift", "shift", "shift")),
-    "conv1d": (((512, 40, 1), (5, 1, 32), 2, 2, 1, 1), ("shift", "matmul", "matmul")),
-    "conv3d": (((4, 16, 16, 16, 8), (3, 3, 3, 8, 16), 1, 1, 1, 1), ("matmul", "taps", "matmul")),
-    # conv_transpose_up's adjoint convolution
-    "conv_t_up": (((16, 32, 32, 32), (4, 4, 32, 64), 2, 1, 1, 1), ("matmul", "taps", "matmul")),
-    # patches over 256 MiB: XLA throughout
-    "huge": (((64, 128, 128, 64), (3, 3, 64, 64), 1, 1, 1, 1), ("xla", "transpose", "xla")),
+_spec = importlib.util.spec_from_file_location(
+    "_jaxconv_layers", Path(__file__).resolve().parent.parent / "experiments" / "layers.py"
+)
+layers = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = layers  # dataclasses look their module up
+_spec.loader.exec_module(layers)
+
+# The benchmark's conv layers (experiments/layers.py; conv_transpose_up: its adjoint
+# convolution) -> the (fwd, dx, dw) the rule picks for them.
+PICKS = {
+    "lenet_c1": ("shift", "matmul", "xla"),
+    "lenet_c2": ("matmul", "matmul", "matmul"),
+    "resnet_3x3": ("matmul", "taps", "matmul"),
+    "resnet_down": ("matmul", "taps", "matmul"),
+    "stem_7x7_s2": ("matmul", "transpose", "matmul"),
+    "dilated": ("xla", "transpose", "xla"),
+    "depthwise": ("shift", "shift", "shift"),
+    "conv1d_mnist1d": ("shift", "matmul", "matmul"),
+    "conv3d_small": ("matmul", "taps", "matmul"),
+    "conv_transpose_up": ("matmul", "taps", "matmul"),
 }
+# name: ((x (N, *n, C), w (*k, C/G, F), stride, pads, dilation, groups), (fwd, dx, dw))
+CASES = {name: (layers.conv_layer(layers.LAYERS[name]), want) for name, want in PICKS.items()}
+# not a benchmark layer: patches over 256 MiB, XLA throughout
+CASES["huge"] = (
+    ((64, 128, 128, 64), (3, 3, 64, 64), (1, 1), ((1, 1),) * 2, (1, 1), 1),
+    ("xla", "transpose", "xla"),
+)
+
+
+def test_picks_cover_every_benchmark_conv_layer():
+    assert set(PICKS) == {n for n, c in layers.LAYERS.items() if layers.is_conv(c)}
+
+
+def test_rule_table_names_the_benchmark_layers():
+    """The per-op table in `auto_algorithms`' docstring is measured on the benchmark's layers,
+    under their names."""
+    doc = _auto.auto_algorithms.__doc__
+    rows = doc.split("=====\n", 2)[2].split("    =====")[0]  # between the header rules
+    names = [line.split()[0] for line in rows.strip().splitlines()]
+    assert names and set(names) <= set(layers.LAYERS), names
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_auto_picks(name):
     (x, w, s, p, d, groups), want = CASES[name]
-    nd = len(x) - 2
-    got = auto_algorithms(x, w, (s,) * nd, (d,) * nd, groups, pads=((p, p),) * nd)
-    assert got == want
+    assert auto_algorithms(x, w, s, d, groups, pads=p) == want
 
 
 def test_exact_output_size_decides_col2im():
@@ -71,10 +96,10 @@ def _layer(case, backward="auto", dropin=False):
             return jaxconv.conv_general_dilated(
                 x,
                 w,
-                (s,) * nd,
-                ((p, p),) * nd,
+                s,
+                p,
                 None,
-                (d,) * nd,
+                d,
                 ("N" + "HWD"[:nd] + "C", "HWD"[:nd] + "IO", "N" + "HWD"[:nd] + "C"),
                 feature_group_count=groups,
             )
@@ -103,7 +128,7 @@ def test_accelerators_keep_xla_convolutions(name, backward, platform):
     assert _ops(name, backward, (platform,)) == (3, 0)
 
 
-@pytest.mark.parametrize("name", ["resnet_3x3", "lenet_c2", "conv3d", "depthwise"])
+@pytest.mark.parametrize("name", ["resnet_3x3", "lenet_c2", "conv3d_small", "depthwise"])
 def test_cpu_keeps_its_rule(name):
     """Lowered for CPU, the same layer runs the measured rule: im2col / per-tap products
     (depthwise: shifted multiply-adds, neither convolutions nor products)."""
@@ -130,7 +155,9 @@ def test_one_function_lowers_per_platform():
     assert both[0] >= cuda[0] and both[1] >= cpu[1]
 
 
-@pytest.mark.parametrize("name", ["lenet_c2", "resnet_down", "conv1d", "conv3d", "depthwise"])
+@pytest.mark.parametrize(
+    "name", ["lenet_c2", "resnet_down", "conv1d_mnist1d", "conv3d_small", "depthwise"]
+)
 def test_dropin_chooses_like_conv(name):
     """The drop-in builds its layer with `conv`'s geometry builder: the same algorithms."""
     for platforms in (("cpu",), ("cuda",)):
