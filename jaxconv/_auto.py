@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from jaxconv._geometry import Geometry
+from jaxconv._geometry import Geometry, lax_params
 from jaxconv._layout import split_kernel, split_layout
 from jaxconv._padding import effective_kernel, out_size
 from jaxconv._spec import ConvSpec
@@ -173,7 +173,15 @@ def layer_geometry(x_cl, w_cl, params, backward: str = "auto") -> Geometry:
         p.preferred_element_type,
         *cpu,
         elsewhere=None if elsewhere == cpu else elsewhere,
+        backward=backward,
     )
+
+
+def rebatched(geo: Geometry, x_cl, w_cl, groups: int) -> Geometry:
+    """`geo` for new channels-last shapes and group count (a vmapped axis folded into the
+    batch, channel or group axes), its algorithms chosen again for them."""
+    params = lax_params(geo)._replace(feature_group_count=groups)
+    return layer_geometry(x_cl, w_cl, params, geo.backward)
 
 
 def geometry(spec: ConvSpec, x_shape, w_shape) -> Geometry:

@@ -1,45 +1,38 @@
-"""The convolution family's three linear maps and their explicit VJPs.
+"""The convolution family's three bilinear maps, as primitives with the rules written here.
 
 With A_w x = conv(x, w) = B_x w, the family is closed under transposition:
 
-- ``conv(x, w)``; VJP: dx = ``input_grad(w, g)`` = A_w^T g, dw = ``weight_grad(x, g)`` = B_x^T g.
-- ``input_grad(w, g)``; VJP for a cotangent c of dx's shape: w.r.t. g, <c, A_w^T g> =
-  <A_w c, g> gives ``conv(c, w)``; w.r.t. w, <conv(c, w), g> gives ``weight_grad(c, g)``.
-- ``weight_grad(x, g)``; VJP for c of w's shape: w.r.t. g, ``conv(x, c)``; w.r.t. x,
+- ``conv(x, w)``; transposes: w.r.t. x, ``input_grad(w, g)`` = A_w^T g; w.r.t. w,
+  ``weight_grad(x, g)`` = B_x^T g -- the documents' backward passes (seeds 000-004).
+- ``input_grad(w, g)``; for a cotangent c of dx's shape: w.r.t. g, <c, A_w^T g> = <A_w c, g>
+  gives ``conv(c, w)``; w.r.t. w, <conv(c, w), g> gives ``weight_grad(c, g)``.
+- ``weight_grad(x, g)``; for c of w's shape: w.r.t. g, ``conv(x, c)``; w.r.t. x,
   ``input_grad(c, g)``.
 
-So every derivative of every order runs on these three rules, whatever algorithm (`_lowering`)
-computes each value. All three work in channels-last form on a static `Geometry`; the public
-functions convert layouts at the edge.
-
-The public functions on these rules: `conv` (`_conv.py`), `conv_transpose`
-(`_conv_transpose.py`), `conv_input_grad` / `conv_weight_grad` (`_conv_grads.py`) and the
-drop-in `conv_general_dilated` (`_general.py`).
+Each is bilinear, so its JVP is itself applied to the tangents, one argument at a time:
+``d conv(x, w) = conv(dx, w) + conv(x, dw)`` (forward mode: jvp, linearize, jacfwd, the forward
+half of jvp-of-grad and hessian); JAX's reverse mode transposes that linear map with the rules
+above (today's backward passes), so every derivative of every order, in either direction, runs
+on these three maps, whatever algorithm (`_lowering`) computes each value. vmap folds the mapped
+axis into a batch, channel or group axis (`_conv_batching`). All three work in channels-last
+form on a static `Geometry`; the public functions convert layouts at the edge: `conv`
+(`_conv.py`), `conv_transpose` (`_conv_transpose.py`), `conv_input_grad` / `conv_weight_grad`
+(`_conv_grads.py`) and the drop-in `conv_general_dilated` (`_general.py`). The residuals of
+reverse mode are the primal operands themselves, named for remat policies
+(`jaxconv.conv.x`, `jaxconv.conv.w`).
 """
 
 from __future__ import annotations
 
-from functools import partial
-
-import jax
 import jax.numpy as jnp
+from jax.interpreters import ad, batching
 
+from jaxconv import _conv_batching as batch
 from jaxconv._dtypes import accumulation, widest
 from jaxconv._geometry import Geometry
 from jaxconv._lowering import compute
+from jaxconv._primitive import linear, moved, primitive
 from jaxconv._remat import name
-
-
-def add_bias(y, b):
-    """y + b[f] along y's last (channels-last) axis."""
-    return y if b is None else y + b.astype(y.dtype).reshape((1,) * (y.ndim - 1) + b.shape)
-
-
-def bias_grad(g, b):
-    """db[f] = g summed over batch and space (channels-last); None without a bias."""
-    if b is None:
-        return None
-    return jnp.sum(g, axis=tuple(range(g.ndim - 1)), dtype=accumulation(g.dtype)).astype(b.dtype)
 
 
 def _out_dtype(geo, *arrays):
@@ -53,80 +46,152 @@ def _acc(geo, *arrays):
     return geo._replace(pet=acc) if geo.pet is None and acc is not None else geo
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
-def conv_cl(geo: Geometry, x, w, b):
-    """Channels-last convolution plus bias (None allowed), computed by `geo.fwd` (on CPU;
-    `geo.elsewhere` on other platforms: `_lowering.compute`)."""
-    return add_bias(compute("fwd", _acc(geo, x, w), x, w, _out_dtype(geo, x, w)), b)
-
-
-def _conv_fwd(geo, x, w, b):
-    return conv_cl(geo, x, w, b), (name(x, "conv", "x"), name(w, "conv", "w"), b)
-
-
-def common(*arrays):
-    """`arrays` cast to one dtype: a cotangent can be wider than the operands (a wider
-    `preferred_element_type`), and lax convolutions take one operand dtype."""
-    t = widest(*arrays)
+def common(*arrays, like=()):
+    """`arrays` cast to one dtype (also covering the dtypes of the avals `like`): a cotangent
+    can be wider than the operands (a wider `preferred_element_type`), and lax convolutions
+    take one operand dtype."""
+    t = widest(*arrays, *(a.aval.dtype for a in like))
     return tuple(a.astype(t) for a in arrays)
 
 
-def _conv_bwd(geo, res, g):
-    x0, w0, b = res
-    x, w, g = common(x0, w0, g)
-    with jax.named_scope("jaxconv_bwd"):
-        dx = input_grad_cl(geo, w, g).astype(x0.dtype)
-        dw = weight_grad_cl(geo, x, g).astype(w0.dtype)
-        db = bias_grad(g, b)
-    return dx, dw, db
+# --------------------------------------------------------------------------- conv
 
 
-conv_cl.defvjp(_conv_fwd, _conv_bwd)
+def _conv(x, w, *, geo: Geometry):
+    """y = A_w x, computed by `geo.fwd` (on CPU; `geo.elsewhere` on other platforms)."""
+    return compute("fwd", _acc(geo, x, w), x, w, _out_dtype(geo, x, w))
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
-def input_grad_cl(geo: Geometry, w, g):
-    """dx = A_w^T g, computed by `geo.dx` ("transpose", "phase", "matmul", "shift")."""
+conv_p = primitive("conv", _conv, ("geo",))
+
+
+def _conv_t_x(ct, x, w, *, geo):  # dx = A_w^T ct: the transposed convolution
+    w1, ct = common(w, ct, like=(x,))
+    return input_grad_p.bind(w1, ct, geo=geo).astype(x.aval.dtype)
+
+
+def _conv_t_w(ct, x, w, *, geo):  # dw = B_x^T ct: x correlated with the gradient
+    x1, ct = common(x, ct, like=(w,))
+    return weight_grad_p.bind(x1, ct, geo=geo).astype(w.aval.dtype)
+
+
+ad.defbilinear(conv_p, _conv_t_x, _conv_t_w)
+batching.primitive_batchers[conv_p] = lambda args, dims, geo: batch.conv(
+    lambda a, b, g: conv_p.bind(a, b, geo=g), geo, args, dims
+)
+
+
+# --------------------------------------------------------------------------- input_grad
+
+
+def _input_grad(w, g, *, geo: Geometry):
+    """dx = A_w^T g, computed by `geo.dx` ("transpose", "phase", "matmul", "taps", "shift")."""
     dx = compute("dx", _acc(geo, w, g), g, w, _out_dtype(geo, w, g))
     assert dx.shape[:-1] == geo.x_shape[:-1], (dx.shape, geo.x_shape)
     return dx
 
 
-def _input_grad_fwd(geo, w, g):
-    return input_grad_cl(geo, w, g), (w, g)
+input_grad_p = primitive("input_grad", _input_grad, ("geo",))
 
 
-def _input_grad_bwd(geo, res, c):
-    w0, g0 = res
-    w, g, c = common(w0, g0, c)
-    with jax.named_scope("jaxconv_bwd"):
-        dw = weight_grad_cl(geo, c, g).astype(w0.dtype)
-        dg = conv_cl(geo, c, w, None).astype(g0.dtype)
-    return dw, dg
+def _input_grad_t_w(c, w, g, *, geo):  # <conv(c, w), g> = <w, weight_grad(c, g)>
+    g1, c = common(g, c, like=(w,))
+    return weight_grad_p.bind(c, g1, geo=geo).astype(w.aval.dtype)
 
 
-input_grad_cl.defvjp(_input_grad_fwd, _input_grad_bwd)
+def _input_grad_t_g(c, w, g, *, geo):  # <c, A_w^T g> = <A_w c, g>
+    w1, c = common(w, c, like=(g,))
+    return conv_p.bind(c, w1, geo=geo).astype(g.aval.dtype)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
-def weight_grad_cl(geo: Geometry, x, g):
+ad.defbilinear(input_grad_p, _input_grad_t_w, _input_grad_t_g)
+batching.primitive_batchers[input_grad_p] = lambda args, dims, geo: batch.input_grad(
+    lambda a, b, g: input_grad_p.bind(a, b, geo=g), geo, args, dims
+)
+
+
+# --------------------------------------------------------------------------- weight_grad
+
+
+def _weight_grad(x, g, *, geo: Geometry):
     """dw = B_x^T g, computed by `geo.dw` ("xla", "matmul", "shift")."""
     dw = compute("dw", _acc(geo, x, g), x, g, _out_dtype(geo, x, g))
     assert dw.shape == geo.w_shape, (dw.shape, geo.w_shape)
     return dw
 
 
-def _weight_grad_fwd(geo, x, g):
-    return weight_grad_cl(geo, x, g), (x, g)
+weight_grad_p = primitive("weight_grad", _weight_grad, ("geo",))
 
 
-def _weight_grad_bwd(geo, res, c):
-    x0, g0 = res
-    x, g, c = common(x0, g0, c)
-    with jax.named_scope("jaxconv_bwd"):
-        dx = input_grad_cl(geo, c, g).astype(x0.dtype)
-        dg = conv_cl(geo, x, c, None).astype(g0.dtype)
-    return dx, dg
+def _weight_grad_t_x(c, x, g, *, geo):  # <c, B_x^T g> = <conv(x, c), g> = <x, input_grad(c, g)>
+    g1, c = common(g, c, like=(x,))
+    return input_grad_p.bind(c, g1, geo=geo).astype(x.aval.dtype)
 
 
-weight_grad_cl.defvjp(_weight_grad_fwd, _weight_grad_bwd)
+def _weight_grad_t_g(c, x, g, *, geo):
+    x1, c = common(x, c, like=(g,))
+    return conv_p.bind(x1, c, geo=geo).astype(g.aval.dtype)
+
+
+ad.defbilinear(weight_grad_p, _weight_grad_t_x, _weight_grad_t_g)
+batching.primitive_batchers[weight_grad_p] = lambda args, dims, geo: batch.weight_grad(
+    lambda a, b, g: weight_grad_p.bind(a, b, geo=g), geo, args, dims
+)
+
+
+# --------------------------------------------------------------------------- bias
+
+
+def _bias_add(y, b):
+    return y + b.astype(y.dtype).reshape((1,) * (y.ndim - 1) + b.shape)
+
+
+bias_add_p = primitive("bias_add", _bias_add, ())
+
+
+def bias_grad(g, dtype):
+    """db[f] = g summed over batch and space (channels-last), accumulated in float32 for
+    float16/bfloat16."""
+    return jnp.sum(g, axis=tuple(range(g.ndim - 1)), dtype=accumulation(g.dtype)).astype(dtype)
+
+
+def _bias_add_t(ct, y, b):
+    return ct.astype(y.aval.dtype), bias_grad(ct, b.aval.dtype)
+
+
+def _bias_add_batch(args, dims):
+    """The mapped copies of y side by side as channels, each with its own bias."""
+    (y, b), size = moved(args, dims)
+    if dims[1] is None:
+        y = y.reshape(size * y.shape[1], *y.shape[2:])
+        return bias_add_p.bind(y, b).reshape(size, -1, *y.shape[1:]), 0
+    if dims[0] is None:
+        y = jnp.broadcast_to(y, (size, *y.shape))
+    y2 = jnp.moveaxis(y, 0, -2).reshape(*y.shape[1:-1], size * y.shape[-1])
+    out = bias_add_p.bind(y2, b.reshape(-1))
+    return jnp.moveaxis(out.reshape(*y.shape[1:-1], size, y.shape[-1]), -2, 0), 0
+
+
+linear(bias_add_p, (0, 1), _bias_add_t, _bias_add_batch)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def add_bias(y, b):
+    """y + b[f] along y's last (channels-last) axis; db = g summed over batch and space."""
+    return y if b is None else bias_add_p.bind(y, b)
+
+
+def conv_cl(geo: Geometry, x, w, b):
+    """Channels-last convolution plus bias (None allowed)."""
+    y = conv_p.bind(name(x, "conv", "x"), name(w, "conv", "w"), geo=geo)
+    return add_bias(y, b)
+
+
+def input_grad_cl(geo: Geometry, w, g):
+    return input_grad_p.bind(w, g, geo=geo)
+
+
+def weight_grad_cl(geo: Geometry, x, g):
+    return weight_grad_p.bind(x, g, geo=geo)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 
-import jax
 import jax.numpy as jnp
 
 from jaxconv import _validate as v
 from jaxconv._auto import geometry
-from jaxconv._backward import add_bias, bias_grad, common, conv_cl, input_grad_cl, weight_grad_cl
+from jaxconv._backward import add_bias, input_grad_cl
 from jaxconv._geometry import Geometry
 from jaxconv._layout import (
     act_out,
@@ -182,24 +180,9 @@ def _output_size(fn, output_size, nd):
     return tuple(v.as_int(fn, "output_size", s) for s in output_size)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _conv_transpose(geo: Geometry, y, w, b):
-    """Channels-last: the input gradient of the conv `geo` applied to y, plus bias."""
-    return add_bias(input_grad_cl(geo, w, y), b)
-
-
-def _conv_transpose_fwd(geo, y, w, b):
-    return _conv_transpose(geo, y, w, b), (name(y, "conv_transpose", "y"), name(w, "conv", "w"), b)
-
-
-def _conv_transpose_bwd(geo, res, g):
-    y0, w0, b = res
-    y, w, g = common(y0, w0, g)
-    with jax.named_scope("jaxconv_bwd"):
-        dy = conv_cl(geo, g, w, None).astype(y0.dtype)  # the adjoint of the adjoint: conv
-        dw = weight_grad_cl(geo, g, y).astype(w0.dtype)  # roles of x and g exchanged
-        db = bias_grad(g, b)
-    return dy, dw, db
-
-
-_conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+    """Channels-last: the input gradient of the conv `geo` applied to y, plus bias. Its rules
+    are the family's (`_backward`): w.r.t. y the adjoint of the adjoint, ``conv(g, w)``; w.r.t.
+    w the weight gradient with the roles of x and g exchanged; db = g summed."""
+    y = name(y, "conv_transpose", "y")
+    return add_bias(input_grad_cl(geo, name(w, "conv", "w"), y), b)

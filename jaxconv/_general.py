@@ -1,7 +1,7 @@
 """`conv_general_dilated`: a drop-in for `jax.lax.conv_general_dilated` with explicit VJP rules.
 
-Its backward passes are two more calls of the same general convolution (`conv_p`, whose rules are
-these), so reverse-over-reverse also runs on them.
+Its derivatives are two more calls of the same general convolution (`_general_conv`, a
+primitive whose rules are these), so every order, forward and reverse, runs on them.
 
 The input gradient is the transposed convolution (g zero-dilated by the stride, rot180 kernel,
 regrouped channels: seeds 000, 001 Eq. 20-21, 002), the weight gradient the input correlated with
@@ -21,7 +21,8 @@ from jax import lax
 from jaxconv import _validate as v
 from jaxconv._auto import layer_geometry
 from jaxconv._backward import conv_cl
-from jaxconv._lax_rules import lax_conv, transpose_lhs, transpose_rhs
+from jaxconv._general_conv import general_conv
+from jaxconv._lax_rules import lax_conv
 from jaxconv._layout import from_cl, kernel_to_cl, to_cl
 from jaxconv._padding import effective_kernel
 from jaxconv._sharding import auto_partitioned
@@ -91,7 +92,7 @@ def conv_general_dilated(
     layout = _layer_layout(p)
 
     def run(lhs, rhs):
-        return conv_p(p, lhs, rhs) if layout is None else _as_layer(p, layout, lhs, rhs)
+        return general_conv(p, lhs, rhs) if layout is None else _as_layer(p, layout, lhs, rhs)
 
     lhs_spec, rhs_spec, out_spec = p.dimension_numbers
     out = [None] * lhs.ndim  # batch and space like lhs, features like rhs's output features
@@ -249,24 +250,3 @@ def _normalize(
     else:
         precision, pet = v.precision_and_type(_FN, precision, preferred_element_type)
     return ConvParams(strides, pads, lhs_dil, rhs_dil, dn, fgc, bgc, precision, pet)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
-def conv_p(p: ConvParams, lhs, rhs):
-    """The convolution with normalised static settings ``p`` (custom_vjp core)."""
-    return lax_conv(p, lhs, rhs)
-
-
-def _conv_fwd(p, lhs, rhs):
-    return conv_p(p, lhs, rhs), (lhs, rhs)
-
-
-def _conv_bwd(p, res, g):
-    lhs, rhs = res
-    with jax.named_scope("jaxconv_bwd"):
-        dlhs = transpose_lhs(p, g, rhs, lhs.shape, conv_p).astype(lhs.dtype)
-        drhs = transpose_rhs(p, lhs, g, rhs.shape, conv_p).astype(rhs.dtype)
-    return dlhs, drhs
-
-
-conv_p.defvjp(_conv_fwd, _conv_bwd)

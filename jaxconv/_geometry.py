@@ -35,6 +35,7 @@ class Geometry(NamedTuple):
     dw: str  # "xla" | "matmul" | "shift"
     # (fwd, dx, dw) when lowered for any platform but CPU (GPU, TPU); None: as on CPU.
     elsewhere: tuple | None = None
+    backward: str = "auto"  # the `backward=` the algorithms were chosen for (re-chosen by vmap)
 
     @property
     def nd(self):

@@ -2,7 +2,7 @@
 
 The derivation of the input and weight gradients for every lax option (lhs and rhs dilation,
 padding, feature and batch groups, any dimension numbers), used by the drop-in's general path
-(`_general.conv_p`) and by the conv family's ``"transpose"`` / ``"xla"`` lowerings.
+(`_general_conv`) and by the conv family's ``"transpose"`` / ``"xla"`` lowerings.
 
 One spatial dim (each dim is alike), input size n, lhs dilation a, padding (lo, hi), kernel k with
 dilation d (k_eff = (k-1)d + 1), stride s, output size o::
@@ -84,8 +84,8 @@ def _to_dtype(a, b):
 def transpose_lhs(p: ConvParams, g, rhs, lhs_shape, conv):
     """d lhs: g zero-dilated by the stride, fully correlated with the rot180 regrouped kernel.
 
-    `conv(q, a, b)` evaluates the one convolution: `_general.conv_p` (differentiable by these
-    rules) or `lax_conv`.
+    `conv(q, a, b)` evaluates the one convolution: `_general_conv.general_conv` (differentiable
+    by these rules) or `lax_conv`.
     """
     lhs_spec, rhs_spec, out_spec = p.dimension_numbers
     k_eff, n_dil, o_dil = _dims(p, lhs_shape, rhs.shape, g.shape)

@@ -8,12 +8,10 @@ VJP is the gather again, so both directions and every order of derivative use th
 
 from __future__ import annotations
 
-from functools import partial
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxconv._primitive import linear, moved, primitive
 from jaxconv._sharding import explicit_sharding
 
 
@@ -38,24 +36,14 @@ def pad(x, pads, mode: str, spatial_axes):
     return _gather(x, index, tuple(spatial_axes))
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _gather(x, index, axes):
+def _gather_impl(x, *, index, axes):
     for idx, a in zip(index, axes):
         x = jnp.take(x, np.asarray(idx), axis=a)
     return x
 
 
-def _gather_fwd(x, index, axes):
-    return _gather(x, index, axes), x.shape
-
-
-def _gather_bwd(index, axes, x_shape, g):
-    return (_fold(g, index, axes, tuple(x_shape[a] for a in axes)),)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def _fold(g, index, axes, sizes):
-    """Transpose of `_gather`: add every padded cell's gradient onto its source cell."""
+def _fold_impl(g, *, index, axes, sizes):
+    """Transpose of the gather: add every padded cell's gradient onto its source cell."""
     for idx, a, n in zip(index, axes, sizes):
         shape = list(g.shape)
         shape[a] = n
@@ -64,13 +52,31 @@ def _fold(g, index, axes, sizes):
     return g
 
 
-def _fold_fwd(g, index, axes, sizes):
-    return _fold(g, index, axes, sizes), None
+gather_p = primitive("pad_gather", _gather_impl, ("index", "axes"))
+fold_p = primitive("pad_fold", _fold_impl, ("index", "axes", "sizes"))
 
 
-def _fold_bwd(index, axes, sizes, _, ct):
-    return (_gather(ct, index, axes),)
+def _gather(x, index, axes):
+    return gather_p.bind(x, index=index, axes=axes)
 
 
-_gather.defvjp(_gather_fwd, _gather_bwd)
-_fold.defvjp(_fold_fwd, _fold_bwd)
+def _gather_t(ct, x, *, index, axes):
+    return (fold_p.bind(ct, index=index, axes=axes, sizes=tuple(x.aval.shape[a] for a in axes)),)
+
+
+def _fold_t(ct, g, *, index, axes, sizes):
+    return (gather_p.bind(ct, index=index, axes=axes),)
+
+
+def _shifted(prim):
+    """Batching: the mapped axis first, every padded axis one further."""
+
+    def rule(args, dims, *, axes, **params):
+        (a,), _ = moved(args, dims)
+        return prim.bind(a, axes=tuple(ax + 1 for ax in axes), **params), 0
+
+    return rule
+
+
+linear(gather_p, (0,), _gather_t, _shifted(gather_p))
+linear(fold_p, (0,), _fold_t, _shifted(fold_p))
