@@ -45,10 +45,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
+
+_common.add_tests_to_path()
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from jax import lax  # noqa: E402
+import oracle  # noqa: E402
 from layers import LAYERS, Config, conv_layer, is_conv, pad_pairs  # noqa: E402, F401
 
 import jaxconv as jc  # noqa: E402
@@ -63,53 +66,19 @@ CONFIGS = LAYERS  # experiments/layers.py
 QUICK = ("lenet_c2", "avgpool_2x2")
 
 
-def dim_numbers(nd: int):
-    s = "DHW"[-nd:]
-    return ("N" + s + "C", s + "IO", "N" + s + "C")
-
-
 # ----------------------------------------------------------------------------- JAX functions
 def lax_forward(cfg: Config) -> Callable:
-    """The plain lax forward whose `jax.vjp` is JAX's autodiff."""
-    nd = cfg.nd
-    dn = dim_numbers(nd)
+    """The plain lax forward whose `jax.vjp` is JAX's autodiff (tests/oracle.py)."""
+    kw = dict(stride=cfg.stride, padding=pad_pairs(cfg))
     if cfg.op == "conv":
-        return lambda x, w: lax.conv_general_dilated(
-            x,
-            w,
-            (cfg.stride,) * nd,
-            pad_pairs(cfg),
-            rhs_dilation=(cfg.dilation,) * nd,
-            dimension_numbers=dn,
-            feature_group_count=cfg.groups,
+        return lambda x, w: oracle.conv(x, w, dilation=cfg.dilation, groups=cfg.groups, **kw)
+    if cfg.op == "conv_transpose":  # jax.vjp of the conv: an lhs-dilated conv, kernel flipped
+        return lambda y, w: oracle.conv_transpose(
+            y, w, dilation=cfg.dilation, groups=cfg.groups, **kw
         )
-    if cfg.op == "conv_transpose":
-        # adjoint of conv(., w): stride -> lhs dilation, kernel rot180 with in/out swapped,
-        # padding d (k - 1) - p per side (what jax.vjp of the conv computes; lax.conv_transpose).
-        k_eff = [cfg.dilation * (k - 1) + 1 for k in cfg.w[:-2]]
-        pads = [(ke - 1 - lo, ke - 1 - hi) for ke, (lo, hi) in zip(k_eff, pad_pairs(cfg))]
-
-        def f(y, w):
-            wt = jnp.swapaxes(jnp.flip(w, tuple(range(nd))), -1, -2)
-            return lax.conv_general_dilated(
-                y,
-                wt,
-                (1,) * nd,
-                pads,
-                lhs_dilation=(cfg.stride,) * nd,
-                rhs_dilation=(cfg.dilation,) * nd,
-                dimension_numbers=dn,
-                feature_group_count=cfg.groups,
-            )
-
-        return f
-    dims = (1, *(cfg.window,) * nd, 1)
-    strides = (1, *(cfg.stride,) * nd, 1)
-    pads = [(0, 0), *pad_pairs(cfg), (0, 0)]
     if cfg.op == "max_pool":
-        return lambda x: lax.reduce_window(x, -jnp.inf, lax.max, dims, strides, pads)
-    scale = 1.0 / cfg.window**nd
-    return lambda x: lax.reduce_window(x, 0.0, lax.add, dims, strides, pads) * scale
+        return lambda x: oracle.max_pool(x, cfg.window, **kw)
+    return lambda x: oracle.avg_pool(x, cfg.window, **kw)
 
 
 def jaxconv_forward(cfg: Config, algorithm: str) -> Callable:

@@ -70,7 +70,7 @@ set +e
 HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-quick} \
 timeout -s INT -k 10 "$test_limit" "$PYTHON" -m pytest -q -x -p no:cacheprovider --durations=15 \
     tests/test_gpu_precision.py tests/test_conv.py tests/test_transforms.py \
-    tests/test_general.py tests/test_conv_transpose.py tests/test_pool.py tests/test_seeds.py \
+    tests/test_general.py tests/test_conv_transpose.py tests/test_max_pool.py tests/test_avg_pool.py tests/test_forward_mode.py tests/test_seeds.py \
     2>&1 | tee "$GPU_OUT/pytest.txt"
 rcs=("${PIPESTATUS[@]}")
 set -e

@@ -4,8 +4,8 @@ For each op a seeded sweep draws configurations (1-D/2-D/3-D, strides, every pad
 dilations, groups, layouts, flip, padding modes, pooling options, ...) and, for the ops with a
 `backward=` argument, repeats them for every algorithm the library names. Each configuration
 runs in float64 and float32: the same random inputs and cotangent go through ``jax.vjp`` of the
-jaxconv op and ``jax.vjp`` of an independent forward written with `lax`/`jnp` (whose gradient is
-JAX's autodiff), and the report keeps, per op, algorithm and dtype, the largest
+jaxconv op and ``jax.vjp`` of an independent forward written with `lax`/`jnp` (tests/oracle.py;
+its gradient is JAX's autodiff), and the report keeps, per op, algorithm and dtype, the largest
 
     abs error = max |VJP_jaxconv - VJP_autodiff|,
     rel error = abs error / max |VJP_autodiff|       (normwise, over every differentiable input).
@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 import traceback
@@ -33,9 +32,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
+
+_common.add_tests_to_path()
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import oracle  # noqa: E402
 from jax import lax  # noqa: E402
 
 import jaxconv as jc  # noqa: E402
@@ -47,163 +50,9 @@ ZERO_FLOOR = 1e-18  # log10 histogram position of an exactly-zero error
 
 
 # ------------------------------------------------------------------------------- references
-def letters(nd: int) -> str:
-    return "DHW"[-nd:] if nd <= 3 else "".join(chr(ord("a") + i) for i in range(nd))
-
-
-def dimension_numbers(layout: str, nd: int):
-    s = letters(nd)
-    if layout == "channels_last":
-        return ("N" + s + "C", s + "IO", "N" + s + "C")
-    return ("NC" + s, "OI" + s, "NC" + s)
-
-
-def pads_of(padding, n, k_eff, stride):
-    """Explicit (lo, hi) pairs for jaxconv's padding forms (lax's SAME: ceil(n/s) outputs)."""
-    nd = len(n)
-    if isinstance(padding, str):
-        if padding == "VALID":
-            return [(0, 0)] * nd
-        if padding == "SAME":
-            return [tuple(p) for p in lax.padtype_to_pads(n, k_eff, stride, "SAME")]
-        if padding == "FULL":
-            return [(k - 1, k - 1) for k in k_eff]
-        raise ValueError(padding)
-    if isinstance(padding, int):
-        return [(padding, padding)] * nd
-    return [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
-
-
-def split_x(shape, layout):
-    return (shape[1:-1], shape[-1]) if layout == "channels_last" else (shape[2:], shape[1])
-
-
-def kernel_spatial(w_shape, layout):
-    return w_shape[:-2] if layout == "channels_last" else w_shape[2:]
-
-
-def ref_conv(
-    x, w, b=None, *, stride, padding, dilation, groups, flip, layout, padding_mode="zeros"
-):
-    """conv as plain lax: optional jnp.pad for the padding mode, then lax.conv_general_dilated."""
-    nd = x.ndim - 2
-    n, _ = split_x(x.shape, layout)
-    k = kernel_spatial(w.shape, layout)
-    k_eff = [(kk - 1) * d + 1 for kk, d in zip(k, dilation)]
-    pads = pads_of(padding, n, k_eff, stride)
-    k_axes = tuple(range(nd)) if layout == "channels_last" else tuple(range(2, 2 + nd))
-    if flip:
-        w = jnp.flip(w, k_axes)
-    if padding_mode != "zeros":
-        mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[padding_mode]
-        width = [(0, 0)] + pads + [(0, 0)] if layout == "channels_last" else [(0, 0), (0, 0)] + pads
-        x = jnp.pad(x, width, mode=mode)
-        pads = [(0, 0)] * nd
-    y = lax.conv_general_dilated(
-        x,
-        w,
-        stride,
-        pads,
-        rhs_dilation=dilation,
-        dimension_numbers=dimension_numbers(layout, nd),
-        feature_group_count=groups,
-        precision=lax.Precision.HIGHEST,
-    )
-    if b is not None:
-        y = y + (b if layout == "channels_last" else b.reshape((-1,) + (1,) * nd))
-    return y
-
-
-def pool_geometry(n, window, stride, dilation, padding, ceil_mode):
-    """Per-dim (lo, hi, extra_hi, out): PyTorch's floor/ceil output rule on the padded size."""
-    k_eff = [(k - 1) * d + 1 for k, d in zip(window, dilation)]
-    pads = pads_of(padding, n, k_eff, stride)
-    geo = []
-    for nn, ke, s, (lo, hi) in zip(n, k_eff, stride, pads):
-        span = nn + lo + hi - ke
-        o = span // s + 1
-        if ceil_mode:
-            o = -(-span // s) + 1
-            if (o - 1) * s >= nn + lo:
-                o -= 1
-        extra = max(0, (o - 1) * s + ke - (nn + lo + hi))
-        geo.append((lo, hi, extra, o))
-    return geo
-
-
-def stack_windows(xp, window, stride, dilation, geo):
-    """(N, *out, C, K): every window cell, offsets in row-major order (channels_last input)."""
-    cells = []
-    for m in itertools.product(*[range(k) for k in window]):
-        start = [0] + [mi * d for mi, d in zip(m, dilation)] + [0]
-        limit = (
-            [xp.shape[0]]
-            + [st + (g[3] - 1) * s + 1 for st, g, s in zip(start[1:-1], geo, stride)]
-            + [xp.shape[-1]]
-        )
-        cells.append(lax.slice(xp, start, limit, [1, *stride, 1]))
-    return jnp.stack(cells, axis=-1)
-
-
-def ref_pool(
-    x,
-    kind,
-    window,
-    *,
-    stride=None,
-    padding="VALID",
-    dilation=1,
-    ceil_mode=False,
-    layout="channels_last",
-    ties="first",
-    count_include_pad=True,
-    divisor_override=None,
-    p=2.0,
-):
-    """max/avg/lp pooling from strided slices and jnp reductions (autodiff differentiates it)."""
-    if layout == "channels_first":
-        x = jnp.moveaxis(x, 1, -1)
-    nd = x.ndim - 2
-    n = x.shape[1:-1]
-    window = (window,) * nd if isinstance(window, int) else tuple(window)
-    stride = window if stride is None else ((stride,) * nd if isinstance(stride, int) else stride)
-    dilation = (dilation,) * nd if isinstance(dilation, int) else tuple(dilation)
-    geo = pool_geometry(n, window, stride, dilation, padding, ceil_mode)
-    width = [(0, 0)] + [(lo, hi + ex) for lo, hi, ex, _ in geo] + [(0, 0)]
-    if kind == "max":
-        win = stack_windows(
-            jnp.pad(x, width, constant_values=-jnp.inf), window, stride, dilation, geo
-        )
-        if ties == "split":
-            y = jnp.max(win, axis=-1)  # autodiff shares g among tied maxima
-        else:
-            if ties == "last":
-                win = win[..., ::-1]
-            idx = jnp.argmax(win, axis=-1)[..., None]
-            y = jnp.take_along_axis(win, idx, axis=-1)[..., 0]
-    elif kind == "avg":
-        total = stack_windows(jnp.pad(x, width), window, stride, dilation, geo).sum(-1)
-        if divisor_override is not None:
-            y = total / divisor_override
-        else:
-            ones = np.ones((1, *n, 1))
-            if count_include_pad:  # declared padding counts, ceil-mode overhang does not
-                ones = np.pad(
-                    ones,
-                    [(0, 0)] + [(lo, hi) for lo, hi, _, _ in geo] + [(0, 0)],
-                    constant_values=1.0,
-                )
-                ones = np.pad(ones, [(0, 0)] + [(0, ex) for _, _, ex, _ in geo] + [(0, 0)])
-            else:
-                ones = np.pad(ones, width)
-            count = stack_windows(jnp.asarray(ones), window, stride, dilation, geo).sum(-1)
-            y = total / count.astype(x.dtype)
-    elif kind == "lp":
-        total = stack_windows(jnp.pad(x**p, width), window, stride, dilation, geo).sum(-1)
-        y = total ** (1.0 / p)
-    else:
-        raise ValueError(kind)
-    return jnp.moveaxis(y, -1, 1) if layout == "channels_first" else y
+def ref_conv(x, w, b=None, **kw):
+    """oracle.conv at HIGHEST precision."""
+    return oracle.conv(x, w, b, precision=lax.Precision.HIGHEST, **kw)
 
 
 # ------------------------------------------------------------------------------------- cases
@@ -257,7 +106,7 @@ def conv_config(rng, *, allow_modes=True):
         else "zeros"
     )
     if mode != "zeros":
-        pads = pads_of(padding, n, k_eff, s)
+        pads = oracle.padding_pairs(padding, n, k_eff, s)
         if any(max(lo, hi) >= nn for (lo, hi), nn in zip(pads, n)):
             mode = "zeros"
     return dict(
@@ -360,19 +209,13 @@ def cases_conv_transpose(rng, count):
             flip=c["flip"],
             layout=c["layout"],
         )
-        xs = x_shape(c, n=n)
         args = [rand(rng, x_shape(c, n=o, ch=c["cout"])), rand(rng, w_shape(c))]
         if c["bias"]:
             args.append(rand(rng, (c["cin"],)))
 
-        def ref(y, w, b=None, kw=kw, xs=xs):
-            x0 = jnp.zeros(xs, y.dtype)
-            x = jax.vjp(lambda x: ref_conv(x, w, **kw), x0)[1](y)[0]
-            if b is not None:
-                x = x + (
-                    b if kw["layout"] == "channels_last" else b.reshape((-1,) + (1,) * (x.ndim - 2))
-                )
-            return x
+        def ref(y, w, b=None, kw=kw, n=n):
+            hi = lax.Precision.HIGHEST
+            return oracle.conv_transpose(y, w, b, output_size=n, precision=hi, **kw)
 
         desc = describe(
             c,
@@ -452,7 +295,7 @@ def cases_conv_grads(rng, count):
 def cases_general(rng, count):
     for _ in range(count):
         nd = pick(rng, (1, 2, 2, 3))
-        sp = letters(nd)
+        sp = "DHW"[3 - nd :]  # lax's spatial letters
         dn = pick(
             rng,
             (
@@ -504,7 +347,7 @@ def cases_general(rng, count):
             f"conv_general_dilated {nd}-D",
             desc,
             lambda a, b, kw=kw: jc.conv_general_dilated(a, b, **kw),
-            lambda a, b, kw=kw: lax.conv_general_dilated(
+            lambda a, b, kw=kw: oracle.conv_general_dilated(
                 a, b, precision=lax.Precision.HIGHEST, **kw
             ),
             [lhs, rhs],
@@ -561,7 +404,7 @@ def cases_max_pool(rng, count):
             f"max_pool {c['nd']}-D",
             describe(c, POOL_KEYS + ("ties", "data")),
             lambda x, c=c, kw=kw: jc.max_pool(x, c["window"], ties=c["ties"], **kw),
-            lambda x, c=c, kw=kw: ref_pool(x, "max", c["window"], ties=c["ties"], **kw),
+            lambda x, c=c, kw=kw: oracle.max_pool(x, c["window"], ties=c["ties"], **kw),
             [rand(rng, x_shape(c), data)],
         )
 
@@ -585,7 +428,7 @@ def cases_avg_pool(rng, count):
                 c, POOL_KEYS[:-3] + ("ceil_mode", "layout", "count_include_pad", "divisor_override")
             ),
             lambda x, c=c, kw=kw: jc.avg_pool(x, c["window"], **kw),
-            lambda x, c=c, kw=kw: ref_pool(x, "avg", c["window"], **kw),
+            lambda x, c=c, kw=kw: oracle.avg_pool(x, c["window"], **kw),
             [rand(rng, x_shape(c))],
         )
 
@@ -601,22 +444,9 @@ def cases_lp_pool(rng, count):
             f"lp_pool {c['nd']}-D",
             describe(c, ("p",) + POOL_KEYS[:-3] + ("ceil_mode", "layout")),
             lambda x, c=c, kw=kw: jc.lp_pool(x, c["p"], c["window"], **kw),
-            lambda x, c=c, kw=kw: ref_pool(x, "lp", c["window"], p=c["p"], **kw),
+            lambda x, c=c, kw=kw: oracle.lp_pool(x, c["p"], c["window"], **kw),
             [rand(rng, x_shape(c), "positive")],
         )
-
-
-def ref_max_unpool(y, idx, spatial, layout):
-    """Scatter-add of y into zeros at the flat spatial indices, per (n, c)."""
-    if layout == "channels_last":
-        y, idx = jnp.moveaxis(y, -1, 1), jnp.moveaxis(idx, -1, 1)
-    nb, nc = y.shape[:2]
-    flat = jnp.zeros((nb, nc, int(np.prod(spatial))), y.dtype)
-    flat = flat.at[
-        jnp.arange(nb)[:, None, None], jnp.arange(nc)[None, :, None], idx.reshape(nb, nc, -1)
-    ].add(y.reshape(nb, nc, -1), mode="drop")
-    out = flat.reshape(nb, nc, *spatial)
-    return jnp.moveaxis(out, 1, -1) if layout == "channels_last" else out
 
 
 def cases_max_unpool(rng, count):
@@ -638,7 +468,7 @@ def cases_max_unpool(rng, count):
             f"max_unpool {c['nd']}-D",
             describe(c, POOL_KEYS),
             lambda y, idx=idx, xs=xs, lay=c["layout"]: jc.max_unpool(y, idx, xs, layout=lay),
-            lambda y, idx=idx, n=c["n"], lay=c["layout"]: ref_max_unpool(y, idx, n, lay),
+            lambda y, idx=idx, n=c["n"], lay=c["layout"]: oracle.max_unpool(y, idx, n, layout=lay),
             [y],
         )
 
@@ -646,25 +476,21 @@ def cases_max_unpool(rng, count):
 def cases_global(rng, count):
     for _ in range(count):
         c = pool_config(rng)
-        axes = (
-            tuple(range(1, c["nd"] + 1))
-            if c["layout"] == "channels_last"
-            else tuple(range(2, c["nd"] + 2))
-        )
         x = rand(rng, x_shape(c))
         desc = describe(c, ("nd", "n", "layout"))
+        lay = c["layout"]
         yield Case(
             "global_avg_pool",
             desc,
-            lambda x, lay=c["layout"]: jc.global_avg_pool(x, layout=lay),
-            lambda x, axes=axes: jnp.mean(x, axis=axes),
+            lambda x, lay=lay: jc.global_avg_pool(x, layout=lay),
+            lambda x, lay=lay: oracle.global_avg_pool(x, layout=lay),
             [x],
         )
         yield Case(
             "global_max_pool",
             desc,
-            lambda x, lay=c["layout"]: jc.global_max_pool(x, layout=lay),
-            lambda x, axes=axes: jnp.max(x, axis=axes),
+            lambda x, lay=lay: jc.global_max_pool(x, layout=lay),
+            lambda x, lay=lay: oracle.global_max_pool(x, layout=lay),
             [x],
         )
 
@@ -673,7 +499,7 @@ def cases_dense(rng, count):
     for _ in range(count):
         shape = tuple(int(rng.integers(1, 5)) for _ in range(int(rng.integers(1, 4))))
         x = rand(rng, shape, "ints") * 0.5  # exact zeros: relu'(0) = 0
-        yield Case("relu", f"shape={shape}", lambda x: jc.relu(x), jax.nn.relu, [x])
+        yield Case("relu", f"shape={shape}", lambda x: jc.relu(x), oracle.relu, [x])
         lead = tuple(int(rng.integers(1, 4)) for _ in range(int(rng.integers(1, 3))))
         fin, fout = int(rng.integers(1, 6)), int(rng.integers(1, 6))
         with_bias = bool(rng.integers(2))
@@ -684,7 +510,7 @@ def cases_dense(rng, count):
             "linear",
             f"x={(*lead, fin)}, w={(fin, fout)}, bias={with_bias}",
             lambda *a: jc.linear(*a),
-            lambda x, w, b=None: x @ w + (0 if b is None else b),
+            oracle.linear,
             args,
         )
         red = pick(rng, ("sum", "mean"))
@@ -693,22 +519,17 @@ def cases_dense(rng, count):
             "mse_loss",
             f"shape={shape}, reduction={red}",
             lambda y, t, red=red: jc.mse_loss(y, t, reduction=red),
-            lambda y, t, red=red: (
-                0.5 * jnp.sum((t - y) ** 2) if red == "sum" else 0.5 * jnp.mean((t - y) ** 2)
-            ),
+            lambda y, t, red=red: oracle.mse_loss(y, t, reduction=red),
             [y, t],
         )
         nb, ncls = int(rng.integers(1, 6)), int(rng.integers(2, 12))
         labels = jnp.asarray(rng.integers(0, ncls, nb))
 
-        def ref_ce(z, labels=labels):
-            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(z), labels[:, None], axis=1))
-
         yield Case(
             "softmax_cross_entropy",
             f"logits=({nb}, {ncls})",
             lambda z, labels=labels: jc.softmax_cross_entropy(z, labels),
-            ref_ce,
+            lambda z, labels=labels: oracle.softmax_cross_entropy(z, labels),
             [rand(rng, (nb, ncls)) * 3],
         )
 

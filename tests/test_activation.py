@@ -1,7 +1,8 @@
 """relu: the explicit VJP (gradient only where x > 0, relu'(0) = 0) and its boolean residual.
 
-Proven against `jax.vjp` of a plain `jnp.where(x > 0, x, 0)` (not `jnp.maximum`, whose autodiff
-splits the gradient 1/2 : 1/2 at 0), against `jaxconv.reference.relu_grad` (seed 002's rule),
+Proven against `jax.vjp` of `jax.nn.relu` (tests/oracle.py; JAX's rule gives 0 at x = 0, where
+`jnp.maximum`'s autodiff would split the gradient 1/2 : 1/2), against
+`jaxconv.reference.relu_grad` (seed 002's rule),
 with check_grads(order=2) away from the kink, and by reading what the custom_vjp saves.
 """
 
@@ -10,18 +11,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import oracle
 import pytest
 from conftest import assert_close, value_and_vjp
 from hypothesis import given
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
-from jaxconv import reference
-from jaxconv._activation import relu
-
-
-def relu_ref(x):
-    return jnp.where(x > 0, x, 0)
+from jaxconv import reference, relu
 
 
 @given(
@@ -35,7 +32,7 @@ def test_relu_vjp_matches_autodiff(shape, dtype, seed):
     x = jnp.asarray(np.where(rng.random(size=shape) < 0.2, 0.0, x), dtype)  # exact zeros too
     g = jnp.asarray(rng.normal(size=shape), dtype)
     y, (dx,) = value_and_vjp(relu, x, g=g)
-    y_ref, (dx_ref,) = value_and_vjp(relu_ref, x, g=g)
+    y_ref, (dx_ref,) = value_and_vjp(oracle.relu, x, g=g)
     assert y.dtype == x.dtype
     assert_close(y, y_ref)
     assert_close(dx, dx_ref)

@@ -17,17 +17,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import oracle
 import pytest
 from conftest import assert_close
-from jax import lax
 from jax._src.interpreters import ad
 
 import jaxconv
-from jaxconv._activation import relu
-from jaxconv._avgpool import avg_pool
-from jaxconv._linear import linear
-from jaxconv._loss import softmax_cross_entropy
-from jaxconv._maxpool import max_pool
+from jaxconv import avg_pool, linear, max_pool, relu, softmax_cross_entropy
 
 N, H, C0, C1, C2, K = 4, 12, 2, 4, 6, 5
 CONFIGS = {  # (layout, max_pool settings, avg_pool settings)
@@ -72,38 +68,15 @@ def ours(params, x, labels, cfg):
 
 
 def plain(params, x, labels, cfg):
-    """The same network from jax.lax / jax.nn, differentiated by JAX's own rules."""
+    """The same network from jax.lax / jax.nn (tests/oracle.py), differentiated by JAX's own
+    rules."""
     layout, mp, ap = cfg
-    spec = ("NHWC", "HWIO", "NHWC") if layout == "channels_last" else ("NCHW", "OIHW", "NCHW")
-    bshape = (1, 1, 1, -1) if layout == "channels_last" else (1, -1, 1, 1)
-
-    def conv(h, w, b, pad):
-        return lax.conv_general_dilated(
-            h, w, (1, 1), [(pad, pad)] * 2, dimension_numbers=spec
-        ) + b.reshape(bshape)
-
-    def dims(v):
-        return (1, v, v, 1) if layout == "channels_last" else (1, 1, v, v)
-
-    def pads(p, extra):
-        sp = [(p, p + extra)] * 2
-        return [(0, 0)] + sp + [(0, 0)] if layout == "channels_last" else [(0, 0)] * 2 + sp
-
-    h = jax.nn.relu(conv(x, params["w1"], params["b1"], 1))
-    k, s, p = mp["window"], mp.get("stride", mp["window"]), mp.get("padding", 0)
-    h = lax.reduce_window(h, -jnp.inf, lax.max, dims(k), dims(s), pads(p, 0))
-    h = jax.nn.relu(conv(h, params["w2"], params["b2"], 0))
-    k, n = ap["window"], h.shape[1 if layout == "channels_last" else 2]
-    o = (-(-(n - k) // k) if ap.get("ceil_mode") else (n - k) // k) + 1
-    total = lax.reduce_window(h, 0.0, lax.add, dims(k), dims(k), pads(0, max(0, o * k - n)))
-    count = np.array([min(i * k + k, n) - i * k for i in range(o)], h.dtype)  # N_i per dim
-    grid = count[:, None] * count[None, :]
-    h = total / (grid[None, :, :, None] if layout == "channels_last" else grid[None, None])
+    h = oracle.conv(x, params["w1"], params["b1"], padding=1, layout=layout)
+    h = oracle.max_pool(oracle.relu(h), **mp, layout=layout)
+    h = oracle.conv(h, params["w2"], params["b2"], layout=layout)
+    h = oracle.avg_pool(oracle.relu(h), **ap, layout=layout)
     h = h.reshape(h.shape[0], -1)
-    logits = h @ params["w3"] + params["b3"][None]
-    return jnp.mean(
-        jax.nn.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, labels[:, None], 1)[:, 0]
-    )
+    return oracle.softmax_cross_entropy(oracle.linear(h, params["w3"], params["b3"]), labels)
 
 
 def full_params(layout):
@@ -135,9 +108,9 @@ def test_cnn_gradient_equals_lax_autodiff(layout):
     assert float(np.abs(grads["w1"]).max()) > 0  # the gradient reaches the first layer
 
 
-def _autodiff_rules_disabled(keep):
+def _autodiff_rules_disabled(keep, keep_prefix="jaxconv_"):
     """Context: every JVP / transpose rule in JAX's tables raises, except for the primitives
-    named in `keep`."""
+    named in `keep` and jaxconv's own (named ``jaxconv_*``), whose rules are written here."""
     tables = [ad.primitive_jvps, ad.primitive_transposes, ad.fancy_transposes]
 
     class Disabled:
@@ -145,7 +118,7 @@ def _autodiff_rules_disabled(keep):
             self.saved = [dict(t) for t in tables]
             for t in tables:
                 for prim in list(t):
-                    if prim.name not in keep:
+                    if prim.name not in keep and not prim.name.startswith(keep_prefix):
                         t[prim] = _refuse(prim)
             return self
 
@@ -175,8 +148,12 @@ def test_only_our_backward_rules_run():
     expected = grad(ours)
     jax.clear_caches()  # nothing may come from a cache traced with the rules on
     # custom_lin is how jax.custom_vjp itself enters the backward pass: its transpose calls
-    # our `_bwd` functions. reshape is the network's own flatten between avg_pool and linear.
-    with _autodiff_rules_disabled(keep={"custom_lin", "reshape"}):
+    # our `_bwd` functions; the jaxconv_* primitives carry our JVP and transpose rules. reshape
+    # is the network's own flatten between avg_pool and linear; `name` is the identity that
+    # tags a residual for remat policies (jaxconv.RESIDUAL_NAMES); add_any adds the two
+    # tangent contributions of a bilinear map (its transpose copies the cotangent).
+    ours_too = {"custom_lin", "reshape", "name", "add_any"}
+    with _autodiff_rules_disabled(keep=ours_too, keep_prefix="jaxconv_"):
         grads = grad(ours)
         with pytest.raises(RuntimeError, match="JAX's autodiff rule for `conv_general_dilated`"):
             grad(plain)

@@ -4,27 +4,22 @@ import jax
 import jax.numpy as jnp
 import jax.test_util
 import numpy as np
+import oracle
 import pytest
 from conftest import assert_close, vjp_jit
 from hypothesis import given
 from hypothesis import strategies as st
-from jax import lax
-from test_conv import conv_cases, lax_conv
+from test_conv import conv_cases, lax_kw
 
 import jaxconv as jc
 
 
 def _pairs(padding, ref_padding, x_shape, w_shape, kw):
     """Explicit (lo, hi) pairs of a conv case (SAME resolved the lax way)."""
-    if not isinstance(ref_padding, str):
-        return tuple(tuple(p) for p in ref_padding)
     cl = kw["layout"] == "channels_last"
-    size = x_shape[1:-1] if cl else x_shape[2:]
     k = w_shape[:-2] if cl else w_shape[2:]
     k_eff = [(kk - 1) * d + 1 for kk, d in zip(k, kw["dilation"])]
-    if ref_padding == "VALID":
-        return ((0, 0),) * len(size)
-    return tuple(tuple(p) for p in lax.padtype_to_pads(size, k_eff, kw["stride"], "SAME"))
+    return oracle.padding_pairs(ref_padding, _spatial(x_shape, kw["layout"]), k_eff, kw["stride"])
 
 
 def _spatial(shape, layout):
@@ -43,29 +38,6 @@ def test_adjoint_identity(case, seed):
     xt = jc.conv_transpose(y, w, padding=pairs, output_size=_spatial(x_shape, kw["layout"]), **kw)
     lhs = jnp.vdot(jc.conv(x, w, padding=pairs, **kw), y)
     assert_close(lhs, jnp.vdot(x, xt))
-
-
-def _ref_conv_transpose(y, w, b, x_shape, pairs, kw):
-    """Plain-lax reference: the transpose (via jax.vjp) of the lax conv on an x_shape input."""
-    nd = y.ndim - 2
-    o = _spatial(y.shape, kw["layout"])
-    n = _spatial(x_shape, kw["layout"])
-    k = w.shape[:-2] if kw["layout"] == "channels_last" else w.shape[2:]
-    k_eff = [(kk - 1) * d + 1 for kk, d in zip(k, kw["dilation"])]
-    # pads that make the conv of an n-input produce exactly o outputs (hi may be negative)
-    pads = [
-        (lo, (oo - 1) * s + ke - nn - lo)
-        for (lo, _), oo, s, ke, nn in zip(pairs, o, kw["stride"], k_eff, n)
-    ]
-    conv = lambda x: lax_conv(x, w, None, padding=pads, padding_mode="zeros", **kw)
-    x = jax.vjp(conv, jnp.zeros(x_shape, y.dtype))[1](y)[0]
-    if b is not None:
-        x = x + (
-            b.reshape((1,) * (nd + 1) + (-1,))
-            if kw["layout"] == "channels_last"
-            else b.reshape((1, -1) + (1,) * nd)
-        )
-    return x
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
@@ -91,7 +63,7 @@ def test_conv_transpose_vjp_matches_autodiff(dtype, case, extra, seed):
     x_shape = (x_shape[0], *n, cin) if kw["layout"] == "channels_last" else (x_shape[0], cin, *n)
     b = jnp.asarray(rng.standard_normal(cin), dtype) if use_bias else None
     f = lambda y, w, b: jc.conv_transpose(y, w, b, padding=pairs, output_padding=op, **kw)
-    ref = lambda y, w, b: _ref_conv_transpose(y, w, b, x_shape, pairs, kw)
+    ref = lambda y, w, b: oracle.conv_transpose(y, w, b, padding=pairs, output_size=n, **lax_kw(kw))
     xt, grads = vjp_jit(f, y, w, b, seed=seed)
     xt_ref, grads_ref = vjp_jit(ref, y, w, b, seed=seed)
     assert xt.shape == x_shape and xt.dtype == dtype

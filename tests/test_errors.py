@@ -1,9 +1,11 @@
-"""Every bad call of the conv family raises ValueError/TypeError at trace time, worded alike.
+"""Every bad call of the conv family and of pooling raises ValueError/TypeError at trace time,
+worded alike.
 
 One table of bad calls (`CASES`, one id per case) for `conv`, `conv_transpose`,
-`conv_input_grad`, `conv_weight_grad` and `conv_general_dilated`. Each case pins the exception
-type and a regex that must be found in the message: the function name, the argument name in
-backticks and, where the message echoes it, the bad value, as in
+`conv_input_grad`, `conv_weight_grad`, `conv_general_dilated` and the pools (`max_pool`,
+`avg_pool`, `lp_pool`, `global_max_pool`, `global_avg_pool`, `max_unpool`). Each case pins the
+exception type and a regex that must be found in the message: the function name, the argument
+name in backticks and, where the message echoes it, the bad value, as in
 ``conv: `groups` (=4) must divide the input channels (=6)``.
 
 - `test_bad_call_raises`: the call, eagerly.
@@ -28,11 +30,17 @@ import pytest
 
 import jaxconv
 from jaxconv import (
+    avg_pool,
     conv,
     conv_general_dilated,
     conv_input_grad,
     conv_transpose,
     conv_weight_grad,
+    global_avg_pool,
+    global_max_pool,
+    lp_pool,
+    max_pool,
+    max_unpool,
 )
 
 F32 = jnp.float32
@@ -53,6 +61,9 @@ W1 = ones((3, 3, 6))
 # channels_first 2-D (lax's default NCHW / OIHW for conv_general_dilated).
 XC = ones((2, 4, 5, 5))
 WC = ones((6, 4, 3, 3))
+# pooling: channels_last 2-D, 3 channels.
+XP = ones((2, 5, 5, 3))
+IP = jnp.zeros(XP.shape, jnp.int32)  # max_unpool's indices
 
 
 class Case(NamedTuple):
@@ -456,9 +467,57 @@ CGD = [
          {"preferred_element_type": jnp.float32}, T, say(_g, "preferred_element_type", "float32")),
 ]
 
+# ---------------------------------------------------------------------------------------- pooling
+POOL = [
+    case("max-pool-window-zero", max_pool, (XP, (0, 2)), {}, V,
+         r"max_pool: `window` \(=\(0, 2\)\) must be >= 1"),
+    case("max-pool-stride-zero", max_pool, (XP, 2), {"stride": 0}, V,
+         r"max_pool: `stride` \(=0\) must be >= 1"),
+    case("max-pool-window-too-large", max_pool, (XP, 6), {}, V,
+         r"max_pool: `window` \(=\(6, 6\)\).*larger than"),
+    case("max-pool-window-too-large-by-dilation", max_pool, (XP, 3), {"dilation": 3}, V,
+         r"max_pool: `window` \(=\(7, 7\)\)"),
+    case("max-pool-padding-over-half-the-window", max_pool, (XP, 2), {"padding": 2}, V,
+         r"max_pool: `padding` \(=2\) must be at most half the window"),
+    case("avg-pool-padding-pair-over-half-the-window", avg_pool, (XP, 3),
+         {"padding": ((0, 2), (0, 0))}, V, r"avg_pool: `padding`"),
+    case("max-pool-ties-unknown", max_pool, (XP, 2), {"ties": "random"}, V,
+         r"max_pool: `ties` \(='random'\) must be one of \['first', 'last', 'split'\]"),
+    case("max-pool-layout-unknown", max_pool, (XP, 2), {"layout": "NHWC"}, V,
+         r"max_pool: `layout` \(='NHWC'\)"),
+    case("max-pool-padding-unknown-string", max_pool, (XP, 2), {"padding": "FOO"}, V,
+         r"max_pool: `padding` \(='FOO'\)"),
+    case("max-pool-x-int32", max_pool, (XP.astype(jnp.int32), 2), {}, T,
+         r"max_pool: `x.dtype` \(='int32'\) must be a floating dtype"),
+    case("max-pool-ceil-mode-int", max_pool, (XP, 2), {"ceil_mode": 1}, T,
+         r"max_pool: `ceil_mode` \(=1\)"),
+    case("max-pool-x-rank-too-low", max_pool, (XP[0, 0], 2), {}, V,
+         r"max_pool: `x.shape` \(=\(5, 3\)\)"),
+    case("avg-pool-divisor-override-zero", avg_pool, (XP, 2), {"divisor_override": 0}, V,
+         r"avg_pool: `divisor_override` \(=0\) must not be 0"),
+    case("avg-pool-count-include-pad-str", avg_pool, (XP, 2), {"count_include_pad": "yes"}, T,
+         r"avg_pool: `count_include_pad`"),
+    case("lp-pool-p-zero", lp_pool, (XP, 0, 2), {}, V,
+         r"lp_pool: `p` \(=0\) must be a finite number > 0"),
+    case("lp-pool-p-str", lp_pool, (XP, "2", 2), {}, T, r"lp_pool: `p` \(='2'\)"),
+    case("global-max-pool-layout-unknown", global_max_pool, (XP,), {"layout": "x"}, V,
+         r"global_max_pool: `layout`"),
+    case("global-avg-pool-x-int8", global_avg_pool, (XP.astype(jnp.int8),), {}, T,
+         r"global_avg_pool: `x.dtype`"),
+    case("max-unpool-indices-float", max_unpool, (XP, XP, (10, 10)), {}, T,
+         r"max_unpool: `indices.dtype` \(='float32'\) must be an integer dtype"),
+    case("max-unpool-indices-wrong-shape", max_unpool,
+         (XP, jnp.zeros((2, 5, 5), jnp.int32), (10, 10)), {}, V,
+         r"max_unpool: `indices.shape` \(=\(2, 5, 5\)\) must be \(2, 5, 5, 3\)"),
+    case("max-unpool-output-shape-wrong-length", max_unpool, (XP, IP, (10,)), {}, V,
+         r"max_unpool: `output_shape` \(=\(10,\)\) must be the spatial shape"),
+    case("max-unpool-output-shape-wrong-channels", max_unpool, (XP, IP, (2, 10, 10, 4)), {}, V,
+         r"max_unpool: `output_shape` \(=\(2, 10, 10, 4\)\) must be \(2, 10, 10, 3\)"),
+]
+
 # fmt: on
 
-CASES = CONV + CT + IG + WG + CGD
+CASES = CONV + CT + IG + WG + CGD + POOL
 
 
 def _params(cases, which: str):
@@ -512,7 +571,7 @@ def test_raised_at_trace_time(c: Case, mode: str):
     assert str(traced) == str(eager)
 
 
-_NUMPY_OR_TRACER_REPR = re.compile(r"np\.\w+\(|array\(|Array\(|Tracer|dtype\(")
+_NUMPY_OR_TRACER_REPR = re.compile(r"np\.\w+\(|array\(|Array\(|Tracer|Traced|dtype\(")
 
 
 def check_message(fn: str, msg: str, none_ok: bool = False) -> None:
@@ -596,7 +655,7 @@ def test_boundary_calls_are_accepted(call):
 
 
 def test_public_functions_are_covered():
-    """Every conv-family function has at least one bad call in the table."""
+    """Every conv-family and pooling function has at least one bad call in the table."""
     names = {c.fn.__name__ for c in CASES}
     assert names == {
         "conv",
@@ -604,6 +663,12 @@ def test_public_functions_are_covered():
         "conv_input_grad",
         "conv_weight_grad",
         "conv_general_dilated",
+        "max_pool",
+        "avg_pool",
+        "lp_pool",
+        "global_max_pool",
+        "global_avg_pool",
+        "max_unpool",
     }
     for n in names:
         assert getattr(jaxconv, n).__name__ == n
