@@ -31,7 +31,7 @@ from jaxconv import _conv_batching as batch
 from jaxconv._dtypes import accumulation, widest
 from jaxconv._geometry import Geometry
 from jaxconv._lowering import compute
-from jaxconv._primitive import linear, moved, primitive
+from jaxconv._primitive import is_zero, linear, moved, primitive, zeros_like_aval
 from jaxconv._remat import name
 
 
@@ -173,6 +173,18 @@ def _bias_add_batch(args, dims):
 
 
 linear(bias_add_p, (0, 1), _bias_add_t, _bias_add_batch)
+
+
+def _bias_add_jvp(primals, tangents):
+    """d(y + b) = dy + db; without a bias tangent just dy (no zero bias kept as a residual)."""
+    out = bias_add_p.bind(*primals)
+    dy, db = tangents
+    if is_zero(db):
+        return out, dy if is_zero(dy) else dy.astype(out.dtype)
+    return out, bias_add_p.bind(zeros_like_aval(dy) if is_zero(dy) else dy, db)
+
+
+ad.primitive_jvps[bias_add_p] = _bias_add_jvp
 
 
 # --------------------------------------------------------------------------- entry points

@@ -39,11 +39,12 @@ def conv(
 
     ``flip=True`` rotates the kernel by 180 degrees first: true convolution (Eq. 2-3).
 
-    Backward (the custom VJP): dx = `conv_input_grad` (g zero-dilated by the stride, correlated
-    with the rot180 kernel with regrouped channels: seeds 000, 001 Eq. 20-21, 002), dw =
-    `conv_weight_grad` (x correlated with g: Eq. 13-14, seed 003), db = g summed over batch and
-    space. With ``padding_mode`` other than zeros the border's gradient is folded back onto the
-    input cells it copied.
+    Reverse mode (the transposes of `_backward.conv_p`): dx = `conv_input_grad` (g
+    zero-dilated by the stride, correlated with the rot180 kernel with regrouped channels:
+    seeds 000, 001 Eq. 20-21, 002), dw = `conv_weight_grad` (x correlated with g: Eq. 13-14,
+    seed 003), db = g summed over batch and space. Forward mode: the JVP is
+    conv(dx, w) + conv(x, dw) (+ db), on the same algorithms. With ``padding_mode`` other than
+    zeros the border's gradient is folded back onto the input cells it copied.
 
     Args:
       x: (N, *spatial, C_in) for ``layout="channels_last"`` (default), (N, C_in, *spatial) for

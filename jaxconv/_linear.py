@@ -1,4 +1,4 @@
-"""Fully connected layer with an explicit VJP: backpropagation is the transposed matrix product.
+"""Fully connected layer with our own rules: backpropagation is the transposed matrix product.
 
 Seed 002: "traditional backpropagation is transposed matrix multiplication". With x of shape
 (..., in) flattened to (B, in)::
@@ -7,18 +7,17 @@ Seed 002: "traditional backpropagation is transposed matrix multiplication". Wit
     dx = g @ w^T            (B, in)
     dw = x^T @ g            (in, out)   -- summed over every leading dim of x
     db = sum_B g            (out,)
+
+x @ w is a bilinear primitive whose transposes are the two products above (`_matmul.py`: JVP
+``x' @ w + x @ w'``, every order of derivative on the same three maps); the bias is the linear
+primitive of the conv family (`_backward.add_bias`).
 """
 
 from __future__ import annotations
 
-from functools import partial
-
-import jax
-from jax import lax
-from jax.sharding import NamedSharding, PartitionSpec
-
 from jaxconv import _validate as v
-from jaxconv._dtypes import accumulation
+from jaxconv._backward import add_bias
+from jaxconv._matmul import matmul
 from jaxconv._remat import name
 from jaxconv._types import Array, ArrayLike
 
@@ -65,56 +64,12 @@ def linear(
             f"must be (in, out) with in = x.shape[-1] (={x.shape[-1]})",
         )
     v.check_bias(fn, bias, w.shape[1])
-    return _linear(x, w, bias, bias is not None)
+    return _linear(x, w, bias)
 
 
-def _matmul_last(x, w):
-    """Contract the last axis of x with the first axis of w."""
-    y = lax.dot_general(
-        x, w, (((x.ndim - 1,), (0,)), ((), ())), preferred_element_type=accumulation(x.dtype)
-    )
-    return y.astype(x.dtype)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _linear(x, w, b, has_bias: bool):
-    return _linear_fwd(x, w, b, has_bias)[0]
-
-
-def _linear_fwd(x, w, b, has_bias: bool):
-    y = _matmul_last(x, w)
-    if has_bias:
-        y = y + b.reshape((1,) * (y.ndim - 1) + b.shape)
-    return y, (name(x, "linear", "x"), name(w, "linear", "w"))
-
-
-def _linear_bwd(has_bias: bool, res, g):
-    x, w = res
-    lead = tuple(range(x.ndim - 1))
-    # g @ w^T and x^T @ g (over all leading dims), laid out as x and w are (as JAX's own
-    # dot_general transpose does, so explicitly sharded inputs keep their shardings)
-    acc = accumulation(g.dtype)
-    dx = lax.dot_general(
-        g,
-        w,
-        (((g.ndim - 1,), (1,)), ((), ())),
-        out_sharding=_sharding(x),
-        preferred_element_type=acc,
-    ).astype(x.dtype)
-    dw = lax.dot_general(
-        x, g, ((lead, lead), ((), ())), out_sharding=_sharding(w), preferred_element_type=acc
-    ).astype(w.dtype)
-    db = g.sum(lead, dtype=acc).astype(g.dtype) if has_bias else None
-    return dx, dw, db
-
-
-_linear.defvjp(_linear_fwd, _linear_bwd)
-
-
-def _sharding(a):
-    """a's sharding when a mesh is in use (replicated if a itself carries none), else None."""
-    sharding = jax.typeof(a).sharding
-    if not sharding.mesh.empty:
-        return sharding
-    mesh = jax.sharding.get_abstract_mesh()
-    return None if mesh.empty else NamedSharding(mesh, PartitionSpec(*[None] * a.ndim))
+def _linear(x, w, b):
+    """x @ w (the bilinear `_matmul.matmul`, x and w its residuals) plus the bias
+    (`_backward.add_bias`: db = g summed over every leading axis)."""
+    if x.ndim == 1:  # one row: the bias rules want (rows, out)
+        return _linear(x.reshape(1, -1), w, b).reshape(w.shape[1])
+    return add_bias(matmul(name(x, "linear", "x"), name(w, "linear", "w")), b)

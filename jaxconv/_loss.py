@@ -1,9 +1,12 @@
-"""Losses with explicit VJPs: `mse_loss` (seed 001 Eq. 9) and `softmax_cross_entropy`.
+"""Losses with our own JVPs and VJPs: `mse_loss` (seed 001 Eq. 9) and `softmax_cross_entropy`.
 
     mse:  E = 1/2 sum_p (t_p - y_p)^2  (/ P for "mean")      dE/dy = (y - t),  dE/dt = (t - y)
     xent: E = 1/N sum_n (logsumexp(z_n) - z_n[l_n])           dE/dz = (softmax(z) - onehot(l)) / N
 
-Both gradients are scaled by the incoming cotangent g (1 under `jax.grad`).
+Both gradients are scaled by the incoming cotangent g (1 under `jax.grad`). Each loss is a
+`jax.custom_jvp` whose tangent is a linear primitive of `_loss_maps` (mse: sum (y - t)(y' - t')
+/ P, xent: sum (softmax - onehot) · z' / N) with the residual as a coefficient; its registered
+transpose is the gradient above, so reverse mode runs the hand-written backward.
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
+from jax.interpreters import ad
 
 from jaxconv import _validate as v
 from jaxconv._dtypes import accumulation
+from jaxconv._loss_maps import dot, xent
 from jaxconv._remat import name
 from jaxconv._types import Array, ArrayLike
 
@@ -51,25 +57,28 @@ def mse_loss(
     return _mse_loss(y, t, 1 if reduction == "sum" else max(y.size, 1))
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2,))
+@partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _mse_loss(y, t, count: int):
-    return _mse_loss_fwd(y, t, count)[0]
-
-
-def _mse_loss_fwd(y, t, count: int):
     d = y - t
     acc = accumulation(d.dtype) or d.dtype  # float32 sums for 16-bit inputs
-    return (0.5 * jnp.sum(jnp.square(d.astype(acc))) / count).astype(d.dtype), name(
-        d, "mse_loss", "diff"
-    )
+    return (0.5 * jnp.sum(jnp.square(d.astype(acc))) / count).astype(d.dtype)
 
 
-def _mse_loss_bwd(count: int, d, g):
-    dy = d * (g / count)
-    return dy, -dy
+def _mse_loss_jvp(count, primals, tangents):
+    """E' = sum (y - t) · y' / count - sum (y - t) · t' / count: `dot`, whose transpose is
+    (y - t) · g / count, and -(y - t) · g / count for t (divided by -count). An argument that is
+    not differentiated contributes no term (and no residual)."""
+    (y, t), tangents = primals, tangents
+    d = name(y - t, "mse_loss", "diff")
+    terms = [
+        dot(tan, d, c)
+        for tan, c in zip(tangents, (count, -count))
+        if not isinstance(tan, SymbolicZero)
+    ]
+    return _mse_loss(y, t, count), terms[0] if len(terms) == 1 else ad.add_tangents(*terms)
 
 
-_mse_loss.defvjp(_mse_loss_fwd, _mse_loss_bwd)
+_mse_loss.defjvp(_mse_loss_jvp, symbolic_zeros=True)
 
 
 def softmax_cross_entropy(
@@ -105,31 +114,42 @@ def softmax_cross_entropy(
     return _softmax_cross_entropy(logits, labels)
 
 
-@jax.custom_vjp
+@jax.custom_jvp
 def _softmax_cross_entropy(logits, labels):
-    return _softmax_cross_entropy_fwd(logits, labels)[0]
+    dtype = logits.dtype
+    logp = _log_softmax(logits)
+    picked = jnp.sum(jnp.where(_onehot(labels, logp.shape), logp, 0), axis=1)
+    valid = (labels >= 0) & (labels < logp.shape[1])
+    return jnp.mean(jnp.where(valid, -picked, jnp.nan)).astype(dtype)
+
+
+@_softmax_cross_entropy.defjvp
+def _softmax_cross_entropy_jvp(primals, tangents):
+    """E' = sum (softmax(z) - onehot(l)) · z' / N: `xent`, whose transpose is the backward."""
+    (logits, labels), (t, _) = primals, tangents
+    probs = name(_softmax(logits), "softmax_cross_entropy", "probs")
+    return _softmax_cross_entropy(logits, labels), xent(t, probs, labels)
 
 
 def _onehot(labels, shape):
     return lax.broadcasted_iota(labels.dtype, shape, 1) == labels[:, None]
 
 
-def _softmax_cross_entropy_fwd(logits, labels):
-    dtype = logits.dtype
-    logits = logits.astype(accumulation(dtype) or dtype)  # float32 log-sum-exp for 16-bit
+def _log_softmax(logits):
+    """log softmax along axis 1, in float32 for 16-bit logits."""
+    logits = logits.astype(accumulation(logits.dtype) or logits.dtype)
     z = logits - lax.stop_gradient(jnp.max(logits, axis=1, keepdims=True))
-    logp = z - jnp.log(jnp.sum(jnp.exp(z), axis=1, keepdims=True))
-    picked = jnp.sum(jnp.where(_onehot(labels, logits.shape), logp, 0), axis=1)
-    valid = (labels >= 0) & (labels < logits.shape[1])
-    loss = jnp.mean(jnp.where(valid, -picked, jnp.nan))
-    probs = name(jnp.exp(logp).astype(dtype), "softmax_cross_entropy", "probs")
-    return loss.astype(dtype), (probs, labels)
+    return z - jnp.log(jnp.sum(jnp.exp(z), axis=1, keepdims=True))
 
 
-def _softmax_cross_entropy_bwd(res, g):
-    p, labels = res
-    dz = (p - _onehot(labels, p.shape).astype(p.dtype)) * (g / p.shape[0])
-    return dz, None
+@jax.custom_jvp
+def _softmax(logits):
+    return jnp.exp(_log_softmax(logits)).astype(logits.dtype)
 
 
-_softmax_cross_entropy.defvjp(_softmax_cross_entropy_fwd, _softmax_cross_entropy_bwd)
+@_softmax.defjvp
+def _softmax_jvp(primals, tangents):
+    """p' = p · (z' - sum_k p z'): only a second derivative of the loss moves p."""
+    (logits,), (t,) = primals, tangents
+    p = _softmax(logits)
+    return p, p * (t - jnp.sum(p * t, axis=1, keepdims=True))

@@ -1,7 +1,7 @@
 """Exact lowerings of the three convolutions of a conv layer (forward, dx, dw), by algorithm,
 and `compute`, which runs the one chosen for the platform being compiled for.
 
-All are channels-last (`_geometry.Geometry`), pure jnp/lax, with no custom VJPs: the rules in
+All are channels-last (`_geometry.Geometry`), pure jnp/lax, with no derivative rules: the rules in
 `_backward.py` call them, so how a value is computed never changes how it is differentiated.
 
 | role | algorithm | module | what |

@@ -1,4 +1,4 @@
-"""Max pooling with an explicit VJP: `max_pool` (`max_unpool` and `global_max_pool`: `_unpool.py`).
+"""Max pooling with our own JVP and VJP: `max_pool` (`max_unpool`, `global_max_pool`: `_unpool.py`).
 
 Seed 001 (Jefkine, "Pooling Layer") and seed 002 ("the max-pooling passes the gradient flow
 through the largest cell"): the forward notes the index of each window's "winning unit" and the
@@ -6,14 +6,18 @@ backward assigns the window's error to that unit alone; every other unit gets ze
 offsets m = 0..k-1 inside window i (padded positions i*s + m*d, see `_pool.py`)::
 
     y[i]  = max_m x~[i*s + m*d]              r[i] = the winning m (int8 when k <= 127)
+    t_y[i] = t~[i*s + r[i]*d]                (the tangent: forward mode)
     dx[t] = sum_{i : i*s + r[i]*d - lo = t} g[i]       (overlapping windows accumulate)
 
-The residual is r, not x: 1 byte per output instead of 4-8 bytes per input. y and r come out of
-one loop (`_pool.one_pass`), so the backward reads the stored r instead of XLA re-inlining the
-K-way argmax into it. The scatter-add is, per offset m, ``where(r == m, g, 0)`` shifted into its
-stride phase, the phases interleaved (`_pool.spread`): one loop over dx, no index array. JAX's
-own rule for `reduce_window` max (select_and_gather_add) raises NotImplementedError with window
-dilation; this one does not care.
+`max_pool` is a `jax.custom_jvp` whose rule computes y and r and returns the tangent as the
+linear map `_winner.pick` of the input tangent, r a constant argument; JAX's reverse mode
+transposes that map with its registered transpose, `_winner.spread`: the hand-written backward,
+with r as the only residual (1 byte per output instead of 4-8 bytes per input). y and r come
+out of one loop (`_pool.one_pass`), so the backward reads the stored r instead of XLA
+re-inlining the K-way argmax into it. The scatter-add is, per offset m, ``where(r == m, g, 0)``
+shifted into its stride phase, the phases interleaved (`_pool.spread`): one loop over dx, no
+index array. JAX's own rule for `reduce_window` max (select_and_gather_add) raises
+NotImplementedError with window dilation; this one does not care.
 """
 
 from __future__ import annotations
@@ -23,14 +27,16 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxconv import _validate as v
-from jaxconv._pool import one_pass, spread
+from jaxconv._pool import one_pass
 from jaxconv._remat import name
 from jaxconv._sharding import auto_partitioned
 from jaxconv._types import Array, ArrayLike, Ints, Padding
 from jaxconv._window import Window, map_windows, pool_window
+from jaxconv._winner import pick
 
 _I32 = jnp.int32
 
@@ -102,9 +108,41 @@ def max_pool(
     return auto_partitioned(lambda x: _max_pool(x, cfg), x)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(1,))
+@partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_pool(x, cfg: _Cfg):
-    return _max_pool_fwd(x, cfg, residual=False)[0]
+    """The forward alone (no residual): y, and the flat indices if asked."""
+    y, off, *_ = _reduce(x, cfg.geom, cfg.ties)
+    return (y, _flat_indices(off, cfg.geom)) if cfg.return_indices else y
+
+
+@_max_pool.defjvp
+def _max_pool_jvp(cfg: _Cfg, primals, tangents):
+    """y and its residual from one loop (`_with_residual`); the tangent is the input tangent
+    at the recorded winners (`_winner.pick`), whose transpose is the hand-written backward."""
+    (x,), (t,) = primals, tangents
+    y, off, *words = _with_residual(x, cfg.geom, cfg.ties)
+    res = name(tuple(words) if cfg.ties == "split" else off, "max_pool", "offsets")
+    ty = pick(t, res, cfg.geom, cfg.ties)
+    if not cfg.return_indices:
+        return y, ty
+    idx = _flat_indices(off, cfg.geom)
+    return (y, idx), (ty, np.zeros(idx.shape, jax.dtypes.float0))
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _with_residual(x, geom: Window, ties: str):
+    """(y, offsets, *tie words) written by one XLA loop (`one_pass`): the backward reads the
+    stored offsets instead of XLA re-inlining the K-way argmax into it."""
+    return one_pass(*_reduce(x, geom, ties))
+
+
+@_with_residual.defjvp
+def _with_residual_jvp(geom, ties, primals, tangents):
+    (x,), (t,) = primals, tangents
+    out = _with_residual(x, geom, ties)  # a second derivative runs this rule again
+    res = tuple(out[2:]) if ties == "split" else out[1]
+    zeros = tuple(np.zeros(a.shape, jax.dtypes.float0) for a in out[1:])
+    return out, (pick(t, res, geom, ties), *zeros)
 
 
 def _gt(a, b):
@@ -120,9 +158,9 @@ def _offset_dtype(cells: int):
     return jnp.int8 if cells <= 127 else jnp.int16 if cells <= 32767 else _I32
 
 
-def _max_pool_fwd(x, cfg: _Cfg, residual=True):
-    geom = cfg.geom
-    better = _ge if cfg.ties == "last" else _gt
+def _reduce(x, geom: Window, ties: str):
+    """(y, offsets) of every window, and for ties="split" the tie bits as uint8 words."""
+    better = _ge if ties == "last" else _gt
 
     def reduce(slices):  # the running maximum and its offset; for "split", the tie bits
         y = off = None
@@ -132,7 +170,7 @@ def _max_pool_fwd(x, cfg: _Cfg, residual=True):
             else:
                 take = better(xr, y)
                 y, off = jnp.where(take, xr, y), jnp.where(take, r, off)
-        if cfg.ties != "split":
+        if ties != "split":
             return y, off
         words = [jnp.zeros(y.shape, jnp.uint8) for _ in range((geom.cells + 7) // 8)]
         for r, xr in slices:
@@ -140,35 +178,7 @@ def _max_pool_fwd(x, cfg: _Cfg, residual=True):
             words[r // 8] = words[r // 8] | (tied.astype(jnp.uint8) << (r % 8))
         return y, off, *words
 
-    y, off, *words = map_windows(x, geom, -jnp.inf, reduce)
-    if residual:  # y and the offsets from one loop, stored for the backward (`one_pass`)
-        y, off, *words = one_pass(y, off, *words)
-    res = tuple(words) if cfg.ties == "split" else off
-    out = (y, _flat_indices(off, geom)) if cfg.return_indices else y
-    return out, name(res, "max_pool", "offsets")
-
-
-def _max_pool_bwd(cfg: _Cfg, res, g):
-    geom = cfg.geom
-    if cfg.return_indices:
-        g = g[0]
-    zero = jnp.zeros((), g.dtype)
-    if cfg.ties == "split":
-        count = sum(lax.population_count(w).astype(_I32) for w in res)
-        g = g / count.astype(g.dtype)
-
-        def piece(r, *words_g):
-            return jnp.where(((words_g[r // 8] >> (r % 8)) & 1) == 1, words_g[-1], zero)
-
-        return (spread(geom, (*res, g), piece),)
-
-    def piece(r, off, g):
-        return jnp.where(off == r, g, zero)
-
-    return (spread(geom, (res, g), piece),)
-
-
-_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+    return map_windows(x, geom, -jnp.inf, reduce)
 
 
 def _flat_indices(off, geom: Window):

@@ -1,4 +1,4 @@
-"""Names on the residuals each custom VJP saves, for `jax.checkpoint` remat policies.
+"""Names on the residuals each op's reverse mode keeps, for `jax.checkpoint` remat policies.
 
 Every residual a jaxconv forward keeps for its backward is tagged with
 `jax.ad_checkpoint.checkpoint_name`, so a remat policy can choose what to store and what to

@@ -2,6 +2,10 @@
 `global_max_pool` (whose residual is the winner's flat index).
 
 A flat index is row-major over the spatial dims of one (n, c): ``idx = sum_a pos_a prod_{b>a} n_b``.
+`max_unpool` is linear in y: a primitive whose JVP is itself on the tangent and whose transpose
+is the gather at the indices (`_flat_index.py`). `global_max_pool` is a `jax.custom_jvp` whose
+rule returns the tangent at the winner (a linear primitive of the winner's index, the residual)
+and whose transpose places the gradient on the winner.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-from jax import lax
+import numpy as np
 
 from jaxconv import _validate as v
+from jaxconv._flat_index import flat, pick, scatter
 from jaxconv._layout import join_layout, split_layout
 from jaxconv._remat import name
 from jaxconv._sharding import auto_partitioned
@@ -79,49 +84,21 @@ def max_unpool(
         )
     if any(s < 1 for s in shape):
         v.fail(fn, "output_shape", output_shape, "must be >= 1 in every dim")
-    cfg = (layout, shape, tuple(y.shape))
-    return auto_partitioned(lambda y, i: _max_unpool(y, i, cfg), y, indices, batch=(0, 1))
+    return auto_partitioned(
+        lambda y, i: scatter(y, _in_range(i, shape), layout, shape), y, indices, batch=(0, 1)
+    )
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _max_unpool(y, indices, cfg):
-    return _max_unpool_fwd(y, indices, cfg)[0]
-
-
-def _flat(a, layout):
-    """(N, P, C) or (N, C, P) with the spatial dims flattened; the axis of P."""
-    if layout == "channels_last":
-        return a.reshape(a.shape[0], math.prod(a.shape[1:-1]), a.shape[-1]), 1
-    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:])), 2
-
-
-def _max_unpool_fwd(y, indices, cfg):
-    layout, shape, _ = cfg
-    size = 1
-    for s in shape:
-        size *= s
-    y2, ax = _flat(y, layout)
-    idx, _ = _flat(indices, layout)
-    idx = jnp.where((idx >= 0) & (idx < size), idx, size).astype(_I32)  # out of range: dropped
-
-    def scatter_add(u, i):  # one (n, c): out[i[p]] += u[p]
-        return jnp.zeros(size, u.dtype).at[i].add(u, mode="drop")
-
-    # vmapped over N and C (a batched scatter, no index iotas: explicit sharding allows it)
-    c_ax = 3 - ax - 1  # C's axis once N is mapped away
-    out = jax.vmap(jax.vmap(scatter_add, (c_ax, c_ax), c_ax))(y2, idx)
-    n, _, c = split_layout(y.shape, layout)
-    return out.reshape(join_layout(n, shape, c, layout)), idx
-
-
-def _max_unpool_bwd(cfg, idx, g):
-    layout, _, y_shape = cfg
-    g2, ax = _flat(g, layout)
-    dy = jnp.take_along_axis(g2, idx, axis=ax, mode="fill", fill_value=0)
-    return dy.reshape(y_shape), None
-
-
-_max_unpool.defvjp(_max_unpool_fwd, _max_unpool_bwd)
+def _in_range(indices, shape):
+    """The indices as int32, those outside the output replaced by its size (then dropped).
+    The range is tested in the indices' own dtype (a wide index must not wrap into range);
+    a narrow dtype cannot hold `size`, and all its values are compared as they are."""
+    size = math.prod(shape)
+    if jnp.iinfo(indices.dtype).max >= size:
+        inside = (indices >= 0) & (indices < jnp.asarray(size, indices.dtype))
+    else:
+        inside = indices >= 0
+    return jnp.where(inside, indices.astype(_I32), size)
 
 
 def global_max_pool(
@@ -145,32 +122,24 @@ def global_max_pool(
     nd = v.spatial_rank(fn, x)
     sp = range(1, nd + 1) if layout == "channels_last" else range(2, nd + 2)
     v.check_nonempty(fn, "x", x.shape, sp, "spatial cell (the max of none has no value)")
-    cfg, c_axis = (layout, tuple(x.shape)), -1 if layout == "channels_last" else 1
-    return auto_partitioned(lambda x: _global_max_pool(x, cfg), x, out=((0, 0), (0, c_axis)))
+    c_axis = -1 if layout == "channels_last" else 1
+    return auto_partitioned(lambda x: _global_max_pool(x, layout)[0], x, out=((0, 0), (0, c_axis)))
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _global_max_pool(x, cfg):
-    return _global_max_pool_fwd(x, cfg)[0]
-
-
-def _global_max_pool_fwd(x, cfg):
-    x2, ax = _flat(x, cfg[0])
-    idx = jnp.argmax(x2, axis=ax).astype(_I32)  # first max; NaN counts as the max
+@partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _global_max_pool(x, layout: str):
+    """y and the flat index of its first (row-major) maximum per (n, c); NaN counts as the
+    maximum."""
+    x2, ax = flat(x, layout)
+    idx = jnp.argmax(x2, axis=ax).astype(_I32)
     y = jnp.take_along_axis(x2, jnp.expand_dims(idx, ax), axis=ax).squeeze(ax)
-    return y, name(idx, "global_max_pool", "index")
+    return y, idx
 
 
-def _global_max_pool_bwd(cfg, idx, g):
-    layout, x_shape = cfg
-    ax = 1 if layout == "channels_last" else 2
-    size = 1
-    for s in split_layout(x_shape, layout)[1]:
-        size *= s
-    shape2 = (x_shape[0], size, g.shape[1]) if ax == 1 else (x_shape[0], g.shape[1], size)
-    hit = lax.broadcasted_iota(_I32, shape2, ax) == jnp.expand_dims(idx, ax)
-    dx = jnp.where(hit, jnp.expand_dims(g, ax), jnp.zeros((), g.dtype))
-    return (dx.reshape(x_shape),)
-
-
-_global_max_pool.defvjp(_global_max_pool_fwd, _global_max_pool_bwd)
+@_global_max_pool.defjvp
+def _global_max_pool_jvp(layout, primals, tangents):
+    """The tangent at the winner (`_flat_index.pick`), whose transpose places g there."""
+    (x,), (t,) = primals, tangents
+    y, idx = _global_max_pool(x, layout)  # a second derivative runs this rule again
+    idx = name(idx, "global_max_pool", "index")
+    return (y, idx), (pick(t, idx, layout), np.zeros(idx.shape, jax.dtypes.float0))

@@ -1,14 +1,15 @@
 """Every JAX transformation on jaxconv's own rules, in both directions (issue 13).
 
 The matrix: every public op x {jvp, linearize, jacfwd, jacrev, hessian, jvp-of-grad (the HVP
-JAX's docs recommend), grad-of-grad-of-grad, vmap of jvp / jacfwd / grad, jit, checkpoint with
-the RESIDUAL_NAMES policy} equals the same transformation of the plain lax/jnp forward
-(tests/oracle.py), float64. Then: hypothesis-drawn conv-family layers (ranks 1-3, strides,
-dilations, groups, every padding form and mode, layouts, flip, every ``backward=``) under jvp,
-jvp-of-grad and vmap-of-jvp; ``check_grads(order=2, modes=["fwd", "rev"])`` for every op; the
-same with JAX's own convolution, dot and reduce-window derivative rules switched off (so
-forward mode runs on jaxconv's rules, not on JAX's autodiff of the forward); the jaxprs show
-jaxconv's primitives; and batch-sharded inputs on 4 host devices.
+JAX's docs recommend), grad-of-grad-of-grad, vmap of jvp / jacfwd / grad, checkpoint with the
+RESIDUAL_NAMES policy} equals the same transformation of the plain lax/jnp forward
+(tests/oracle.py), float64, each under jit. Then: hypothesis-drawn conv-family layers (ranks
+1-3, strides, dilations, groups, every padding form and mode, layouts, flip, every
+``backward=``) under jvp, jvp-of-grad and vmap-of-jvp; ``check_grads(order=2, modes=["fwd",
+"rev"])`` for every op, eagerly; the same transformations with JAX's own convolution, dot and
+reduce-window derivative rules switched off (so both directions run on jaxconv's rules, not on
+JAX's autodiff of the forward); the jaxprs show jaxconv's primitives; and batch-sharded inputs
+on 4 host devices.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import oracle
 import pytest
 from conftest import assert_close
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax import lax
 from jax.interpreters import ad
@@ -115,7 +116,7 @@ OPS = {
     ),
     "max_pool_dilated": (
         lambda x: jc.max_pool(x, 2, stride=1, dilation=2, ties="last"),
-        lambda x: oracle.max_pool(x, 2, stride=1, dilation=2),
+        lambda x: oracle.max_pool(x, 2, stride=1, dilation=2, ties="last"),
         (_a(1, 6, 5, 2),),
     ),
     "avg_pool": (
@@ -163,7 +164,7 @@ def _tangents(args, seed=1):
     return tuple(jnp.asarray(r.standard_normal(a.shape)) for a in args)
 
 
-def _stack(args, scale=-0.5):
+def _stack(args, scale=0.5):
     return tuple(jnp.stack([a, scale * a + 0.25]) for a in args)
 
 
@@ -186,7 +187,6 @@ TRANSFORMS = {
     "vmap_jvp": lambda f, a, t: jax.vmap(lambda a, t: jax.jvp(f, a, t))(_stack(a), _stack(t)),
     "vmap_jacfwd": lambda f, a, t: jax.vmap(jax.jacfwd(f, _all(a)))(*_stack(a)),
     "vmap_grad": lambda f, a, t: jax.vmap(jax.grad(_scalar(f), _all(a)))(*_stack(a)),
-    "jit_hessian": lambda f, a, t: jax.jit(jax.hessian(_scalar(f), _all(a)))(*a),
     "checkpoint_hvp": lambda f, a, t: jax.jvp(
         jax.grad(jax.checkpoint(_scalar(f), policy=POLICY), _all(a)), a, t
     ),
@@ -203,9 +203,12 @@ def _close(ours, theirs, what):
 @pytest.mark.parametrize("transform", list(TRANSFORMS))
 @pytest.mark.parametrize("op", list(OPS))
 def test_transformation_matrix(op, transform):
+    """Each transformation under jit (one compile per case; eager runs: `check_grads` below
+    and the rules-off test)."""
     ours, theirs, args = OPS[op]
+    run = lambda f: jax.jit(lambda a, t: TRANSFORMS[transform](f, a, t))  # noqa: E731
     t = _tangents(args)
-    _close(TRANSFORMS[transform](ours, args, t), TRANSFORMS[transform](theirs, args, t), op)
+    _close(run(ours)(args, t), run(theirs)(args, t), op)
 
 
 @pytest.mark.parametrize("op", list(OPS))
@@ -240,15 +243,15 @@ def jax_rules_off():
 @pytest.mark.parametrize("transform", ["jvp", "hessian", "jvp_of_grad", "vmap_jacfwd", "grad3"])
 def test_transformations_run_without_jax_rules(transform):
     """Every op, every transformation, with JAX's convolution / dot / window derivative rules
-    switched off: they all still run (jit off, so nothing comes from a cache), and the lax
-    reference fails, which shows the switch is real."""
+    switched off: they all still trace and run (caches cleared, so every rule is looked up
+    again), and the lax reference fails, which shows the switch is real."""
     jax.clear_caches()
-    with jax.disable_jit(), jax_rules_off():
+    with jax_rules_off():
         for ours, _, args in OPS.values():
-            TRANSFORMS[transform](ours, args, _tangents(args))
-        ref, _, args = OPS["conv"][1], None, OPS["conv"][2]
+            jax.jit(lambda a, t, f=ours: TRANSFORMS[transform](f, a, t))(args, _tangents(args))
+        ref, args = OPS["conv"][1], OPS["conv"][2]
         with pytest.raises(AssertionError, match="JAX's own derivative rule"):
-            jax.jvp(ref, args, _tangents(args))
+            jax.jit(lambda a, t: jax.jvp(ref, a, t))(args, _tangents(args))
     jax.clear_caches()
 
 
@@ -304,6 +307,7 @@ def conv_layers(draw):
     )
 
 
+@settings(max_examples=max(3, settings.default.max_examples // 3))
 @given(conv_layers())
 def test_conv_family_forward_mode_hypothesis(layer):
     """conv, conv_transpose and the two gradient functions under jvp, jvp-of-grad and
@@ -343,10 +347,8 @@ def test_conv_family_forward_mode_hypothesis(layer):
             )
     for args, f, ref in cases:
         t = _tangents(args, seed=3)
-        for name in ("jvp", "jvp_of_grad", "vmap_jvp"):
-            _close(
-                TRANSFORMS[name](f, args, t), TRANSFORMS[name](ref, args, t), (name, kw, backward)
-            )
+        both = lambda f, a, t: [TRANSFORMS[n](f, a, t) for n in ("jvp", "jvp_of_grad", "vmap_jvp")]
+        _close(jax.jit(both, static_argnums=0)(f, args, t), both(ref, args, t), (kw, backward))
 
 
 # --------------------------------------------------------------------------- sharding

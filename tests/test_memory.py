@@ -54,21 +54,11 @@ def _temp_bytes(f, args):
     return int(jax.jit(f).lower(*args).compile().memory_analysis().temp_size_in_bytes)
 
 
-CONFIG_NAMES = [
-    "lenet_c1",
-    "lenet_c2",
-    "resnet_3x3",
-    "resnet_down",
-    "stem_7x7_s2",
-    "dilated",
-    "depthwise",
-    "conv1d_mnist1d",
-    "conv3d_small",
-    "conv_transpose_up",
-    "maxpool_2x2",
-    "maxpool_3x3_s2_p1",
-    "avgpool_2x2",
-]
+_spec = importlib.util.spec_from_file_location("_jaxconv_layers_mem", EXPERIMENTS / "layers.py")
+_layers = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _layers  # dataclasses look their module up
+_spec.loader.exec_module(_layers)
+CONFIG_NAMES = list(_layers.LAYERS)  # every benchmark layer (experiments/layers.py)
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
