@@ -54,6 +54,20 @@ def common(*arrays, like=()):
     return tuple(a.astype(t) for a in arrays)
 
 
+def _adjoint(prim, geo, undefined, a, b):
+    """``prim(a, b)`` for the transpose w.r.t. `undefined` (an `ad.UndefinedPrimal`): the two
+    operands in one dtype, the result in the undefined primal's dtype."""
+    a, b = common(a, b, like=(undefined,))
+    return prim.bind(a, b, geo=geo).astype(undefined.aval.dtype)
+
+
+def _register(prim, transpose_a, transpose_b, batch_rule):
+    """`prim`'s rules: bilinear JVP, the two transposes, and `batch_rule(bind, geo, args, dims)`."""
+    ad.defbilinear(prim, transpose_a, transpose_b)
+    bind = lambda a, b, g: prim.bind(a, b, geo=g)  # noqa: E731
+    batching.primitive_batchers[prim] = lambda args, dims, geo: batch_rule(bind, geo, args, dims)
+
+
 # --------------------------------------------------------------------------- conv
 
 
@@ -66,19 +80,14 @@ conv_p = primitive("conv", _conv, ("geo",))
 
 
 def _conv_t_x(ct, x, w, *, geo):  # dx = A_w^T ct: the transposed convolution
-    w1, ct = common(w, ct, like=(x,))
-    return input_grad_p.bind(w1, ct, geo=geo).astype(x.aval.dtype)
+    return _adjoint(input_grad_p, geo, x, w, ct)
 
 
 def _conv_t_w(ct, x, w, *, geo):  # dw = B_x^T ct: x correlated with the gradient
-    x1, ct = common(x, ct, like=(w,))
-    return weight_grad_p.bind(x1, ct, geo=geo).astype(w.aval.dtype)
+    return _adjoint(weight_grad_p, geo, w, x, ct)
 
 
-ad.defbilinear(conv_p, _conv_t_x, _conv_t_w)
-batching.primitive_batchers[conv_p] = lambda args, dims, geo: batch.conv(
-    lambda a, b, g: conv_p.bind(a, b, geo=g), geo, args, dims
-)
+_register(conv_p, _conv_t_x, _conv_t_w, batch.conv)
 
 
 # --------------------------------------------------------------------------- input_grad
@@ -95,19 +104,14 @@ input_grad_p = primitive("input_grad", _input_grad, ("geo",))
 
 
 def _input_grad_t_w(c, w, g, *, geo):  # <conv(c, w), g> = <w, weight_grad(c, g)>
-    g1, c = common(g, c, like=(w,))
-    return weight_grad_p.bind(c, g1, geo=geo).astype(w.aval.dtype)
+    return _adjoint(weight_grad_p, geo, w, c, g)
 
 
 def _input_grad_t_g(c, w, g, *, geo):  # <c, A_w^T g> = <A_w c, g>
-    w1, c = common(w, c, like=(g,))
-    return conv_p.bind(c, w1, geo=geo).astype(g.aval.dtype)
+    return _adjoint(conv_p, geo, g, c, w)
 
 
-ad.defbilinear(input_grad_p, _input_grad_t_w, _input_grad_t_g)
-batching.primitive_batchers[input_grad_p] = lambda args, dims, geo: batch.input_grad(
-    lambda a, b, g: input_grad_p.bind(a, b, geo=g), geo, args, dims
-)
+_register(input_grad_p, _input_grad_t_w, _input_grad_t_g, batch.input_grad)
 
 
 # --------------------------------------------------------------------------- weight_grad
@@ -124,19 +128,14 @@ weight_grad_p = primitive("weight_grad", _weight_grad, ("geo",))
 
 
 def _weight_grad_t_x(c, x, g, *, geo):  # <c, B_x^T g> = <conv(x, c), g> = <x, input_grad(c, g)>
-    g1, c = common(g, c, like=(x,))
-    return input_grad_p.bind(c, g1, geo=geo).astype(x.aval.dtype)
+    return _adjoint(input_grad_p, geo, x, c, g)
 
 
-def _weight_grad_t_g(c, x, g, *, geo):
-    x1, c = common(x, c, like=(g,))
-    return conv_p.bind(x1, c, geo=geo).astype(g.aval.dtype)
+def _weight_grad_t_g(c, x, g, *, geo):  # <c, B_x^T g> = <conv(x, c), g>
+    return _adjoint(conv_p, geo, g, x, c)
 
 
-ad.defbilinear(weight_grad_p, _weight_grad_t_x, _weight_grad_t_g)
-batching.primitive_batchers[weight_grad_p] = lambda args, dims, geo: batch.weight_grad(
-    lambda a, b, g: weight_grad_p.bind(a, b, geo=g), geo, args, dims
-)
+_register(weight_grad_p, _weight_grad_t_x, _weight_grad_t_g, batch.weight_grad)
 
 
 # --------------------------------------------------------------------------- bias
