@@ -145,7 +145,7 @@ def auto_picks(cfg: Config) -> str:
     if not is_conv(cfg):
         return "-"
     try:
-        from jaxconv._auto import auto_algorithms
+        from jaxconv.convolution.lowering.choice import auto_algorithms
     except ImportError:
         return "?"
     x, w, stride, pads, dilation, groups = conv_layer(cfg)

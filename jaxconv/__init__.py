@@ -2,24 +2,24 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from jaxconv import _version  # noqa: F401  (first: a too-old jax fails here, by name)
 from jaxconv import reference as reference
-from jaxconv._activation import relu as relu
-from jaxconv._avgpool import avg_pool as avg_pool
-from jaxconv._avgpool import global_avg_pool as global_avg_pool
-from jaxconv._avgpool import lp_pool as lp_pool
-from jaxconv._conv import conv as conv
-from jaxconv._conv_grads import conv_input_grad as conv_input_grad
-from jaxconv._conv_grads import conv_weight_grad as conv_weight_grad
-from jaxconv._conv_transpose import conv_transpose as conv_transpose
-from jaxconv._general import conv_general_dilated as conv_general_dilated
-from jaxconv._linear import linear as linear
-from jaxconv._loss import mse_loss as mse_loss
-from jaxconv._loss import softmax_cross_entropy as softmax_cross_entropy
-from jaxconv._maxpool import max_pool as max_pool
-from jaxconv._remat import RESIDUAL_NAMES as RESIDUAL_NAMES
-from jaxconv._unpool import global_max_pool as global_max_pool
-from jaxconv._unpool import max_unpool as max_unpool
+from jaxconv._core import version as _version  # noqa: F401  (first: a too-old jax fails here, by name)
+from jaxconv._core.residuals import RESIDUAL_NAMES as RESIDUAL_NAMES
+from jaxconv.convolution.api import conv as conv
+from jaxconv.convolution.api import conv_input_grad as conv_input_grad
+from jaxconv.convolution.api import conv_transpose as conv_transpose
+from jaxconv.convolution.api import conv_weight_grad as conv_weight_grad
+from jaxconv.convolution.general import conv_general_dilated as conv_general_dilated
+from jaxconv.dense.activation import relu as relu
+from jaxconv.dense.linear import linear as linear
+from jaxconv.dense.losses import mse_loss as mse_loss
+from jaxconv.dense.losses import softmax_cross_entropy as softmax_cross_entropy
+from jaxconv.pooling.avg_pool import avg_pool as avg_pool
+from jaxconv.pooling.avg_pool import global_avg_pool as global_avg_pool
+from jaxconv.pooling.lp_pool import lp_pool as lp_pool
+from jaxconv.pooling.max_pool import max_pool as max_pool
+from jaxconv.pooling.unpool import global_max_pool as global_max_pool
+from jaxconv.pooling.unpool import max_unpool as max_unpool
 
 try:
     __version__ = version("jaxconv")

@@ -18,7 +18,7 @@ import numpy as np
 import oracle
 from jax import lax
 
-from jaxconv._spec import BACKWARDS
+from jaxconv.convolution.api import BACKWARDS
 
 LAYOUTS = ("channels_last", "channels_first")
 # BACKWARDS: the algorithm names (README: "auto", "transpose", "phase", "matmul", ...). Every

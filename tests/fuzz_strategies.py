@@ -17,7 +17,7 @@ from fuzz_refs import LAYOUTS, Invalid, conv_setup, join, split, split_w, transp
 from hypothesis import strategies as st
 from jax import lax
 
-from jaxconv._spec import BACKWARDS
+from jaxconv.convolution.api import BACKWARDS
 
 
 def describe(a) -> str:

@@ -274,7 +274,7 @@ def test_reference_does_not_import_jax():
 
 def test_too_old_jax_is_refused_by_name():
     """An import on a jax older than pyproject.toml's bound says which version it needs."""
-    from jaxconv import _version
+    from jaxconv._core import version as _version
 
     with pytest.raises(ImportError, match=r"jaxconv needs jax >= 0\.7\.2 .*found jax 0\.7\.1"):
         _version.check("0.7.1")
@@ -286,11 +286,11 @@ def test_too_old_jax_is_refused_by_name():
 
 
 def test_version_bound_matches_pyproject():
-    """jaxconv._version.MIN_JAX is the `jax>=` and `jaxlib>=` bound of pyproject.toml."""
+    """jaxconv._core.version.MIN_JAX is the `jax>=` and `jaxlib>=` bound of pyproject.toml."""
     import pathlib
     import re
 
-    from jaxconv import _version
+    from jaxconv._core import version as _version
 
     text = (pathlib.Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
     need = ".".join(map(str, _version.MIN_JAX))
@@ -322,7 +322,7 @@ def test_ships_py_typed():
 def _module_imports():
     """{module: [jaxconv modules it imports]}, and the function-local jaxconv imports.
 
-    Modules are named relative to the package, e.g. ``_conv`` or ``reference._pool``."""
+    Modules are named relative to the package, e.g. ``convolution.api`` or ``reference._pool``."""
     import ast
     import pathlib
 
@@ -360,34 +360,95 @@ def _module_imports():
     return graph, local
 
 
-def test_no_module_over_300_lines():
-    """One concept per module: none of jaxconv's modules is longer than 300 lines."""
-    import pathlib
-
-    root = pathlib.Path(jaxconv.__file__).parent
-    lines = {str(p.relative_to(root)): len(p.read_text().splitlines()) for p in root.rglob("*.py")}
-    long = {name: n for name, n in lines.items() if n > 300}
-    assert long == {}, long
+FAMILIES = ("convolution", "pooling", "dense")
 
 
-def test_modules_import_only_downward():
-    """No import cycle among jaxconv's modules and no function-local imports to hide one."""
-    graph, local = _module_imports()
-    assert local == [], local
+def layer_violations(graph) -> list[str]:
+    """The imports of `graph` ({module: modules it imports}) that break the package's layers:
+
+    - ``_core`` (what every family shares) imports only ``_core``;
+    - a family (``convolution``, ``pooling``, ``dense``) imports only ``_core`` and itself,
+      never another family;
+    - a family's ``lowering`` modules (how a value is computed) never import the rules or the
+      public functions above them;
+    - ``reference`` (NumPy only) imports only ``reference``;
+    - nothing but the package's ``__init__`` imports it.
+    """
+    bad = []
+    for m, deps in graph.items():
+        top = m.split(".")[0]
+        for d in sorted(deps):
+            dtop = d.split(".")[0]
+            if d == "__init__":
+                ok = False
+            elif top == "_core" or top == "reference":
+                ok = dtop == top
+            elif top in FAMILIES:
+                ok = dtop == "_core" or dtop == top
+                if ok and ".lowering" in m:
+                    ok = dtop == "_core" or ".lowering" in d
+            else:
+                ok = True
+            if not ok:
+                bad.append(f"{m} -> {d}")
+    return bad
+
+
+def find_cycle(graph) -> list[str]:
+    """One import cycle of `graph` as a path (first module repeated at the end), or []."""
     done, active = set(), []
 
     def visit(m):
-        assert m not in active, f"import cycle: {' -> '.join([*active, m])}"
+        if m in active:
+            return [*active[active.index(m) :], m]
         if m in done:
-            return
+            return []
         active.append(m)
         for d in sorted(graph[m]):
-            visit(d)
+            if cycle := visit(d):
+                return cycle
         active.pop()
         done.add(m)
+        return []
 
-    for m in graph:
-        visit(m)
+    for m in sorted(graph):
+        if cycle := visit(m):
+            return cycle
+    return []
+
+
+def test_modules_import_only_downward():
+    """The folders are the layers: no import cycle, no function-local import to hide one, and
+    every import points down (`layer_violations`)."""
+    graph, local = _module_imports()
+    assert local == [], local
+    assert find_cycle(graph) == []
+    assert layer_violations(graph) == []
+    assert {"_core.validate", "convolution.rules", "pooling.max_pool", "dense.linear"} <= set(graph)
+
+
+@pytest.mark.parametrize(
+    "module, imports",
+    [
+        ("_core.layout", "convolution.rules"),  # the core importing a family
+        ("pooling.max_pool", "convolution.api"),  # one family importing another
+        ("convolution.lowering.im2col", "convolution.rules"),  # a lowering importing its rules
+        ("reference._conv", "_core.padding"),  # the NumPy reference importing jax code
+        ("dense.linear", "__init__"),  # a module importing the package's top
+    ],
+)
+def test_layer_check_rejects_a_planted_wrong_import(module, imports):
+    """The direction check fails on each kind of wrong edge, planted into the real graph."""
+    graph, _ = _module_imports()
+    planted = {**graph, module: graph[module] | {imports}}
+    assert layer_violations(planted) == [f"{module} -> {imports}"]
+
+
+def test_cycle_check_finds_a_planted_cycle():
+    graph, _ = _module_imports()
+    assert "_core.validate" in graph["_core.padding"]
+    planted = {**graph, "_core.validate": graph["_core.validate"] | {"_core.padding"}}
+    assert find_cycle(planted)[0] == find_cycle(planted)[-1]
 
 
 def test_every_module_imports_first_in_a_fresh_interpreter():

@@ -1,4 +1,4 @@
-"""`backward="auto"`'s rule (jaxconv/_auto.py) on the benchmark's layers: the picks the README
+"""`backward="auto"`'s rule (jaxconv/convolution/lowering/choice.py) on the benchmark's layers: the picks the README
 and experiments/results/benchmark.md report, so a rule change shows up here first."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import pytest
 
 import jaxconv
-from jaxconv import _auto
-from jaxconv._auto import auto_algorithms, lean_algorithms
+from jaxconv.convolution.lowering import choice as _auto
+from jaxconv.convolution.lowering.choice import auto_algorithms, lean_algorithms
 
 _spec = importlib.util.spec_from_file_location(
     "_jaxconv_layers", Path(__file__).resolve().parent.parent / "experiments" / "layers.py"

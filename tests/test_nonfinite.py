@@ -20,7 +20,7 @@ import oracle
 import pytest
 
 import jaxconv as jc
-from jaxconv._auto import auto_algorithms, lean_algorithms
+from jaxconv.convolution.lowering.choice import auto_algorithms, lean_algorithms
 
 VALUES = (np.nan, np.inf, -np.inf)
 CONV_VALUES = (np.nan, np.inf)  # -inf behaves as +inf in sums

@@ -1,7 +1,7 @@
 """Pooling tests across several ops at once: seed 001's worked routing (max: the winning unit;
 average: 1/(N×N)), check_grads(order=2), float16/bfloat16, vmap/jit, PyTorch's values,
 gradients and indices when torch is installed, batch sharding, far strides and the window
-machinery (`_window.map_windows`). One op at a time: test_max_pool.py, test_avg_pool.py,
+machinery (`_core.window.map_windows`). One op at a time: test_max_pool.py, test_avg_pool.py,
 test_lp_pool.py, test_global_pool.py, test_max_unpool.py; bad calls: test_errors.py."""
 
 from __future__ import annotations
@@ -218,9 +218,9 @@ def test_pool_backward_with_stride_far_above_the_window():
 def test_map_windows_equals_reducing_the_padded_slices(
     window, stride, padding, dilation, ceil_mode
 ):
-    """`_window.map_windows` (border runs, no padded copy) gives what reducing the slices of the
+    """`_core.window.map_windows` (border runs, no padded copy) gives what reducing the slices of the
     padded input gives, offset order included (first-maximum ties decide by it)."""
-    from jaxconv import _window
+    from jaxconv._core import window as _window
 
     x = jnp.asarray(np.random.default_rng(3).integers(-3, 3, (2, 9, 8, 2)), jnp.float32)
     geom = _window.pool_window(

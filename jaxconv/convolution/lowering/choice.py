@@ -1,0 +1,242 @@
+"""`backward=` names -> the algorithm of each of a layer's three convolutions, per platform.
+
+``"transpose"`` is what JAX's own autodiff computes (lax convolutions throughout: the input
+gradient with lhs dilation, the weight gradient as a batch/feature-swapped convolution).
+``"phase"`` replaces the input gradient by its polyphase form; ``"matmul"`` lowers all three to
+im2col / col2im and one matrix product each. ``"auto"`` picks per shape and per convolution by
+the rule in `auto_algorithms`, measured on XLA:CPU (per-op table there; whole-layer numbers in
+experiments/results/benchmark.md); ``"lean"`` by `lean_algorithms`, never above autodiff's
+compiled temp memory. Both rules hold on CPU only, where they were measured: lowered for any
+other platform (GPU, TPU), ``"auto"`` and ``"lean"`` run XLA's own convolutions
+(`XLA_CONVOLUTIONS`). The choice is made per platform of the compilation, not of the machine
+that traces: `jaxconv.convolution.lowering.choice.compute` stages both with `jax.lax.platform_dependent`, and each
+lowering keeps only its own platform's branch.
+
+Exact lowerings of the three convolutions of a conv layer (forward, dx, dw), by algorithm,
+and `compute`, which runs the one chosen for the platform being compiled for.
+
+All are channels-last (`convolution.lowering.geometry.Geometry`), pure jnp/lax, with no derivative rules: the rules in
+`convolution/rules.py` call them, so how a value is computed never changes how it is differentiated.
+
+| role | algorithm | module | what |
+|---|---|---|---|
+| fwd | "xla" | `convolution.lowering.xla` | one `lax.conv_general_dilated` |
+| fwd | "matmul" | `convolution.lowering.im2col` | patches (M, K C) times w (K C, F) |
+| fwd | "shift" | `convolution.lowering.depthwise` | sum of K shifted slices times w[m] (C // G == 1) |
+| dx | "transpose" | `convolution.lowering.xla` | dilate_s(g) correlated with rot180(w), channels regrouped |
+| dx | "phase" | `convolution.lowering.polyphase` | s^D stride-1 correlations with the sub-kernels, interleaved |
+| dx | "matmul" | `convolution.lowering.im2col` | col2im of g w^T |
+| dx | "taps" | `convolution.lowering.im2col` | one product per tap, placed at its offset |
+| dx | "shift" | `convolution.lowering.depthwise` | sum of K placed g * w[m] |
+| dw | "xla" | `convolution.lowering.xla` | x correlated with g (batch and feature axes swapped) |
+| dw | "matmul" | `convolution.lowering.im2col` | patches^T g |
+| dw | "shift" | `convolution.lowering.depthwise` | per tap, slice_m(x_p) * g summed over batch and space |
+"""
+
+from __future__ import annotations
+
+import math
+
+from jax import lax
+
+from jaxconv._core.padding import effective_kernel, out_size
+from jaxconv.convolution.lowering.depthwise import dw_shift, dx_shift, fwd_shift
+from jaxconv.convolution.lowering.geometry import Geometry, lax_params
+from jaxconv.convolution.lowering.im2col import dw_matmul, dx_matmul, dx_taps, fwd_matmul
+from jaxconv.convolution.lowering.polyphase import dx_phase
+from jaxconv.convolution.lowering.xla import dw_xla, dx_transpose, fwd_xla
+
+# im2col patches larger than this (bytes) are never materialised by "auto".
+PATCH_BYTES_LIMIT = 256 * 2**20
+# col2im (dx "matmul") writes one column per tap and adds them back: worth it up to this size
+# for one input channel per group; with more channels, per-tap products ("taps") win above the
+# smaller limit (resnet_down and conv_transpose_up: 8-20 % faster per layer; lenet_c2, 2.5 MB of
+# columns, stays faster with col2im).
+COL2IM_BYTES_LIMIT = 32 * 2**20
+COL2IM_MANY_CHANNELS_LIMIT = 4 * 2**20
+
+
+def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4, pads=None):
+    """(fwd, dx, dw) for a channels-last convolution: the rule measured on XLA:CPU. `pads`
+    ((lo, hi) per dim) gives the exact output size; without it, ceil(n / stride) per dim.
+
+    Per-op medians behind it (ms, float32, 2-core AMD EPYC, jax 0.10.2; the benchmark configs):
+
+    ==============  =====================  ==========================  ==================
+    config          fwd xla/matmul/shift   dx transpose/phase/matmul   dw xla/matmul
+    ==============  =====================  ==========================  ==================
+    lenet_c1        1.96 / 3.60 / 0.59     5.63 / 5.88 / 0.82          1.12 / 4.80
+    lenet_c2        0.49 / 0.48 / -        1.91 / 1.00 / 0.92          0.49 / 1.22
+    resnet_3x3      31.3 / 80.2 / -        33.0 / 34.4 / 53.4          102 / 95.0
+    resnet_down     17.8 / 27.4 / -        12.3 / 16.7 / 9.35          24.9 / 17.9
+    stem_7x7_s2     5.79 / 7.07 / -        9.67 / 10.5 / 10.3          15.1 / 15.1
+    dilated         3.85 / 5.24 / -        4.06 / 3.89 / 3.08          9.23 / 24.3
+    depthwise       65.6 / 101 / 1.54      66.5 / 65.8 / 1.38 (1.21)   101 / 90.0 (37.8)
+    conv1d_mnist1d  0.64 / 0.19 / 0.19     0.43 / 0.61 / 0.24          0.25 / 0.25
+    conv3d_small    7.84 / 3.48 / -        12.7 / 12.7 / 1.91          13.5 / 5.68
+    ==============  =====================  ==========================  ==================
+
+    (depthwise: shift in parentheses; glibc's default allocator.) Single ops measured alone do
+    not add up to a layer: in one jitted forward+backward, XLA schedules and fuses them together
+    (im2col's patches serve both the forward and the weight gradient), so the rule below was
+    settled on whole-layer medians (experiments/results/benchmark.md, columns transpose / phase
+    / matmul and auto), and only where a choice wins under both allocator settings of the
+    README (glibc's defaults and the tuned one the benchmark uses). Per-tap forward and weight
+    gradients win some layers with the tuned allocator only (conv3d_small 8.0 vs 9.2 ms, but
+    19 vs 8.0 with glibc's defaults, page-faulting their per-tap buffers) and are not used;
+    the same holds for im2col on the dilated layer (11.6 vs 18.0 ms tuned, 21.9 vs 18.4).
+
+    - depthwise: shifted multiply-adds for all three (XLA:CPU's grouped convolutions run at a
+      fraction of a GFLOP/s);
+    - one input channel (e.g. a first layer on grey images or 1-D signals): shifted
+      multiply-adds forward, col2im input gradient, weight gradient by XLA (2-D) or im2col;
+    - dilated: XLA throughout (im2col of a dilated window reads too sparsely);
+    - 1-D, 3-D and beyond: im2col forward and weight gradient (no fast XLA:CPU convolution),
+      per-tap products for the input gradient (conv3d_small: 11.5 ms per layer against 25-35
+      with XLA's or col2im's input gradient);
+    - 2-D with few input channels (<= 4, an RGB stem): im2col forward and weight gradient (one
+      patch matrix serves both), XLA's input gradient (stem_7x7_s2: 21 ms per layer, 28 with an
+      XLA forward and the polyphase input gradient);
+    - other 2-D layers: im2col forward and weight gradient; col2im input gradient while the
+      columns stay under 4 MiB, per-tap products above (resnet_down 30.3 vs 32.0 ms tuned,
+      42.9 vs 47.6 default; conv_transpose_up's convolution 7.8 vs 9.7 ms);
+    - patches over 256 MiB are never materialised: XLA instead.
+    """
+    nd = len(x_shape) - 2
+    cin_g, k = w_shape[-2], w_shape[:-2]
+    n_batch, size, c = x_shape[0], x_shape[1:-1], x_shape[-1]
+    if pads is None:
+        out = [-(-n // s) for n, s in zip(size, stride)]
+    else:
+        k_eff = effective_kernel(k, dilation)
+        out = out_size(size, k_eff, stride, pads)
+    o_cells = n_batch * math.prod(out)
+    patch_bytes = o_cells * math.prod(k) * c * itemsize
+    if cin_g == 1 and groups > 1:
+        return "shift", "shift", "shift"
+    if patch_bytes > PATCH_BYTES_LIMIT:
+        return "xla", "transpose", "xla"
+    if cin_g == 1 and w_shape[-1] <= 64:
+        col2im = "matmul" if patch_bytes <= COL2IM_BYTES_LIMIT else "taps"
+        return "shift", col2im, "xla" if nd == 2 else "matmul"
+    if any(d > 1 for d in dilation):
+        return "xla", "transpose", "xla"
+    if nd != 2:
+        return "matmul", "taps", "matmul"
+    if c <= 4:
+        return "matmul", "transpose", "matmul"
+    return "matmul", "matmul" if patch_bytes <= COL2IM_MANY_CHANNELS_LIMIT else "taps", "matmul"
+
+
+def lean_algorithms(w_shape, groups, stride=()):
+    """(fwd, dx, dw) for ``backward="lean"``: the fastest choice whose compiled temp memory stays
+    at or below JAX autodiff's (tests/test_memory.py checks every benchmark config). Nothing is
+    materialised beyond the layer's own tensors: XLA's convolutions, the polyphase input
+    gradient (no zero-dilated g), shifted multiply-adds where a group has one input channel.
+
+    - depthwise: shifted multiply-adds for all three (below autodiff's memory, and fast);
+    - one input channel: shifted multiply-add forward, polyphase dx, XLA weight gradient;
+    - strided with more than 4 input channels per group: XLA throughout, autodiff's own
+      algorithms (resnet_down: polyphase dx 64 ms per layer against 51 for XLA's transposed
+      convolution, which wins once the channels fill its inner loops);
+    - otherwise: XLA forward and weight gradient, polyphase dx.
+    """
+    if w_shape[-2] == 1 and groups > 1:
+        return "shift", "shift", "shift"
+    if w_shape[-2] == 1:
+        return "shift", "phase", "xla"
+    if any(s > 1 for s in stride) and w_shape[-2] > 4:
+        return "xla", "transpose", "xla"
+    return "xla", "phase", "xla"
+
+
+# What `auto` and `lean` compute on every platform but CPU: XLA's own convolutions (cuDNN on GPU,
+# the convolution units on TPU). The rules above were measured on XLA:CPU only; no other
+# platform has measurements that would justify another algorithm there yet
+# (experiments/gpu_check.sh records them when a GPU is at hand).
+XLA_CONVOLUTIONS = ("xla", "transpose", "xla")
+
+
+def choose_algorithms(backward: str, x_cl, w_cl, params) -> tuple[tuple, tuple]:
+    """((fwd, dx, dw) on CPU, (fwd, dx, dw) on every other platform) for `backward`.
+
+    `x_cl` / `w_cl` are the channels-last input (after any `padding_mode` padding) and kernel
+    shapes, `params` the `ConvParams` of the forward convolution. Explicit algorithms run as
+    asked on every platform; ``"auto"`` and ``"lean"`` follow the CPU rules above on CPU and
+    `XLA_CONVOLUTIONS` elsewhere; ``"phase"`` is the polyphase input gradient with ``"auto"``'s
+    forward and weight gradient.
+    """
+    p = params
+    groups = p.feature_group_count
+    if backward == "transpose":
+        return XLA_CONVOLUTIONS, XLA_CONVOLUTIONS
+    if backward == "matmul":
+        return ("matmul",) * 3, ("matmul",) * 3
+    if backward == "lean":
+        return lean_algorithms(w_cl, groups, p.window_strides), XLA_CONVOLUTIONS
+    itemsize = 8 if p.preferred_element_type == "float64" else 4
+    cpu = auto_algorithms(x_cl, w_cl, p.window_strides, p.rhs_dilation, groups, itemsize, p.padding)
+    if backward == "phase":
+        return (cpu[0], "phase", cpu[2]), ("xla", "phase", "xla")
+    return cpu, XLA_CONVOLUTIONS
+
+
+def layer_geometry(x_cl, w_cl, params, backward: str = "auto") -> Geometry:
+    """The `Geometry` of a channels-last conv layer with its algorithms per platform: the one
+    builder behind `conv`, `conv_transpose`, the gradient functions and the drop-in."""
+    p = params
+    cpu, elsewhere = choose_algorithms(backward, x_cl, w_cl, p)
+    return Geometry(
+        tuple(x_cl),
+        tuple(w_cl),
+        p.window_strides,
+        p.padding,
+        p.rhs_dilation,
+        p.feature_group_count,
+        p.precision,
+        p.preferred_element_type,
+        *cpu,
+        elsewhere=None if elsewhere == cpu else elsewhere,
+        backward=backward,
+    )
+
+
+def rebatched(geo: Geometry, x_cl, w_cl, groups: int) -> Geometry:
+    """`geo` for new channels-last shapes and group count (a vmapped axis folded into the
+    batch, channel or group axes), its algorithms chosen again for them."""
+    params = lax_params(geo)._replace(feature_group_count=groups)
+    return layer_geometry(x_cl, w_cl, params, geo.backward)
+
+
+FWD = {"xla": fwd_xla, "matmul": fwd_matmul, "shift": fwd_shift}
+
+DX = {
+    "transpose": dx_transpose,
+    "phase": dx_phase,
+    "matmul": dx_matmul,
+    "taps": dx_taps,
+    "shift": dx_shift,
+}
+
+DW = {"xla": dw_xla, "matmul": dw_matmul, "shift": dw_shift}
+
+_ROLES = {"fwd": (0, FWD), "dx": (1, DX), "dw": (2, DW)}
+
+
+def compute(role: str, geo: Geometry, a, b, dtype):
+    """`role` ("fwd", "dx" or "dw") of the convolution `geo` applied to (a, b), cast to `dtype`,
+    by the algorithm chosen for the platform the computation is compiled for: ``geo.<role>`` on
+    CPU, ``geo.elsewhere`` on every other platform. With two different choices both are staged
+    by `jax.lax.platform_dependent`; each lowering keeps only its own platform's branch (no
+    conditional reaches the compiler), so one jitted, exported or AOT-compiled function is
+    right on every platform."""
+    i, table = _ROLES[role]
+    cpu = (geo.fwd, geo.dx, geo.dw)[i]
+    other = cpu if geo.elsewhere is None else geo.elsewhere[i]
+
+    def by(algorithm):
+        return lambda a, b: table[algorithm](a, b, geo).astype(dtype)
+
+    if other == cpu:
+        return by(cpu)(a, b)
+    return lax.platform_dependent(a, b, cpu=by(cpu), default=by(other))

@@ -1,0 +1,291 @@
+"""Max pooling with our own JVP and VJP: `max_pool` (`max_unpool`, `global_max_pool`: `pooling/unpool.py`).
+
+Seed 001 (Jefkine, "Pooling Layer") and seed 002 ("the max-pooling passes the gradient flow
+through the largest cell"): the forward notes the index of each window's "winning unit" and the
+backward assigns the window's error to that unit alone; every other unit gets zero. One dim,
+offsets m = 0..k-1 inside window i (padded positions i*s + m*d, see `pooling/reduce.py`)::
+
+    y[i]  = max_m x~[i*s + m*d]              r[i] = the winning m (int8 when k <= 127)
+    t_y[i] = t~[i*s + r[i]*d]                (the tangent: forward mode)
+    dx[t] = sum_{i : i*s + r[i]*d - lo = t} g[i]       (overlapping windows accumulate)
+
+`max_pool` is a `jax.custom_jvp` whose rule computes y and r and returns the tangent as the
+linear map `pooling.max_pool.pick` of the input tangent, r a constant argument; JAX's reverse mode
+transposes that map with its registered transpose, `pooling.max_pool.spread`: the hand-written backward,
+with r as the only residual (1 byte per output instead of 4-8 bytes per input). y and r come
+out of one loop (`pooling.reduce.one_pass`), so the backward reads the stored r instead of XLA
+re-inlining the K-way argmax into it. The scatter-add is, per offset m, ``where(r == m, g, 0)``
+shifted into its stride phase, the phases interleaved (`pooling.reduce.spread`): one loop over dx, no
+index array. JAX's own rule for `reduce_window` max (select_and_gather_add) raises
+NotImplementedError with window dilation; this one does not care.
+
+Max pooling's linear maps: the tangent at the recorded winner and its transpose, the spread.
+
+With r[i] the winner's offset inside window i (the residual of `pooling.max_pool`), one dim::
+
+    pick:    t_y[i] = t~[i*s + r[i]*d]        (ties="split": the mean over the tied cells)
+    spread:  dx[t]  = sum_{i : i*s + r[i]*d - lo = t} g[i]
+
+Each is the other's transpose, so forward mode (jvp, linearize, jacfwd) runs `pick`, reverse
+mode runs `spread` -- seed 001's routing of the window's error to its winning unit, i.e. the
+hand-written backward pass (`pooling.reduce.spread`) -- and every higher derivative alternates the
+two. The offsets (int8/int16/int32) or, for ties="split", the uint8 tie bitmasks are constant
+arguments; both maps batch by folding the mapped axis into N.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxconv._core import validate as v
+from jaxconv._core.dtypes import accumulation
+from jaxconv._core.linmap import fold_rule
+from jaxconv._core.primitive import linear, primitive
+from jaxconv._core.residuals import name
+from jaxconv._core.sharding import auto_partitioned
+from jaxconv._core.types import Array, ArrayLike, Ints, Padding
+from jaxconv._core.window import Window, map_windows, pad_to_cover, pool_window
+from jaxconv.pooling.reduce import one_pass, spread
+
+_I32 = jnp.int32
+
+
+class _Cfg(NamedTuple):
+    geom: Window
+    ties: str
+    return_indices: bool
+
+
+def max_pool(
+    x: ArrayLike,
+    window: Ints,
+    *,
+    stride: Ints = None,
+    padding: Padding = "VALID",
+    dilation: Ints = 1,
+    ceil_mode: bool = False,
+    ties: str = "first",
+    return_indices: bool = False,
+    layout: str = "channels_last",
+) -> Array | tuple[Array, Array]:
+    r"""N-d max pooling whose gradient goes to the recorded winner of each window.
+
+    Seed 001 (Jefkine, "Pooling Layer") and seed 002: the error of each pooled output is
+    assigned to its window's "winning unit" only; overlapping windows accumulate.
+
+    .. math:: y_i = \max_m \tilde x_{i s + m d}, \qquad
+              \frac{\partial E}{\partial x_t} = \sum_{i:\ \mathrm{winner}(i) = t} g_i
+
+    Args:
+      x: (N, *spatial, C) for ``layout="channels_last"``, (N, C, *spatial) for "channels_first";
+        any number (>= 1) of spatial dims, floating dtype.
+      window: an int or one per spatial dim (k). stride: same; default `window`.
+      padding: "VALID", "SAME", an int, one int per dim, or one (lo, hi) pair per dim; padding
+        cells are -inf and never win against a finite value. At most half the dilated window
+        per side (PyTorch's rule, which measures the undilated window).
+      dilation: window dilation d (gaps between window cells).
+      ceil_mode: round the output size up (PyTorch): an extra, partial last window when it
+        starts inside the input or the left padding.
+      ties: "first" (row-major first maximum, PyTorch's choice), "last", or "split" (g shared
+        equally among the tied maxima).
+      return_indices: also return PyTorch-style flat indices into the unpadded spatial input,
+        per (n, c), int32, y's shape (the first winner for "split"; -1 for a window that
+        holds only padding, possible with dilation). They feed `max_unpool`.
+
+    Returns:
+      y: (N, *out, C) or (N, C, *out), and the indices if asked.
+
+    NaN counts as larger than every number, so a window holding NaN outputs NaN and its
+    gradient goes to the NaN (the first one; `ties` decides among several), as in PyTorch.
+    Residual (what the backward keeps instead of x): the winner's offset inside its window,
+    int8 for windows of <= 127 cells (int16, then int32, beyond); for ties="split" a bitmask of
+    the tied cells, ceil(K/8) uint8 arrays of y's shape (the count is their popcount).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> x = jnp.array([[1., 3.], [2., 0.]]).reshape(1, 2, 2, 1)
+      >>> max_pool(x, 2).ravel().tolist()
+      [3.0]
+      >>> jax.grad(lambda x: max_pool(x, 2).sum())(x).ravel().tolist()  # to the winner
+      [0.0, 1.0, 0.0, 0.0]
+    """
+    fn = "max_pool"
+    geom = pool_window(fn, x, window, stride, padding, dilation, ceil_mode, layout)
+    v.check_choice(fn, "ties", ties, v.TIES)
+    v.check_bool(fn, "return_indices", return_indices)
+    cfg = _Cfg(geom, ties, return_indices)
+    return auto_partitioned(lambda x: _max_pool(x, cfg), x)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _max_pool(x, cfg: _Cfg):
+    """The forward alone (no residual): y, and the flat indices if asked."""
+    y, off, *_ = _reduce(x, cfg.geom, cfg.ties)
+    return (y, _flat_indices(off, cfg.geom)) if cfg.return_indices else y
+
+
+@_max_pool.defjvp
+def _max_pool_jvp(cfg: _Cfg, primals, tangents):
+    """y and its residual from one loop (`_with_residual`); the tangent is the input tangent
+    at the recorded winners (`pooling.max_pool.pick`), whose transpose is the hand-written backward."""
+    (x,), (t,) = primals, tangents
+    y, off, *words = _with_residual(x, cfg.geom, cfg.ties)
+    res = name(tuple(words) if cfg.ties == "split" else off, "max_pool", "offsets")
+    ty = pick(t, res, cfg.geom, cfg.ties)
+    if not cfg.return_indices:
+        return y, ty
+    idx = _flat_indices(off, cfg.geom)
+    return (y, idx), (ty, np.zeros(idx.shape, jax.dtypes.float0))
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _with_residual(x, geom: Window, ties: str):
+    """(y, offsets, *tie words) written by one XLA loop (`one_pass`): the backward reads the
+    stored offsets instead of XLA re-inlining the K-way argmax into it."""
+    return one_pass(*_reduce(x, geom, ties))
+
+
+@_with_residual.defjvp
+def _with_residual_jvp(geom, ties, primals, tangents):
+    (x,), (t,) = primals, tangents
+    out = _with_residual(x, geom, ties)  # a second derivative runs this rule again
+    res = tuple(out[2:]) if ties == "split" else out[1]
+    zeros = tuple(np.zeros(a.shape, jax.dtypes.float0) for a in out[1:])
+    return out, (pick(t, res, geom, ties), *zeros)
+
+
+def _gt(a, b):
+    """a > b with NaN above every number (NaN vs NaN: not greater)."""
+    return (a > b) | (jnp.isnan(a) & ~jnp.isnan(b))
+
+
+def _ge(a, b):
+    return (a >= b) | jnp.isnan(a)
+
+
+def _offset_dtype(cells: int):
+    return jnp.int8 if cells <= 127 else jnp.int16 if cells <= 32767 else _I32
+
+
+def _reduce(x, geom: Window, ties: str):
+    """(y, offsets) of every window, and for ties="split" the tie bits as uint8 words."""
+    better = _ge if ties == "last" else _gt
+
+    def reduce(slices):  # the running maximum and its offset; for "split", the tie bits
+        y = off = None
+        for r, xr in slices:
+            if y is None:
+                y, off = xr, jnp.zeros(xr.shape, _offset_dtype(geom.cells))
+            else:
+                take = better(xr, y)
+                y, off = jnp.where(take, xr, y), jnp.where(take, r, off)
+        if ties != "split":
+            return y, off
+        words = [jnp.zeros(y.shape, jnp.uint8) for _ in range((geom.cells + 7) // 8)]
+        for r, xr in slices:
+            tied = (xr == y) | (jnp.isnan(xr) & jnp.isnan(y))
+            words[r // 8] = words[r // 8] | (tied.astype(jnp.uint8) << (r % 8))
+        return y, off, *words
+
+    return map_windows(x, geom, -jnp.inf, reduce)
+
+
+def _flat_indices(off, geom: Window):
+    """Row-major flat index into the unpadded spatial input of the cell at offset `off`."""
+    rem, ms = off.astype(_I32), []
+    for k in reversed(geom.window):
+        ms.append(rem % k)
+        rem = rem // k
+    idx, inside = jnp.zeros(off.shape, _I32), jnp.ones(off.shape, bool)
+    for a, m, s, d, (lo, _), n in zip(
+        geom.axes, reversed(ms), geom.stride, geom.dilation, geom.pads, geom.size
+    ):
+        pos = lax.broadcasted_iota(_I32, off.shape, a) * s + m * d - lo
+        idx, inside = idx * n + pos, inside & (pos >= 0) & (pos < n)
+    return jnp.where(inside, idx, -1)  # -1: the winner is padding (a window of padding only)
+
+
+_I32 = jnp.int32
+
+
+def tie_count(words):
+    """How many cells of each window tie for its maximum (the popcount of its bitmask)."""
+    return sum(lax.population_count(w).astype(_I32) for w in words)
+
+
+def _tied(words, r):
+    return ((words[r // 8] >> (r % 8)) & 1) == 1
+
+
+def _cells(t, geom: Window):
+    """[(r, t_r)]: t_r[i] = t~[i*s + m*d], offset m = r-th of `geom.offsets()`, of t
+    zero-padded to the region the windows cover."""
+    tp = pad_to_cover(t, geom, 0)
+    out = []
+    for r, m in enumerate(geom.offsets()):
+        first = [mm * d for mm, d in zip(m, geom.dilation)]
+        last = [f + (o - 1) * s + 1 for f, o, s in zip(first, geom.out, geom.stride)]
+        start, limit = geom.config(first, 0), geom.config(last, tp.shape.__getitem__)
+        out.append((r, lax.slice(tp, start, limit, geom.config(geom.stride, 1))))
+    return out
+
+
+def _pick(t, *res, geom: Window, ties: str):
+    """The tangent of y: t at each window's winner, or the mean of t over its tied cells."""
+    cells = _cells(t, geom)
+    if ties != "split":
+        (off,) = res
+        ty = cells[0][1]  # every offset is in [0, K): no default needed
+        for r, tr in cells[1:]:
+            ty = jnp.where(off == r, tr, ty)
+        return ty
+    acc = accumulation(t.dtype) or t.dtype
+    zero = jnp.zeros((), acc)
+    total = sum(jnp.where(_tied(res, r), tr.astype(acc), zero) for r, tr in cells)
+    return (total / tie_count(res).astype(acc)).astype(t.dtype)
+
+
+def _spread(g, *res, geom: Window, ties: str):
+    """dx: g routed to each window's winner (ties="split": g / count to every tied cell),
+    overlapping windows accumulating (`pooling.reduce.spread`)."""
+    zero = jnp.zeros((), g.dtype)
+    if ties == "split":
+        g = g / tie_count(res).astype(g.dtype)
+
+        def piece(r, *words_g):
+            return jnp.where(_tied(words_g, r), words_g[-1], zero)
+
+        return spread(geom, (*res, g), piece)
+
+    def piece(r, off, g):
+        return jnp.where(off == r, g, zero)
+
+    return spread(geom, (*res, g), piece)
+
+
+pick_p = primitive("max_pool_pick", _pick, ("geom", "ties"))
+spread_p = primitive("max_pool_spread", _spread, ("geom", "ties"))
+
+
+def _pick_t(ct, t, *res, geom, ties):
+    return (spread_p.bind(ct, *res, geom=geom, ties=ties),)
+
+
+def _spread_t(ct, g, *res, geom, ties):
+    return (pick_p.bind(ct, *res, geom=geom, ties=ties),)
+
+
+linear(pick_p, (0,), _pick_t, fold_rule(pick_p))
+linear(spread_p, (0,), _spread_t, fold_rule(spread_p))
+
+
+def pick(t, res, geom: Window, ties: str):
+    """The tangent of max pooling for the input tangent t, res the offsets or the tie words."""
+    res = res if isinstance(res, tuple) else (res,)
+    return pick_p.bind(t, *res, geom=geom, ties=ties)
