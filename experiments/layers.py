@@ -1,7 +1,7 @@
 """The benchmark's layers: one list shared by the benchmarks (experiments/benchmark.py,
 benchmark_gpu.py), the tests of the `backward="auto"` rule and of memory (tests/test_auto.py,
-tests/test_memory.py) and the documentation of that rule (jaxconv/convolution/lowering/choice.py's table; a test
-checks its names are these).
+tests/test_memory.py) and the documentation of that rule (the table in
+jaxconv/convolution/lowering/choice.py; a test checks its names are these).
 
 Shapes are channels-last, kernels ``(*k, C_in // groups, C_out)``. Plain Python (no jax), so
 anything can load it.

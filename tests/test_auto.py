@@ -1,4 +1,5 @@
-"""`backward="auto"`'s rule (jaxconv/convolution/lowering/choice.py) on the benchmark's layers: the picks the README
+"""`backward="auto"`'s rule (jaxconv/convolution/lowering/choice.py) on the benchmark's layers:
+the picks the README
 and experiments/results/benchmark.md report, so a rule change shows up here first."""
 
 from __future__ import annotations

@@ -226,8 +226,8 @@ def test_phase_traces_only_the_residues_with_taps():
 def test_per_tap_input_gradient_equals_lax(x_shape, w_shape, stride, pads, dilation, groups):
     """The "taps" input-gradient lowering (auto's choice for 3-D layers and wide 2-D ones)
     equals the lax transposed convolution (float64)."""
-    from jaxconv.convolution.lowering.geometry import Geometry
     from jaxconv.convolution.lowering.choice import DX
+    from jaxconv.convolution.lowering.geometry import Geometry
 
     geo = Geometry(
         x_shape, w_shape, stride, pads, dilation, groups, None, None, "xla", "taps", "xla"

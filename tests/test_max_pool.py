@@ -6,7 +6,7 @@ How its backward is proven (DESIGN.md "How correctness is proven"):
   (`oracle.max_pool`; ceil_mode as extra high padding, which lax's autodiff handles);
 - window dilation, which lax's autodiff cannot do for max (asserted below), and every tie policy:
   a literal NumPy loop in this file and `jaxconv.reference`;
-- NaN, ties, residual bytes and the one-loop residual (`pooling.reduce.one_pass`). Cross-op checks (seed
+- NaN, ties, residual bytes and the one-loop residual (`reduce.one_pass`). Cross-op checks (seed
   001's routing, check_grads(order=2), PyTorch, sharding): test_pools.py.
 """
 
@@ -213,7 +213,7 @@ def test_max_pool_residual_is_int8_offsets_not_x():
 
 
 def test_one_pass_is_the_identity_with_identity_tangents():
-    """`pooling.reduce.one_pass` returns its arrays bit for bit (NaN, ±inf, -0.0, ints, bools) and its
+    """`reduce.one_pass` returns its arrays bit for bit (NaN, ±inf, -0.0, ints, bools) and its
     JVP passes the tangents through unchanged."""
     from jaxconv.pooling.reduce import one_pass
 

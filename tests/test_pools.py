@@ -218,8 +218,8 @@ def test_pool_backward_with_stride_far_above_the_window():
 def test_map_windows_equals_reducing_the_padded_slices(
     window, stride, padding, dilation, ceil_mode
 ):
-    """`_core.window.map_windows` (border runs, no padded copy) gives what reducing the slices of the
-    padded input gives, offset order included (first-maximum ties decide by it)."""
+    """`_core.window.map_windows` (border runs, no padded copy) gives what reducing the slices
+    of the padded input gives, offset order included (first-maximum ties decide by it)."""
     from jaxconv._core import window as _window
 
     x = jnp.asarray(np.random.default_rng(3).integers(-3, 3, (2, 9, 8, 2)), jnp.float32)

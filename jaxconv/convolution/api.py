@@ -3,7 +3,7 @@
 `conv_transpose`: deconvolution, the exact adjoint of `conv` with the same kernel.
 
 `conv_input_grad` and `conv_weight_grad`: a convolution's two gradients as public functions
-(like `torch.nn.grad.conv2d_input` / `conv2d_weight`), on the rules of `convolution/rules.py`.
+(like `torch.nn.grad.conv2d_input` / `conv2d_weight`), on the rules of `rules.py`.
 
 One normalised, hashable description of a convolution, shared by the conv family.
 
@@ -75,7 +75,7 @@ def conv(
 
     ``flip=True`` rotates the kernel by 180 degrees first: true convolution (Eq. 2-3).
 
-    Reverse mode (the transposes of `convolution.rules.conv_p`): dx = `conv_input_grad` (g
+    Reverse mode (the transposes of `rules.conv_p`): dx = `conv_input_grad` (g
     zero-dilated by the stride, correlated with the rot180 kernel with regrouped channels:
     seeds 000, 001 Eq. 20-21, 002), dw = `conv_weight_grad` (x correlated with g: Eq. 13-14,
     seed 003), db = g summed over batch and space. Forward mode: the JVP is
@@ -95,7 +95,7 @@ def conv(
       padding_mode: "zeros", "reflect", "replicate" or "circular".
       layout: "channels_last" or "channels_first".
       backward: "auto" (default: the fastest exact algorithm for the shape, measured rule in
-        `jaxconv.convolution.lowering.choice`), "lean" (the fastest whose compiled temp memory stays at or below
+        `lowering.choice`), "lean" (the fastest whose compiled temp memory stays at or below
         autodiff's), "transpose" (lax convolutions, what JAX's autodiff computes),
         "phase" (polyphase input gradient), "matmul" (im2col / col2im + matrix products).
       precision, preferred_element_type: as in `jax.lax.conv_general_dilated`.
@@ -286,7 +286,7 @@ def _output_size(fn, output_size, nd):
 
 def _conv_transpose(geo: Geometry, y, w, b):
     """Channels-last: the input gradient of the conv `geo` applied to y, plus bias. Its rules
-    are the family's (`convolution.rules`): w.r.t. y the adjoint of the adjoint, ``conv(g, w)``; w.r.t.
+    are the family's (`rules`): w.r.t. y the adjoint of the adjoint, ``conv(g, w)``; w.r.t.
     w the weight gradient with the roles of x and g exchanged; db = g summed."""
     y = name(y, "conv_transpose", "y")
     return add_bias(input_grad_cl(geo, name(w, "conv", "w"), y), b)

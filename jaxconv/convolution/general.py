@@ -6,10 +6,10 @@ primitive whose rules are these), so every order, forward and reverse, runs on t
 The input gradient is the transposed convolution (g zero-dilated by the stride, rot180 kernel,
 regrouped channels: seeds 000, 001 Eq. 20-21, 002), the weight gradient the input correlated with
 g (seeds 001 Eq. 13-14, 003, 004); their derivation for every lax option is written once, in
-`convolution.lowering.xla`. Ordinary conv layers run on the conv family instead (`convolution.rules`).
+`lowering.xla`. Ordinary conv layers run on the conv family instead (`rules`).
 
 The drop-in's general convolution (every lax option) as a primitive with the rules written
-here: bilinear, so its JVP is itself on the tangents; its transposes are `convolution.lowering.xla`'
+here: bilinear, so its JVP is itself on the tangents; its transposes are `lowering.xla`'
 `transpose_lhs` / `transpose_rhs` (two more calls of itself, so every order runs on them); vmap
 folds the mapped axis into an axis of the same convolution, as lax does for its own.
 
@@ -154,7 +154,7 @@ def _layer_layout(p: ConvParams):
 
 
 def _as_layer(p: ConvParams, layout: str, lhs, rhs):
-    """An ordinary conv layer runs on the conv family (`convolution.rules`): the same values and the same
+    """An ordinary conv layer runs on the conv family (`rules`): the same values and the same
     explicit VJP rules, with the algorithms `backward="auto"` picks for the shape."""
     x, w = to_cl(lhs, layout), kernel_to_cl(rhs, layout)
     geo = layer_geometry(x.shape, w.shape, p)  # the builder `conv` uses: the same algorithms

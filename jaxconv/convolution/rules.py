@@ -12,16 +12,17 @@ With A_w x = conv(x, w) = B_x w, the family is closed under transposition:
 Each is bilinear, so its JVP is itself applied to the tangents, one argument at a time:
 ``d conv(x, w) = conv(dx, w) + conv(x, dw)`` (forward mode: jvp, linearize, jacfwd, the forward
 half of jvp-of-grad and hessian); JAX's reverse mode transposes that linear map with the rules
-above (today's backward passes), so every derivative of every order, in either direction, runs
-on these three maps, whatever algorithm (`convolution.lowering.choice`) computes each value. vmap folds the mapped
-axis into a batch, channel or group axis (`convolution.rules`). All three work in channels-last
-form on a static `Geometry`; the public functions convert layouts at the edge: `conv`
-(`convolution/api.py`), `conv_transpose` (`convolution/api.py`), `conv_input_grad` / `conv_weight_grad`
-(`convolution/api.py`) and the drop-in `conv_general_dilated` (`convolution/general.py`). The residuals of
-reverse mode are the primal operands themselves, named for remat policies
-(`jaxconv.conv.x`, `jaxconv.conv.w`).
+above (the backward passes), so every derivative of every order, in either direction, runs on
+these three maps, whatever algorithm computes each value (`lowering/`, chosen per platform by
+`lowering.choice`). All three work in channels-last form on a static `Geometry`; the public
+functions (`api.py`: conv, conv_transpose, conv_input_grad, conv_weight_grad; `general.py`: the
+drop-in) convert layouts at the edge. The residuals of reverse mode are the primal operands
+themselves, named for remat policies (`jaxconv.conv.x`, `jaxconv.conv.w`).
 
-vmap of the convolution family: a mapped axis folded into an axis a convolution has.
+This module reads top to bottom: the vmap helpers, then per primitive its forward, its two
+transposes and its batching rule, registered together by `_register`.
+
+vmap: a mapped axis folded into an axis a convolution has.
 
 Channels-last, B the mapped size, x ``(B, N, *n, C)``, w ``(B, *k, C_g, F)``, g
 ``(B, N, *o, F)``, C = G C_g, F = G F_g. Every batched call is one unbatched call of the same

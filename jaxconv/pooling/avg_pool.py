@@ -8,8 +8,8 @@ assigned to the whole pooling block". With N_i the divisor of window i (its cell
     dx[t] = sum_{i : t in window i} g[i] / N_i
 
 Both ops are linear: primitives whose JVP is the op on the tangent and whose transpose is the
-backward above (`pooling/avg_pool.py`). The forward sums each window's slices of x
-(`pooling.reduce.window_sum`). The backward is `pooling.reduce.window_sum_adjoint` of g / N: per dim, g
+backward above (`avg_pool.py`). The forward sums each window's slices of x
+(`reduce.window_sum`). The backward is `reduce.window_sum_adjoint` of g / N: per dim, g
 zero-dilated by the stride and summed over k shifted slices (a broadcast and a reshape when
 stride == window) -- no scatter. L2-norm pooling, also named in seed 001, is `lp_pool` with
 p = 2.
@@ -20,8 +20,8 @@ Seed 001 (Jefkine, "Pooling Layer"): for average pooling "the error is multiplie
 assigned to the whole pooling block". With N_i the divisor of window i, one dim, window cells
 i*s + m - lo::
 
-    average:  y[i]  = (1 / N_i) sum_m x~[i*s + m]          (`pooling.reduce.window_sum`)
-    adjoint:  dx[t] = sum_{i : t in window i} g[i] / N_i   (`pooling.reduce.window_sum_adjoint` of g / N)
+    average:  y[i]  = (1 / N_i) sum_m x~[i*s + m]          (`reduce.window_sum`)
+    adjoint:  dx[t] = sum_{i : t in window i} g[i] / N_i   (`reduce.window_sum_adjoint` of g / N)
 
 Both are linear, so the JVP of each is itself on the tangent (forward mode), the transpose of
 the average is the hand-written backward (the adjoint) and the adjoint's transpose is the

@@ -1,6 +1,6 @@
 """Power-average pooling with our own JVP and VJP: `lp_pool`.
 
-With S the window sum (`pooling.reduce.window_sum`, zero padding) and y = S(x^p)^(1/p)::
+With S the window sum (`reduce.window_sum`, zero padding) and y = S(x^p)^(1/p)::
 
     t_y = y^(1-p) · S(x^(p-1) · t)            (0 where y = 0)   the tangent: forward mode
     dx  = x^(p-1) · S^T(g · y^(1-p))          (0 where y = 0)   its transpose: the backward

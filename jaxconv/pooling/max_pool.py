@@ -1,21 +1,21 @@
-"""Max pooling with our own JVP and VJP: `max_pool` (`max_unpool`, `global_max_pool`: `pooling/unpool.py`).
+"""Max pooling with our own JVP and VJP: `max_pool` (`max_unpool`, `global_max_pool`: `unpool.py`).
 
 Seed 001 (Jefkine, "Pooling Layer") and seed 002 ("the max-pooling passes the gradient flow
 through the largest cell"): the forward notes the index of each window's "winning unit" and the
 backward assigns the window's error to that unit alone; every other unit gets zero. One dim,
-offsets m = 0..k-1 inside window i (padded positions i*s + m*d, see `pooling/reduce.py`)::
+offsets m = 0..k-1 inside window i (padded positions i*s + m*d, see `reduce.py`)::
 
     y[i]  = max_m x~[i*s + m*d]              r[i] = the winning m (int8 when k <= 127)
     t_y[i] = t~[i*s + r[i]*d]                (the tangent: forward mode)
     dx[t] = sum_{i : i*s + r[i]*d - lo = t} g[i]       (overlapping windows accumulate)
 
 `max_pool` is a `jax.custom_jvp` whose rule computes y and r and returns the tangent as the
-linear map `pooling.max_pool.pick` of the input tangent, r a constant argument; JAX's reverse mode
-transposes that map with its registered transpose, `pooling.max_pool.spread`: the hand-written backward,
+linear map `pick` of the input tangent, r a constant argument; JAX's reverse mode
+transposes that map with its registered transpose, `spread`: the hand-written backward,
 with r as the only residual (1 byte per output instead of 4-8 bytes per input). y and r come
-out of one loop (`pooling.reduce.one_pass`), so the backward reads the stored r instead of XLA
+out of one loop (`reduce.one_pass`), so the backward reads the stored r instead of XLA
 re-inlining the K-way argmax into it. The scatter-add is, per offset m, ``where(r == m, g, 0)``
-shifted into its stride phase, the phases interleaved (`pooling.reduce.spread`): one loop over dx, no
+shifted into its stride phase, the phases interleaved (`reduce.spread`): one loop over dx, no
 index array. JAX's own rule for `reduce_window` max (select_and_gather_add) raises
 NotImplementedError with window dilation; this one does not care.
 
@@ -28,7 +28,7 @@ With r[i] the winner's offset inside window i (the residual of `pooling.max_pool
 
 Each is the other's transpose, so forward mode (jvp, linearize, jacfwd) runs `pick`, reverse
 mode runs `spread` -- seed 001's routing of the window's error to its winning unit, i.e. the
-hand-written backward pass (`pooling.reduce.spread`) -- and every higher derivative alternates the
+hand-written backward pass (`reduce.spread`) -- and every higher derivative alternates the
 two. The offsets (int8/int16/int32) or, for ties="split", the uint8 tie bitmasks are constant
 arguments; both maps batch by folding the mapped axis into N.
 """
@@ -133,7 +133,7 @@ def _max_pool(x, cfg: _Cfg):
 @_max_pool.defjvp
 def _max_pool_jvp(cfg: _Cfg, primals, tangents):
     """y and its residual from one loop (`_with_residual`); the tangent is the input tangent
-    at the recorded winners (`pooling.max_pool.pick`), whose transpose is the hand-written backward."""
+    at the recorded winners (`pick`), whose transpose is the hand-written backward."""
     (x,), (t,) = primals, tangents
     y, off, *words = _with_residual(x, cfg.geom, cfg.ties)
     res = name(tuple(words) if cfg.ties == "split" else off, "max_pool", "offsets")
@@ -253,7 +253,7 @@ def _pick(t, *res, geom: Window, ties: str):
 
 def _spread(g, *res, geom: Window, ties: str):
     """dx: g routed to each window's winner (ties="split": g / count to every tied cell),
-    overlapping windows accumulating (`pooling.reduce.spread`)."""
+    overlapping windows accumulating (`reduce.spread`)."""
     zero = jnp.zeros((), g.dtype)
     if ties == "split":
         g = g / tie_count(res).astype(g.dtype)

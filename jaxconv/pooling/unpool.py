@@ -3,7 +3,7 @@
 
 A flat index is row-major over the spatial dims of one (n, c): ``idx = sum_a pos_a prod_{b>a} n_b``.
 `max_unpool` is linear in y: a primitive whose JVP is itself on the tangent and whose transpose
-is the gather at the indices (`pooling/unpool.py`). `global_max_pool` is a `jax.custom_jvp` whose
+is the gather at the indices (`unpool.py`). `global_max_pool` is a `jax.custom_jvp` whose
 rule returns the tangent at the winner (a linear primitive of the winner's index, the residual)
 and whose transpose places the gradient on the winner.
 

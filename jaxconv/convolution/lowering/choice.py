@@ -9,28 +9,26 @@ experiments/results/benchmark.md); ``"lean"`` by `lean_algorithms`, never above 
 compiled temp memory. Both rules hold on CPU only, where they were measured: lowered for any
 other platform (GPU, TPU), ``"auto"`` and ``"lean"`` run XLA's own convolutions
 (`XLA_CONVOLUTIONS`). The choice is made per platform of the compilation, not of the machine
-that traces: `jaxconv.convolution.lowering.choice.compute` stages both with `jax.lax.platform_dependent`, and each
-lowering keeps only its own platform's branch.
+that traces: `compute` stages both with `jax.lax.platform_dependent`, and each lowering keeps
+only its own platform's branch.
 
-Exact lowerings of the three convolutions of a conv layer (forward, dx, dw), by algorithm,
-and `compute`, which runs the one chosen for the platform being compiled for.
-
-All are channels-last (`convolution.lowering.geometry.Geometry`), pure jnp/lax, with no derivative rules: the rules in
-`convolution/rules.py` call them, so how a value is computed never changes how it is differentiated.
+The exact algorithms (channels-last on a `Geometry`, pure jnp/lax, no derivative rules: the
+rules in `rules.py` call `compute`, so how a value is computed never changes how it is
+differentiated):
 
 | role | algorithm | module | what |
 |---|---|---|---|
-| fwd | "xla" | `convolution.lowering.xla` | one `lax.conv_general_dilated` |
-| fwd | "matmul" | `convolution.lowering.im2col` | patches (M, K C) times w (K C, F) |
-| fwd | "shift" | `convolution.lowering.depthwise` | sum of K shifted slices times w[m] (C // G == 1) |
-| dx | "transpose" | `convolution.lowering.xla` | dilate_s(g) correlated with rot180(w), channels regrouped |
-| dx | "phase" | `convolution.lowering.polyphase` | s^D stride-1 correlations with the sub-kernels, interleaved |
-| dx | "matmul" | `convolution.lowering.im2col` | col2im of g w^T |
-| dx | "taps" | `convolution.lowering.im2col` | one product per tap, placed at its offset |
-| dx | "shift" | `convolution.lowering.depthwise` | sum of K placed g * w[m] |
-| dw | "xla" | `convolution.lowering.xla` | x correlated with g (batch and feature axes swapped) |
-| dw | "matmul" | `convolution.lowering.im2col` | patches^T g |
-| dw | "shift" | `convolution.lowering.depthwise` | per tap, slice_m(x_p) * g summed over batch and space |
+| fwd | "xla" | `lowering.xla` | one `lax.conv_general_dilated` |
+| fwd | "matmul" | `lowering.im2col` | patches (M, K C) times w (K C, F) |
+| fwd | "shift" | `lowering.depthwise` | sum of K shifted slices times w[m] (C // G == 1) |
+| dx | "transpose" | `lowering.xla` | dilate_s(g) correlated with rot180(w), regrouped |
+| dx | "phase" | `lowering.polyphase` | s^D stride-1 correlations with sub-kernels |
+| dx | "matmul" | `lowering.im2col` | col2im of g w^T |
+| dx | "taps" | `lowering.im2col` | one product per tap, placed at its offset |
+| dx | "shift" | `lowering.depthwise` | sum of K placed g * w[m] |
+| dw | "xla" | `lowering.xla` | x correlated with g (batch and feature axes swapped) |
+| dw | "matmul" | `lowering.im2col` | patches^T g |
+| dw | "shift" | `lowering.depthwise` | per tap, slice_m(x_p) * g summed over batch and space |
 """
 
 from __future__ import annotations

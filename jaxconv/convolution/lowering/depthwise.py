@@ -7,7 +7,7 @@ that tap m reads, place_m its transpose:
 - input gradient: ``dx = sum_m place_m(g * w[m])`` (a channel multiplier summed out);
 - weight gradient: ``dw[m] = sum over batch and space of slice_m(x_p) * g``.
 
-Each works block by block of border runs and interior (`_core.window.window_blocks`): no padded
+Each works block by block of border runs and interior (`window_blocks`): no padded
 copy of x is written.
 """
 
@@ -69,7 +69,7 @@ def dw_shift(x, g, geo):
     keeps the batch axis (and the first spatial axis for N-d, N >= 2), summed afterwards: XLA:CPU
     splits a reduction over its kept outer axes across threads, and one to (K, C) runs on one
     core (2x slower on the depthwise benchmark layer). One such reduce per block of border runs
-    and interior (`_core.window.window_blocks`, no padded copy of x); taps that read only padding add
+    and interior (`window_blocks`, no padded copy of x); taps that read only padding add
     nothing there."""
     x, windows, runs = window_blocks(x, conv_windows(geo), 0)
     C, F = x.shape[-1], g.shape[-1]

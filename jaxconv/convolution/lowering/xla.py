@@ -83,8 +83,8 @@ def _to_dtype(a, b):
 def transpose_lhs(p: ConvParams, g, rhs, lhs_shape, conv):
     """d lhs: g zero-dilated by the stride, fully correlated with the rot180 regrouped kernel.
 
-    `conv(q, a, b)` evaluates the one convolution: `convolution.general.general_conv` (differentiable
-    by these rules) or `lax_conv`.
+    `conv(q, a, b)` evaluates the one convolution: `general.general_conv` (differentiable by
+    these rules) or `lax_conv`.
     """
     lhs_spec, rhs_spec, out_spec = p.dimension_numbers
     k_eff, n_dil, o_dil = _dims(p, lhs_shape, rhs.shape, g.shape)
