@@ -18,7 +18,6 @@ from importlib import metadata
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TESTS = Path(__file__).resolve().parent.parent / "tests"
 
 
 # glibc malloc settings for XLA:CPU runs. XLA allocates each call's temporaries and outputs
@@ -48,14 +47,6 @@ def reexec_with_tuned_malloc() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
-
-
-def add_tests_to_path() -> None:
-    """Append the repository's tests/ folder to ``sys.path``, so that scripts can
-    ``import oracle`` (tests/oracle.py: the plain lax/jnp references the tests compare against).
-    Appended rather than prepended, so a module in tests/ never shadows one found elsewhere."""
-    if str(TESTS) not in sys.path:
-        sys.path.append(str(TESTS))
 
 
 def results_dir(out: str | os.PathLike | None) -> Path:

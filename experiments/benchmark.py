@@ -45,16 +45,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
-
-_common.add_tests_to_path()
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import oracle  # noqa: E402
 from layers import LAYERS, Config, conv_layer, is_conv, pad_pairs  # noqa: E402, F401
 
 import jaxconv as jc  # noqa: E402
+from jaxconv.testing import oracle  # noqa: E402
 
 ALGORITHMS = ("auto", "lean", "transpose", "phase", "matmul")
 RTOL = 1e-3
@@ -68,7 +65,7 @@ QUICK = ("lenet_c2", "avgpool_2x2")
 
 # ----------------------------------------------------------------------------- JAX functions
 def lax_forward(cfg: Config) -> Callable:
-    """The plain lax forward whose `jax.vjp` is JAX's autodiff (tests/oracle.py)."""
+    """The plain lax forward whose `jax.vjp` is JAX's autodiff (jaxconv/testing/oracle.py)."""
     kw = dict(stride=cfg.stride, padding=pad_pairs(cfg))
     if cfg.op == "conv":
         return lambda x, w: oracle.conv(x, w, dilation=cfg.dilation, groups=cfg.groups, **kw)

@@ -4,7 +4,7 @@ For each op a seeded sweep draws configurations (1-D/2-D/3-D, strides, every pad
 dilations, groups, layouts, flip, padding modes, pooling options, ...) and, for the ops with a
 `backward=` argument, repeats them for every algorithm the library names. Each configuration
 runs in float64 and float32: the same random inputs and cotangent go through ``jax.vjp`` of the
-jaxconv op and ``jax.vjp`` of an independent forward written with `lax`/`jnp` (tests/oracle.py;
+jaxconv op and ``jax.vjp`` of an independent forward written with `lax`/`jnp` (testing.oracle;
 its gradient is JAX's autodiff), and the report keeps, per op, algorithm and dtype, the largest
 
     abs error = max |VJP_jaxconv - VJP_autodiff|,
@@ -32,16 +32,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
-
-_common.add_tests_to_path()
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import oracle  # noqa: E402
 from jax import lax  # noqa: E402
 
 import jaxconv as jc  # noqa: E402
+from jaxconv.testing import oracle  # noqa: E402
 
 BACKWARDS = ("auto", "transpose", "phase", "matmul")
 DTYPES = ("float64", "float32")

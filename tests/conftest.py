@@ -1,8 +1,8 @@
 """Shared test setup: float64 on, highest matmul precision, strict rank and dtype promotion,
-hypothesis profiles, tolerances."""
+hypothesis profiles (tolerances and comparison helpers: `tests/support/numerics.py`)."""
 
 import os
-from functools import partial
+import sys
 
 import jax
 import numpy as np
@@ -28,50 +28,17 @@ settings.register_profile("thorough", max_examples=300, **_PROFILE)
 settings.register_profile("quick", max_examples=5, derandomize=True, **_PROFILE)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-# Relative tolerances of explicit VJP vs autodiff, per dtype (errors are measured against the
-# largest magnitude of the reference, so cancellation in single entries does not inflate them).
-TOL = {np.dtype("float64"): 1e-12, np.dtype("float32"): 1e-5}
-
-
-def assert_close(actual, expected, dtype=None, tol=None, err_msg=""):
-    """max |actual - expected| <= tol * max(1, max |expected|)."""
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape, err_msg)
-    if tol is None:
-        tol = TOL[np.dtype(dtype or expected.dtype)]
-    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
-    wide = np.complex128 if np.iscomplexobj(actual) or np.iscomplexobj(expected) else np.float64
-    err = float(np.max(np.abs(actual.astype(wide) - expected.astype(wide)), initial=0.0))
-    assert err <= tol * scale, f"max abs err {err:.3g} > {tol:.1g} * {scale:.3g} {err_msg}"
-
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
 
 
-def vjp_jit(f, *args, seed=0):
-    """(y, grads) of f at args for a random normal cotangent, as one jitted computation.
-
-    One compile per call instead of one per primitive: keeps the hypothesis sweeps fast.
-    """
-    out = jax.eval_shape(f, *args)
-    g = np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)
-
-    def run(args, g):
-        y, vjp = jax.vjp(f, *args)
-        return y, vjp(g)
-
-    return jax.jit(run)(args, g)
-
-
-def value_and_vjp(f, *args, g):
-    """(f(*args), the VJP of f at args applied to g), forward and backward in one jit (cached
-    per f and shapes, so pass module-level functions)."""
-    return _value_and_vjp(f, args, g)
-
-
-@partial(jax.jit, static_argnums=0)
-def _value_and_vjp(f, args, g):
-    y, vjp = jax.vjp(f, *args)
-    return y, vjp(g)
+def pytest_terminal_summary(terminalreporter):
+    """The fuzz's table of cases per public function, when fuzz tests ran in this session."""
+    harness = sys.modules.get("tests.fuzz.harness")
+    lines = harness.summary() if harness is not None else []
+    if lines:
+        terminalreporter.write_sep("-", "fuzz: cases per public function")
+        for line in lines:
+            terminalreporter.write_line(line)

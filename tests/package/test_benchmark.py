@@ -1,0 +1,83 @@
+"""Smoke test: experiments/benchmark.py --quick runs in-process and writes its three outputs.
+
+Only the plumbing is checked (every variant measured and correct, files written); timings are
+never asserted. Skips when matplotlib or tqdm (the experiments extra) is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    """experiments/benchmark.py as a module (it puts experiments/ on sys.path for _common)."""
+    for mod in ("matplotlib", "tqdm"):
+        pytest.importorskip(mod)
+    spec = importlib.util.spec_from_file_location(
+        "_jaxconv_benchmark", EXPERIMENTS / "benchmark.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_quick(bench, tmp_path):
+    results = bench.main(["--quick", "--no-progress", "--out", str(tmp_path)])
+
+    assert set(results) == set(bench.QUICK)
+    for name, res in results.items():
+        expected = {"autodiff", "auto"}
+        if bench.is_conv(bench.CONFIGS[name]):
+            expected |= set(bench.ALGORITHMS)
+        assert expected <= set(res), (name, sorted(res))
+        for variant in expected:
+            assert res[variant]["status"] == "ok", (name, variant, res[variant])
+            assert res[variant]["median_ms"] > 0, (name, variant)
+
+    md = (tmp_path / "benchmark.md").read_text()
+    assert "## Environment" in md and "| config | autodiff ms |" in md
+    for name in bench.QUICK:
+        assert f"| {name}: " in md
+    assert "geometric mean auto/autodiff" in md
+
+    with open(tmp_path / "benchmark.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["config"] for r in rows} == set(bench.QUICK)
+    assert all(int(r["rounds"]) >= 1 for r in rows if r["status"] != "n/a")
+
+    png = tmp_path / "benchmark.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_malloc_setting_and_reexec(monkeypatch):
+    """`_common.reexec_with_tuned_malloc` restarts the script once with MALLOC_ENV added (and
+    never again once it is set); `malloc_setting` reports which setting a run had."""
+    sys.path.insert(0, str(EXPERIMENTS))
+    import _common
+
+    calls = []
+    monkeypatch.setattr(_common.os, "execve", lambda *a: calls.append(a))
+    monkeypatch.setattr(_common.sys, "platform", "linux")
+    for key in _common.MALLOC_ENV:
+        monkeypatch.delenv(key, raising=False)
+    assert _common.malloc_setting() == "glibc defaults"
+    _common.reexec_with_tuned_malloc()
+    assert len(calls) == 1
+    exe, argv, env = calls[0]
+    assert exe == sys.executable and argv[1:] == sys.argv
+    assert all(env[k] == v for k, v in _common.MALLOC_ENV.items())
+
+    for key, value in _common.MALLOC_ENV.items():
+        monkeypatch.setenv(key, value)
+    assert _common.malloc_setting().startswith("tuned (MALLOC_ARENA_MAX=1")
+    _common.reexec_with_tuned_malloc()
+    assert len(calls) == 1  # already tuned: no restart
