@@ -12,6 +12,7 @@ import pytest
 
 from tests.fuzz.harness import PUBLIC, REFS, check
 from tests.fuzz.strategies import Call
+from tests.support import registry
 
 F64 = np.ones((1, 3, 2))
 F32 = F64.astype(np.float32)
@@ -54,4 +55,4 @@ def test_every_public_function_is_fuzzed():
         for name in vars(importlib.import_module(f"tests.fuzz.{path.stem}"))
         if name.startswith("test_fuzz_")
     }
-    assert set(PUBLIC) == set(REFS) == tests
+    assert set(PUBLIC) == set(REFS) == tests == set(registry.PUBLIC)

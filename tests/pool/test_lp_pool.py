@@ -29,13 +29,17 @@ def test_lp_pool_vjp_matches_autodiff(case, p):
 
 
 def test_lp_pool_zero_window_has_zero_gradient_and_matches_reference():
+    """p = 2, 2x2 windows: three windows are all zeros (y = 0: gradient 0 by convention, not
+    the NaN of 0/0), one holds 3 and 4: y = (3² + 4²)^(1/2) = 5 and dy/dx = x^(p-1) y^(1-p)
+    = x / 5, i.e. 0.6 and 0.8 (and 0 for its two zero cells)."""
     x = np.zeros((1, 4, 4, 1))
     x[0, 2:, 2:, 0] = [[3.0, 4.0], [0.0, 0.0]]
     dx = jax.grad(lambda x: lp_pool(x, 2, 2).sum())(jnp.asarray(x))
     assert np.isfinite(dx).all()
-    np.testing.assert_allclose(
-        dx[0, :, :, 0], [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0.6, 0.8], [0, 0, 0, 0]]
-    )
+    y = np.sqrt(3.0**2 + 4.0**2)
+    want = np.zeros((4, 4))
+    want[2, 2:] = np.array([3.0, 4.0]) / y
+    np.testing.assert_allclose(dx[0, :, :, 0], want)
     xr = np.random.default_rng(5).uniform(0.1, 1, size=(2, 7, 5, 2))
     kw = dict(stride=2, padding=1, ceil_mode=True)
     y, vjp = jax.vjp(lambda x: lp_pool(x, 3.0, 3, **kw), jnp.asarray(xr))

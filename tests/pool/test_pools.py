@@ -18,22 +18,34 @@ from tests.support.numerics import assert_close
 
 
 def test_seed_001_worked_routing():
-    """Jefkine: max routes the error to the winning unit, average multiplies it by 1/(N×N)."""
+    """Jefkine: max routes the error to the winning unit, average multiplies it by 1/(N×N).
+
+    The 2x2 windows of x and their deltas, and where each delta goes:
+
+        window (rows, cols)   cells        max (at)       mean                        delta
+        (0:2, 0:2)            1 2 / 4 3    4 (1, 0)       (1+2+4+3)/4 = 2.5           10
+        (0:2, 2:4)            5 0 / 1 2    5 (0, 2)       (5+0+1+2)/4 = 2.0           20
+        (2:4, 0:2)            0 1 / 6 2    6 (3, 0)       (0+1+6+2)/4 = 2.25          30
+        (2:4, 2:4)            2 7 / 3 1    7 (2, 3)       (2+7+3+1)/4 = 3.25          40
+
+    Max pooling: dx is the delta at each window's winner, 0 elsewhere. Average pooling: every
+    cell of a window gets delta / 4 (2.5, 5, 7.5, 10).
+    """
     x = jnp.array(
         [[1.0, 2.0, 5.0, 0.0], [4.0, 3.0, 1.0, 2.0], [0.0, 1.0, 2.0, 7.0], [6.0, 2.0, 3.0, 1.0]]
     ).reshape(1, 4, 4, 1)
+    deltas = {(1, 0): 10.0, (0, 2): 20.0, (3, 0): 30.0, (2, 3): 40.0}  # winner -> its delta
     delta = jnp.array([[10.0, 20.0], [30.0, 40.0]]).reshape(1, 2, 2, 1)
     y, vjp = jax.vjp(lambda x: max_pool(x, 2), x)
     np.testing.assert_array_equal(y[0, :, :, 0], [[4, 5], [6, 7]])
-    np.testing.assert_array_equal(
-        vjp(delta)[0][0, :, :, 0], [[0, 0, 20, 0], [10, 0, 0, 0], [0, 0, 0, 40], [30, 0, 0, 0]]
-    )
+    routed = np.zeros((4, 4))
+    for at, d in deltas.items():
+        routed[at] = d
+    np.testing.assert_array_equal(vjp(delta)[0][0, :, :, 0], routed)
     y, vjp = jax.vjp(lambda x: avg_pool(x, 2), x)
     np.testing.assert_array_equal(y[0, :, :, 0], [[2.5, 2.0], [2.25, 3.25]])
-    np.testing.assert_array_equal(
-        vjp(delta)[0][0, :, :, 0],
-        [[2.5, 2.5, 5, 5], [2.5, 2.5, 5, 5], [7.5, 7.5, 10, 10], [7.5, 7.5, 10, 10]],
-    )
+    spread = np.kron(np.asarray(delta)[0, :, :, 0] / 4, np.ones((2, 2)))  # delta/4 per window
+    np.testing.assert_array_equal(vjp(delta)[0][0, :, :, 0], spread)
 
 
 # ------------------------------------------------------------------- grad-of-grad, dtypes

@@ -32,123 +32,9 @@ from jax.test_util import check_grads
 import jaxconv as jc
 from jaxconv.testing import oracle
 from tests.support.numerics import assert_close
+from tests.support.registry import OPS, vjp_w, vjp_x
 
 R = np.random.default_rng(0)
-
-
-def _a(*shape):
-    return jnp.asarray(R.standard_normal(shape))
-
-
-def _vjp_x(f, x_shape):
-    """The input gradient of f as a function of (kernel, g): JAX's autodiff of the forward."""
-    return lambda w, g: jax.vjp(lambda x: f(x, w), jnp.zeros(x_shape))[1](g)[0]
-
-
-def _vjp_w(f, w_shape):
-    return lambda x, g: jax.vjp(lambda w: f(x, w), jnp.zeros(w_shape))[1](g)[0]
-
-
-CONV = dict(stride=(2, 1), padding=((1, 0), (1, 1)), groups=2, dilation=(1, 2))
-CT = dict(stride=2, padding=1, output_padding=1, groups=2)
-DN = ("NCHW", "OIHW", "NHWC")
-IDX_X = _a(1, 4, 4, 2)
-_, IDX = jc.max_pool(IDX_X, 2, return_indices=True)
-LABELS = jnp.asarray([2, 0, 1])
-
-# name -> (jaxconv function, reference, arguments); every argument is differentiated
-OPS = {
-    "conv": (
-        lambda x, w, b: jc.conv(x, w, b, **CONV),
-        lambda x, w, b: oracle.conv(x, w, b, **CONV),
-        (_a(2, 5, 6, 4), _a(3, 2, 2, 6), _a(6)),
-    ),
-    "conv_reflect_flip_cf": (
-        lambda x, w: jc.conv(
-            x, w, padding=1, padding_mode="reflect", flip=True, layout="channels_first"
-        ),
-        lambda x, w: oracle.conv(
-            x, w, padding=1, padding_mode="reflect", flip=True, layout="channels_first"
-        ),
-        (_a(2, 3, 5, 4), _a(4, 3, 3, 2)),
-    ),
-    "conv1d_depthwise": (
-        lambda x, w: jc.conv(x, w, stride=2, padding=2, groups=3),
-        lambda x, w: oracle.conv(x, w, stride=2, padding=2, groups=3),
-        (_a(2, 9, 3), _a(5, 1, 6)),
-    ),
-    "conv_transpose": (
-        lambda y, w, b: jc.conv_transpose(y, w, b, **CT),
-        lambda y, w, b: oracle.conv_transpose(y, w, b, **CT),
-        (_a(2, 3, 3, 4), _a(3, 3, 1, 4), _a(2)),
-    ),
-    "conv_input_grad": (
-        lambda w, g: jc.conv_input_grad((2, 5, 6, 4), w, g, **CONV),
-        _vjp_x(lambda x, w: oracle.conv(x, w, **CONV), (2, 5, 6, 4)),
-        (_a(3, 2, 2, 6), _a(2, 2, 6, 6)),
-    ),
-    "conv_weight_grad": (
-        lambda x, g: jc.conv_weight_grad(x, (3, 2, 2, 6), g, **CONV),
-        _vjp_w(lambda x, w: oracle.conv(x, w, **CONV), (3, 2, 2, 6)),
-        (_a(2, 5, 6, 4), _a(2, 2, 6, 6)),
-    ),
-    "conv_general_dilated": (
-        lambda x, w: jc.conv_general_dilated(x, w, (1, 2), ((1, 2), (0, 1)), (2, 1), (1, 2), DN, 2),
-        lambda x, w: lax.conv_general_dilated(
-            x, w, (1, 2), ((1, 2), (0, 1)), (2, 1), (1, 2), DN, 2
-        ),
-        (_a(2, 4, 3, 4), _a(6, 2, 2, 2)),
-    ),
-    "conv_general_batch_groups": (
-        lambda x, w: jc.conv_general_dilated(x, w, (1, 1), "SAME", None, None, DN, 1, 2),
-        lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME", None, None, DN, 1, 2),
-        (_a(4, 3, 4, 3), _a(4, 3, 2, 2)),
-    ),
-    "max_pool": (
-        lambda x: jc.max_pool(x, 3, stride=2, padding=1),
-        lambda x: oracle.max_pool(x, 3, stride=2, padding=1),
-        (_a(2, 5, 6, 3),),
-    ),
-    "max_pool_split_cf": (
-        lambda x: jc.max_pool(x, 2, ties="split", ceil_mode=True, layout="channels_first"),
-        lambda x: oracle.max_pool(x, 2, ceil_mode=True, layout="channels_first"),
-        (_a(2, 3, 5, 5),),
-    ),
-    "max_pool_dilated": (
-        lambda x: jc.max_pool(x, 2, stride=1, dilation=2, ties="last"),
-        lambda x: oracle.max_pool(x, 2, stride=1, dilation=2, ties="last"),
-        (_a(1, 6, 5, 2),),
-    ),
-    "avg_pool": (
-        lambda x: jc.avg_pool(x, 3, stride=2, padding=1, count_include_pad=False),
-        lambda x: oracle.avg_pool(x, 3, stride=2, padding=1, count_include_pad=False),
-        (_a(2, 5, 6, 3),),
-    ),
-    "lp_pool": (
-        lambda x: jc.lp_pool(x, 3.0, 2),
-        lambda x: oracle.lp_pool(x, 3.0, 2),
-        (jnp.abs(_a(2, 4, 6, 3)) + 0.5,),
-    ),
-    "global_avg_pool": (jc.global_avg_pool, oracle.global_avg_pool, (_a(2, 3, 4, 3),)),
-    "global_max_pool": (jc.global_max_pool, oracle.global_max_pool, (_a(2, 3, 4, 3),)),
-    "max_unpool": (
-        lambda y: jc.max_unpool(y, IDX, (1, 4, 4, 2)),
-        lambda y: oracle.max_unpool(y, IDX, (4, 4)),
-        (_a(1, 2, 2, 2),),
-    ),
-    "relu": (jc.relu, oracle.relu, (_a(3, 4, 5),)),
-    "linear": (jc.linear, oracle.linear, (_a(3, 4), _a(4, 5), _a(5))),
-    "mse_loss": (
-        lambda y, t: jc.mse_loss(y, t, reduction="mean"),
-        lambda y, t: oracle.mse_loss(y, t, reduction="mean"),
-        (_a(3, 4), _a(3, 4)),
-    ),
-    "softmax_cross_entropy": (
-        lambda z: jc.softmax_cross_entropy(z, LABELS),
-        lambda z: oracle.softmax_cross_entropy(z, LABELS),
-        (_a(3, 4),),
-    ),
-}
 
 
 def _scalar(f):
@@ -205,7 +91,7 @@ def _close(ours, theirs, what):
 def test_transformation_matrix(op, transform):
     """Each transformation under jit (one compile per case; eager runs: `check_grads` below
     and the rules-off test)."""
-    ours, theirs, args = OPS[op]
+    ours, theirs, args = OPS[op].fn, OPS[op].ref, OPS[op].args
     run = lambda f: jax.jit(lambda a, t: TRANSFORMS[transform](f, a, t))  # noqa: E731
     t = _tangents(args)
     _close(run(ours)(args, t), run(theirs)(args, t), op)
@@ -213,8 +99,7 @@ def test_transformation_matrix(op, transform):
 
 @pytest.mark.parametrize("op", list(OPS))
 def test_check_grads_both_modes(op):
-    ours, _, args = OPS[op]
-    check_grads(ours, args, order=2, modes=["fwd", "rev"])
+    check_grads(OPS[op].fn, OPS[op].args, order=2, modes=["fwd", "rev"])
 
 
 # --------------------------------------------------------------------------- jaxconv's rules
@@ -247,9 +132,11 @@ def test_transformations_run_without_jax_rules(transform):
     again), and the lax reference fails, which shows the switch is real."""
     jax.clear_caches()
     with jax_rules_off():
-        for ours, _, args in OPS.values():
-            jax.jit(lambda a, t, f=ours: TRANSFORMS[transform](f, a, t))(args, _tangents(args))
-        ref, args = OPS["conv"][1], OPS["conv"][2]
+        for op in OPS.values():
+            jax.jit(lambda a, t, f=op.fn: TRANSFORMS[transform](f, a, t))(
+                op.args, _tangents(op.args)
+            )
+        ref, args = OPS["conv"].ref, OPS["conv"].args
         with pytest.raises(AssertionError, match="JAX's own derivative rule"):
             jax.jit(lambda a, t: jax.jvp(ref, a, t))(args, _tangents(args))
     jax.clear_caches()
@@ -266,7 +153,7 @@ def test_jaxprs_show_jaxconv_rules():
     """The forward-mode jaxprs of the convolution family are jaxconv's primitives: the HVP of
     a conv layer has the forward, input-gradient and weight-gradient primitives and no lax
     convolution."""
-    ours, _, args = OPS["conv"]
+    ours, args = OPS["conv"].fn, OPS["conv"].args
     hvp = TRANSFORMS["jvp_of_grad"]
     names = list(_eqn_names(jax.make_jaxpr(lambda *a: hvp(ours, a, a))(*args).jaxpr))
     assert "conv_general_dilated" not in names and "dot_general" not in names
@@ -326,12 +213,12 @@ def test_conv_family_forward_mode_hypothesis(layer):
             (
                 (w, g),
                 lambda w, g: jc.conv_input_grad(x.shape, w, g, backward=backward, **zkw),
-                _vjp_x(theirs, x.shape),
+                vjp_x(theirs, x.shape),
             ),
             (
                 (x, g),
                 lambda x, g: jc.conv_weight_grad(x, w.shape, g, backward=backward, **zkw),
-                _vjp_w(theirs, w.shape),
+                vjp_w(theirs, w.shape),
             ),
         ]
         if pad_ok:

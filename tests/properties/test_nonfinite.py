@@ -21,6 +21,7 @@ import pytest
 import jaxconv as jc
 from jaxconv.convolution.lowering.choice import auto_algorithms, lean_algorithms
 from jaxconv.testing import oracle
+from tests.support.registry import OPS
 
 VALUES = (np.nan, np.inf, -np.inf)
 CONV_VALUES = (np.nan, np.inf)  # -inf behaves as +inf in sums
@@ -130,50 +131,18 @@ def test_conv_transpose_ungrouped_equals_plain_autodiff_for_x_and_g():
         assert_same_nonfinite(a, b)
 
 
-OPS = {
-    "relu": (jc.relu, oracle.relu, 1),
-    "avg_pool": (
-        lambda x: jc.avg_pool(x, 3, stride=2, padding=1),
-        lambda x: oracle.avg_pool(x, 3, stride=2, padding=1),
-        1,
-    ),
-    "lp_pool": (lambda x: jc.lp_pool(x, 2, 2), lambda x: oracle.lp_pool(x, 2, 2), 1),
-    "max_pool_inf": (
-        lambda x: jc.max_pool(x, 3, stride=2, padding=1),
-        lambda x: oracle.max_pool(x, 3, stride=2, padding=1),
-        1,
-    ),
-    "global_avg_pool": (jc.global_avg_pool, oracle.global_avg_pool, 1),
-    "global_max_pool": (jc.global_max_pool, oracle.global_max_pool, 1),
-    "linear": (jc.linear, oracle.linear, 3),
-    "mse_loss": (jc.mse_loss, oracle.mse_loss, 2),
-    "softmax_cross_entropy": (
-        lambda z: jc.softmax_cross_entropy(z, jnp.array([0, 2, 1, 0, 2, 1])),
-        lambda z: oracle.softmax_cross_entropy(z, jnp.array([0, 2, 1, 0, 2, 1])),
-        1,
-    ),
-}
+NONFINITE = sorted(name for name, op in OPS.items() if op.nonfinite)
 
 
-def _args(name, rng):
-    if name == "linear":
-        return [rng.standard_normal((6, 3)), rng.standard_normal((3, 4)), rng.standard_normal(4)]
-    if name == "mse_loss":
-        return [rng.standard_normal((6, 3)), rng.standard_normal((6, 3))]
-    if name == "softmax_cross_entropy":
-        return [rng.standard_normal((6, 3))]
-    return [rng.standard_normal((2, 6, 6, 3))]
-
-
-@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("name", NONFINITE)
 def test_ops_nonfinite_like_autodiff(name):
-    """Each input entry and each cotangent entry set to NaN/+inf/-inf in turn (max pooling: the
-    infinities; their NaN rule is PyTorch's -- NaN wins and gets the gradient -- tested in
-    test_pool)."""
-    ours, plain, n_args = OPS[name]
+    """Each input entry and each cotangent entry set to the op's non-finite values in turn (the
+    registry's `nonfinite`: NaN and ±inf within the op's domain; max pooling: the infinities,
+    its NaN rule is PyTorch's -- NaN wins and gets the gradient -- tested in tests/pool/)."""
+    op = OPS[name]
+    ours, plain, n_args, values = op.fn, op.ref, len(op.args), op.nonfinite
     rng = np.random.default_rng(2)
-    base = _args(name, rng)
-    values = (np.inf, -np.inf) if "max_pool" in name else VALUES
+    base = [np.array(a) for a in op.args]
     g_shape = jax.eval_shape(ours, *base).shape
     scalar_out = g_shape == ()
     for i in range(n_args):

@@ -1,4 +1,8 @@
-"""jit, vmap, grad-of-grad; and proof that the gradients run on jaxconv's rules, not JAX's."""
+"""jit, vmap, grad-of-grad; and proof that the gradients run on jaxconv's rules, not JAX's.
+
+Every op of the registry (tests/support/registry.py): ``jit(f)`` equals the eager call and
+``vmap(f)`` over every argument equals the calls one by one; then the conv family in detail.
+"""
 
 import contextlib
 
@@ -11,6 +15,7 @@ from jax._src.interpreters import ad
 
 from jaxconv.testing import oracle
 from tests.support.numerics import assert_close
+from tests.support.registry import OPS, PUBLIC
 
 try:
     from jax.extend.core import jaxprs_in_params
@@ -20,6 +25,28 @@ except ImportError:  # jax < 0.10 (the oldest supported is 0.7.2; CI's second ve
 import jaxconv as jc
 
 KW = dict(stride=2, padding=1, dilation=(1, 2), groups=2)
+
+
+def test_registry_covers_every_public_op():
+    assert sorted({op.public for op in OPS.values()}) == PUBLIC
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_jit_and_vmap_equal_plain_calls(name):
+    """``jit(f)(*a) == f(*a)``, and ``vmap(f)`` of two stacked argument sets, mapped over every
+    argument at once and over each argument alone, equals f of each set."""
+    op = OPS[name]
+    eager = op.fn(*op.args)
+    assert_close(jax.jit(op.fn)(*op.args), eager)
+    other = tuple(0.5 * a + 0.25 for a in op.args)
+    stacked = tuple(jnp.stack([a, b]) for a, b in zip(op.args, other))
+    want = jnp.stack([eager, op.fn(*other)])
+    assert_close(jax.vmap(op.fn)(*stacked), want)
+    for i in range(len(op.args)):
+        axes = tuple(0 if j == i else None for j in range(len(op.args)))
+        args = tuple(stacked[j] if j == i else op.args[j] for j in range(len(op.args)))
+        one = op.fn(*(other[j] if j == i else op.args[j] for j in range(len(op.args))))
+        assert_close(jax.vmap(op.fn, in_axes=axes)(*args), jnp.stack([eager, one]))
 
 
 @pytest.fixture
