@@ -1,8 +1,10 @@
 """Shared test setup: float64 on, highest matmul precision, strict rank and dtype promotion,
 hypothesis profiles (tolerances and comparison helpers: `tests/support/numerics.py`)."""
 
+import json
 import os
 import sys
+from collections import Counter
 
 import jax
 import numpy as np
@@ -34,10 +36,41 @@ def rng():
     return np.random.default_rng(0)
 
 
+# Fuzz counts from pytest-xdist workers, summed on the controller (`pytest -n 2`).
+_WORKER_COUNTS: list[dict] = []
+
+
+def _fuzz_counts() -> dict:
+    harness = sys.modules.get("tests.fuzz.harness")
+    return {} if harness is None else {k: dict(v) for k, v in harness.COUNTS.items()}
+
+
+def pytest_sessionfinish(session):
+    """On an xdist worker: hand this worker's fuzz counts to the controller."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["fuzz_counts"] = json.dumps(_fuzz_counts())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """On the xdist controller: collect a finished worker's fuzz counts."""
+    counts = getattr(node, "workeroutput", {}).get("fuzz_counts")
+    if counts:
+        _WORKER_COUNTS.append(json.loads(counts))
+
+
 def pytest_terminal_summary(terminalreporter):
     """The fuzz's table of cases per public function, when fuzz tests ran in this session."""
-    harness = sys.modules.get("tests.fuzz.harness")
-    lines = harness.summary() if harness is not None else []
+    if "tests.fuzz.harness" not in sys.modules and not _WORKER_COUNTS:
+        return
+    from tests.fuzz import harness
+
+    counts = [_fuzz_counts(), *_WORKER_COUNTS]
+    total = {fn: Counter() for fn in harness.PUBLIC}
+    for part in counts:
+        for fn, c in part.items():
+            total.setdefault(fn, Counter()).update(c)
+    lines = harness.summary(total)
     if lines:
         terminalreporter.write_sep("-", "fuzz: cases per public function")
         for line in lines:

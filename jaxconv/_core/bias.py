@@ -30,7 +30,9 @@ def _bias_add_t(ct, y, b):
 
 
 def _bias_add_batch(args, dims):
-    """The mapped copies of y side by side as channels, each with its own bias."""
+    """The mapped copies of y side by side as channels, each with its own bias. A mapped size
+    of 0 never gets here (`linear` registers it through `batching_rule`: an empty result from
+    abstract evaluation), as reshaping an empty fold back with -1 is ambiguous."""
     (y, b), size = moved(args, dims)
     if dims[1] is None:
         y = y.reshape(size * y.shape[1], *y.shape[2:])

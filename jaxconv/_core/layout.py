@@ -31,12 +31,6 @@ def split_kernel(shape, layout):
     return tuple(shape[2:]), shape[1], shape[0]
 
 
-def join_kernel(k, cin_g, cout, layout):
-    if layout == "channels_last":
-        return (*k, cin_g, cout)
-    return (cout, cin_g, *k)
-
-
 def to_cl(a, layout):
     """An activation (N, C, *sp) -> (N, *sp, C); channels_last passes through."""
     return a if layout == "channels_last" else jnp.moveaxis(a, 1, -1)

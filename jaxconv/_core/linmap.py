@@ -57,7 +57,9 @@ def broadcast_moved(args, dims):
 
 def fold_rule(prim):
     """Batching rule of `prim`: the mapped axis folded into axis 0 (N) of every argument, the
-    same primitive bound again, its output unfolded."""
+    same primitive bound again, its output unfolded. Registered by `_core.primitive.linear`,
+    so it only sees a mapped size > 0: an empty mapped axis folded into N loses N (unfolding
+    divides by the size), and `batching_rule` answers it with an empty result instead."""
 
     def rule(args, dims, **params):
         args, size = broadcast_moved(args, dims)

@@ -13,7 +13,8 @@ only by the rules its op module registers beside its forward:
   backward pass; JAX's reverse mode is the transpose of the linearised JVP), through
   `jax.interpreters.ad`;
 - batching: a rule that folds the mapped axis into an axis the op already handles
-  (`jax.interpreters.batching`), binding the same primitive again.
+  (`jax.interpreters.batching`), binding the same primitive again; registered through
+  `batching_rule`, which answers a mapped axis of size 0 itself (`empty_batch`).
 
 `linear` registers the rules of a primitive that is linear in some of its arguments (the
 others, e.g. integer winner offsets, are constants): its JVP is itself applied to the tangents,
@@ -67,7 +68,8 @@ def linear(prim, linear_args: tuple[int, ...], transpose, batch):
 
     ``transpose(ct, *args, **params)`` returns one cotangent per argument of `linear_args`
     (args there are `ad.UndefinedPrimal`s, the others their values); ``batch(args, dims,
-    **params)`` is the batching rule."""
+    **params)`` is the batching rule for a mapped axis of size > 0 (size 0: an empty result
+    from abstract evaluation, `batching_rule`)."""
 
     def jvp(primals, tangents, **params):
         out = prim.bind(*primals, **params)
@@ -87,6 +89,44 @@ def linear(prim, linear_args: tuple[int, ...], transpose, batch):
 
     ad.primitive_jvps[prim] = jvp
     ad.primitive_transposes[prim] = transpose_rule
+    batching_rule(prim, batch)
+
+
+def mapped_size(args, dims) -> int:
+    """The size of the mapped axis of a batching rule's `args` (`dims`: None where unmapped)."""
+    return next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+
+
+def empty_batch(prim, args, dims, **params):
+    """vmap of `prim` over a mapped axis of size 0: zero copies of the unbatched result.
+
+    Its shape and dtype come from abstract evaluation of the unbatched primitive (the mapped
+    axes dropped), so nothing runs; the mapped axis is the output's axis 0."""
+    avals = [
+        jax.ShapeDtypeStruct(a.shape if d is None else a.shape[:d] + a.shape[d + 1 :], a.dtype)
+        for a, d in zip(args, dims)
+    ]
+    out = jax.eval_shape(partial(prim.bind, **params), *avals)
+    if prim.multiple_results:
+        return [jnp.zeros((0, *o.shape), o.dtype) for o in out], [0] * len(out)
+    return jnp.zeros((0, *out.shape), out.dtype), 0
+
+
+def batching_rule(prim, rule):
+    """Register ``rule(args, dims, **params)`` as `prim`'s batching rule for a mapped axis of
+    size > 0; a mapped axis of size 0 gets `empty_batch` instead.
+
+    The rules fold the mapped axis into a batch, channel or group axis, and unfold the result
+    by dividing that axis by the mapped size; with size 0 the folded axis is empty, its
+    original extent is lost (a modulo or division by zero) and a group count would be 0, which
+    no convolution accepts. An empty batch has an empty result whose shape and dtype
+    abstract evaluation of the unbatched primitive gives, so no rule needs to handle it."""
+
+    def batch(args, dims, **params):
+        if mapped_size(args, dims) == 0:
+            return empty_batch(prim, args, dims, **params)
+        return rule(args, dims, **params)
+
     batching.primitive_batchers[prim] = batch
 
 

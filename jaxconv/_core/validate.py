@@ -32,12 +32,17 @@ def show(value):
     return value
 
 
-def fail(fn: str, arg: str, value, message: str, exc=ValueError):
-    """Raise ``exc`` worded as "fn: `arg` (=value) message"."""
+def wording(fn: str, arg: str, value, message: str) -> str:
+    """The message "fn: `arg` (=value) message", the value's repr cut to 80 characters."""
     text = repr(show(value))
     if len(text) > 80:
         text = text[:77] + "..."
-    raise exc(f"{fn}: `{arg}` (={text}) {message}")
+    return f"{fn}: `{arg}` (={text}) {message}"
+
+
+def fail(fn: str, arg: str, value, message: str, exc=ValueError):
+    """Raise ``exc`` worded as "fn: `arg` (=value) message"."""
+    raise exc(wording(fn, arg, value, message))
 
 
 def check_array(fn: str, arg: str, x) -> None:

@@ -112,12 +112,22 @@ def pool_window(fn, x, window, stride, padding, dilation, ceil_mode, layout) -> 
             o -= 1
         out.append(o)
     axes = tuple(range(1, nd + 1)) if layout == "channels_last" else tuple(range(2, nd + 2))
-    return Window(layout, x.ndim, axes, size, window, stride, dilation, pads, tuple(out))
+    return Window(
+        layout=layout,
+        ndim=x.ndim,
+        axes=axes,
+        size=size,
+        window=window,
+        stride=stride,
+        dilation=dilation,
+        pads=pads,
+        out=tuple(out),
+    )
 
 
-def pad_to_cover(x, geom: Window, fill):
+def pad_to_cover(x, win: Window, fill):
     """x padded with `fill` (or cropped) to exactly the region the windows cover, E per dim."""
-    cfg = geom.config([(lo, hc, 0) for (lo, _), hc in zip(geom.pads, geom.hi_cover)])
+    cfg = win.config([(lo, hc, 0) for (lo, _), hc in zip(win.pads, win.hi_cover)])
     return lax.pad(x, lax.convert_element_type(fill, x.dtype), cfg)
 
 
@@ -141,8 +151,8 @@ def _runs(n, o, k, s, d, lo):
     ]
 
 
-def window_blocks(x, geom: Window, fill):
-    """The windows of x padded with `fill`, without padding x: (x', geom', runs per dim).
+def window_blocks(x, win: Window, fill):
+    """The windows of x padded with `fill`, without padding x: (x', win', runs per dim).
 
     Per dim, the outputs split into runs of windows that read the same offsets inside the
     input (the border windows and the interior). Within a block of runs (one run per dim),
@@ -151,58 +161,56 @@ def window_blocks(x, geom: Window, fill):
     written out first (it does not fuse one pad into K slices): a 3x3 max pool saves 27 MB of
     temp memory and its page faults, a depthwise layer half its temp and 20 % of its time.
     Windows with many border runs (large padding) get the padded copy: x' is then x padded to
-    cover, geom' has no padding and every dim is a single run.
+    cover, win' has no padding and every dim is a single run.
     """
     runs = [
         _runs(n, o, k, s, d, lo)
         for n, o, k, s, d, (lo, _) in zip(
-            geom.size, geom.out, geom.window, geom.stride, geom.dilation, geom.pads
+            win.size, win.out, win.window, win.stride, win.dilation, win.pads
         )
     ]
-    if math.prod(len(r) for r in runs) * geom.cells > MAX_BLOCK_TERMS:
-        x = pad_to_cover(x, geom, fill)
-        size = tuple(x.shape[a] for a in geom.axes)
-        geom = geom._replace(size=size, pads=((0, 0),) * len(size))
-        runs = [[(0, o, (True,) * k)] for o, k in zip(geom.out, geom.window)]
-    return x, geom, runs
+    if math.prod(len(r) for r in runs) * win.cells > MAX_BLOCK_TERMS:
+        x = pad_to_cover(x, win, fill)
+        size = tuple(x.shape[a] for a in win.axes)
+        win = win._replace(size=size, pads=((0, 0),) * len(size))
+        runs = [[(0, o, (True,) * k)] for o, k in zip(win.out, win.window)]
+    return x, win, runs
 
 
-def block_slices(x, geom: Window, picked):
+def block_slices(x, win: Window, picked):
     """[(r, slice_r or None)] for the block `picked` (one run per dim): slice_r[i] =
     x[i*s + m*d - lo] over the block's outputs, None where offset m reads only padding."""
     slices = []
-    for r, m in enumerate(geom.offsets()):
+    for r, m in enumerate(win.offsets()):
         if not all(run[2][mm] for run, mm in zip(picked, m)):
             slices.append((r, None))
             continue
         first = [
             u * s + mm * d - lo
-            for (u, _, _), mm, s, d, (lo, _) in zip(
-                picked, m, geom.stride, geom.dilation, geom.pads
-            )
+            for (u, _, _), mm, s, d, (lo, _) in zip(picked, m, win.stride, win.dilation, win.pads)
         ]
-        last = [f + (v - u - 1) * s + 1 for f, (u, v, _), s in zip(first, picked, geom.stride)]
-        start, limit = geom.config(first, 0), geom.config(last, x.shape.__getitem__)
-        slices.append((r, lax.slice(x, start, limit, geom.config(geom.stride, 1))))
+        last = [f + (v - u - 1) * s + 1 for f, (u, v, _), s in zip(first, picked, win.stride)]
+        start, limit = win.config(first, 0), win.config(last, x.shape.__getitem__)
+        slices.append((r, lax.slice(x, start, limit, win.config(win.stride, 1))))
     return slices
 
 
-def map_windows(x, geom: Window, fill, fn):
+def map_windows(x, win: Window, fill, fn):
     """``fn(slices)`` over every window of x padded with `fill` (`window_blocks`: no padded copy).
 
     `fn` gets [(r, slice_r)] in offset order, slice_r[i] = x~[i*s + m*d] of the padded x~, and
     returns a tuple of output-shaped arrays; it runs once per block, with a `fill` constant for
     each all-padding offset, and the blocks are concatenated back.
     """
-    x, geom, runs = window_blocks(x, geom, fill)
+    x, win, runs = window_blocks(x, win, fill)
 
     def block(picked):
-        shape = geom.config([v - u for u, v, _ in picked], x.shape.__getitem__)
+        shape = win.config([v - u for u, v, _ in picked], x.shape.__getitem__)
         sharding = explicit_sharding(x)
         return fn(
             [
                 (r, lax.full(shape, fill, x.dtype, sharding=sharding) if s is None else s)
-                for r, s in block_slices(x, geom, picked)
+                for r, s in block_slices(x, win, picked)
             ]
         )
 
@@ -212,12 +220,12 @@ def map_windows(x, geom: Window, fill, fn):
         parts = [assemble(j + 1, picked + (run,)) for run in runs[j]]
         if len(parts) == 1:
             return parts[0]
-        return tuple(jnp.concatenate(p, geom.axes[j]) for p in zip(*parts))
+        return tuple(jnp.concatenate(p, win.axes[j]) for p in zip(*parts))
 
     return assemble(0, ())
 
 
-def crop_cover(dxp, geom: Window):
+def crop_cover(dxp, win: Window):
     """The adjoint of `pad_to_cover` (drop the padding; zeros for an uncovered tail)."""
-    cfg = geom.config([(-lo, -hc, 0) for (lo, _), hc in zip(geom.pads, geom.hi_cover)])
+    cfg = win.config([(-lo, -hc, 0) for (lo, _), hc in zip(win.pads, win.hi_cover)])
     return lax.pad(dxp, lax.convert_element_type(0, dxp.dtype), cfg)

@@ -118,7 +118,7 @@ def conv(
     v.check_pet_width(fn, preferred_element_type, x)
     spec = make_spec(fn, x.shape, w.shape, opts)
     v.check_bias(fn, bias, split_kernel(w.shape, layout)[2])
-    geo = geometry(spec, x.shape, w.shape)
+    geo = geometry(spec, x.shape, w.shape, x.dtype)
 
     def run(x, w, bias):
         x = to_cl(x, layout)
@@ -210,63 +210,15 @@ def conv_transpose(
         v.fail(fn, "groups", groups, f"must be >= 1 and divide the kernel's C_out (={cout})")
     stride = v.int_tuple(fn, "stride", stride, nd)
     dilation = v.int_tuple(fn, "dilation", dilation, nd)
-    k_eff = effective_kernel(k, dilation)
-    if isinstance(padding, str) and padding.upper() == "SAME":
-        pads = padding_pairs(
-            fn, "SAME", nd, k_eff, stride, tuple(oo * s for oo, s in zip(o, stride))
-        )
-        if output_size is None:
-            if any(v.int_tuple(fn, "output_padding", output_padding, nd, minimum=0)):
-                v.fail(
-                    fn,
-                    "output_padding",
-                    output_padding,
-                    "must be 0 with padding='SAME' "
-                    "(the output size is the input size times the stride)",
-                )
-            output_size = tuple(oo * s for oo, s in zip(o, stride))
-    else:
-        pads = padding_pairs(fn, padding, nd, k_eff, stride, o)
-    n_min = tuple(
-        (oo - 1) * s + ke - lo - hi for oo, s, ke, (lo, hi) in zip(o, stride, k_eff, pads)
+    pads, n, fwd_pads = _transpose_sizes(
+        fn, o, k, stride, dilation, padding, output_padding, output_size
     )
-    room = tuple(max(s, d) for s, d in zip(stride, dilation))
-    op = v.int_tuple(fn, "output_padding", output_padding, nd, minimum=0)
-    if output_size is not None:
-        if any(op):
-            v.fail(fn, "output_padding", output_padding, "must be 0 when `output_size` is given")
-        size = _output_size(fn, output_size, nd)
-        op = tuple(n - m for n, m in zip(size, n_min))
-        if any(not 0 <= p < r for p, r in zip(op, room)):
-            v.fail(
-                fn,
-                "output_size",
-                output_size,
-                f"must lie between {n_min} and {tuple(m + r - 1 for m, r in zip(n_min, room))}",
-            )
-    if any(p >= r for p, r in zip(op, room)):
-        v.fail(
-            fn,
-            "output_padding",
-            output_padding,
-            f"must be smaller than max(stride, dilation) (={room}) in every dim",
-        )
-    n = tuple(m + p for m, p in zip(n_min, op))
-    if any(nn < 1 for nn in n):
-        v.fail(fn, "padding", padding, f"is too large: the output would have size {n}")
     x_shape = join_layout(n_batch, n, cin_g * groups, layout)
     opts = opts._replace(stride=stride, padding=pads, dilation=dilation, groups=groups)
     spec = make_spec(fn, x_shape, w.shape, opts)
     v.check_bias(fn, bias, cin_g * groups)
-    # The conv of an n-sized input with pads (lo, hi_eff) has exactly o outputs (hi_eff may be
-    # negative: output_padding cells beyond the kernel's reach get no contribution).
-    hi_eff = tuple(
-        (oo - 1) * s + ke - nn - lo for oo, s, ke, nn, (lo, _) in zip(o, stride, k_eff, n, pads)
-    )
-    spec = spec._replace(
-        params=spec.params._replace(padding=tuple((lo, h) for (lo, _), h in zip(pads, hi_eff)))
-    )
-    geo = geometry(spec, x_shape, w.shape)
+    spec = spec._replace(params=spec.params._replace(padding=fwd_pads))
+    geo = geometry(spec, x_shape, w.shape, y.dtype)
 
     def run(y, w, bias):
         x = _conv_transpose(geo, to_cl(y, layout), kernel_to_cl(w, layout, spec.flip), bias)
@@ -276,12 +228,119 @@ def conv_transpose(
     return auto_partitioned(run, y, w, bias, out=act_out(y.ndim, layout, 0, c_in))
 
 
+def _transpose_sizes(fn, o, k, stride, dilation, padding, output_padding, output_size):
+    """`conv_transpose`'s (pads, n, fwd_pads): the user's `padding` as (lo, hi) pairs and
+    `transpose_sizes` of the validated `output_padding` / `output_size`, its errors worded
+    as fn's. ``padding="SAME"`` is the adjoint of a SAME conv of an input o * s: that size
+    unless `output_size` says otherwise."""
+    nd = len(o)
+    k_eff = effective_kernel(k, dilation)
+    if isinstance(padding, str) and padding.upper() == "SAME":
+        same_size = tuple(oo * s for oo, s in zip(o, stride))
+        pads = padding_pairs(fn, "SAME", nd, k_eff, stride, same_size)
+        if output_size is None:
+            if any(v.int_tuple(fn, "output_padding", output_padding, nd, minimum=0)):
+                v.fail(
+                    fn,
+                    "output_padding",
+                    output_padding,
+                    "must be 0 with padding='SAME' "
+                    "(the output size is the input size times the stride)",
+                )
+            output_size = same_size
+    else:
+        pads = padding_pairs(fn, padding, nd, k_eff, stride, o)
+    op = v.int_tuple(fn, "output_padding", output_padding, nd, minimum=0)
+    size = None
+    if output_size is not None:
+        if any(op):
+            v.fail(fn, "output_padding", output_padding, "must be 0 when `output_size` is given")
+        size = _output_size(fn, output_size, nd)
+    try:
+        n, fwd_pads = transpose_sizes(o, k, stride, dilation, pads, op, size)
+    except SizeError as e:
+        given = {"output_padding": output_padding, "output_size": output_size, "padding": padding}
+        raise ValueError(v.wording(fn, e.arg, given[e.arg], str(e))) from None
+    return pads, n, fwd_pads
+
+
 def _output_size(fn, output_size, nd):
     if hasattr(output_size, "tolist"):
         output_size = output_size.tolist()
     if not isinstance(output_size, Sequence) or len(output_size) != nd:
         v.fail(fn, "output_size", output_size, f"must be {nd} spatial sizes")
     return tuple(v.as_int(fn, "output_size", s) for s in output_size)
+
+
+class SizeError(ValueError):
+    """`transpose_sizes`' complaint about one argument: `arg` names it ("output_padding",
+    "output_size" or "padding"), the message says what is wrong with it."""
+
+    def __init__(self, arg: str, message: str):
+        super().__init__(message)
+        self.arg = arg
+
+
+def transpose_sizes(o, k, stride, dilation, pads, output_padding, output_size=None):
+    """`conv_transpose`'s output size n and the padding of the conv it is the adjoint of.
+
+    One spatial dim (each dim alike): y's size o, kernel k, stride s, dilation d, padding
+    (lo, hi). The conv maps an input of size n to
+
+    .. math:: o = \\lfloor (n + lo + hi - d(k-1) - 1) / s \\rfloor + 1,
+
+    so the floor maps every n in [n_min, n_min + s) onto the same o, with
+
+    .. math:: n_{min} = (o - 1) s - lo - hi + d(k-1) + 1.
+
+    conv_transpose picks n = n_min + output_padding, with 0 <= output_padding < max(s, d) as
+    PyTorch requires; `output_size`, when given, is n itself and picks output_padding =
+    output_size - n_min (in the same range). With d > s, output_padding may reach s or more:
+    the conv with the user's (lo, hi) would then have more than o outputs, so the conv whose
+    adjoint is returned pads (lo, hi_eff) with
+
+    .. math:: hi_{eff} = (o - 1) s + d(k-1) + 1 - n - lo = hi - output\\_padding,
+
+    which has exactly o outputs for every output_padding in range (hi_eff < 0 crops: the last
+    output_padding cells lie beyond the kernel's reach and get no contribution).
+
+    Args:
+      o, k, stride, dilation: one int per spatial dim: y's size, the kernel's, s and d.
+      pads: (lo, hi) per dim, the conv's padding.
+      output_padding: one int >= 0 per dim.
+      output_size: one int per dim (the output's spatial size), or None: from output_padding.
+    Returns:
+      (n, fwd_pads): the output's spatial size (the conv's input size) and (lo, hi_eff) per
+      dim, the padding of the conv of an n-sized input with exactly o outputs.
+    Raises:
+      SizeError: `output_padding` not below max(s, d) (or not 0 beside `output_size`),
+      `output_size` outside [n_min, n_min + max(s, d)), or `padding` so large that n < 1.
+
+    Example:
+      >>> transpose_sizes((3,), (3,), (2,), (1,), ((1, 1),), (1,))  # 3 -> 6, hi_eff = 0
+      ((6,), ((1, 0),))
+    """
+    k_eff = effective_kernel(k, dilation)
+    n_min = tuple(
+        (oo - 1) * s + ke - lo - hi for oo, s, ke, (lo, hi) in zip(o, stride, k_eff, pads)
+    )
+    room = tuple(max(s, d) for s, d in zip(stride, dilation))
+    op = tuple(output_padding)
+    if output_size is not None:
+        if any(op):
+            raise SizeError("output_padding", "must be 0 when `output_size` is given")
+        op = tuple(n - m for n, m in zip(output_size, n_min))
+        if any(not 0 <= p < r for p, r in zip(op, room)):
+            top = tuple(m + r - 1 for m, r in zip(n_min, room))
+            raise SizeError("output_size", f"must lie between {n_min} and {top}")
+    if any(p >= r for p, r in zip(op, room)):
+        raise SizeError(
+            "output_padding", f"must be smaller than max(stride, dilation) (={room}) in every dim"
+        )
+    n = tuple(m + p for m, p in zip(n_min, op))
+    if any(nn < 1 for nn in n):
+        raise SizeError("padding", f"is too large: the output would have size {n}")
+    return n, tuple((lo, hi - p) for (lo, hi), p in zip(pads, op))
 
 
 def _conv_transpose(geo: Geometry, y, w, b):
@@ -350,7 +409,7 @@ def conv_input_grad(
     x_shape = v.as_np_shape(fn, "input_shape", input_shape)
     spec = make_spec(fn, x_shape, w.shape, opts, x_arg="input_shape")
     _check_g(fn, spec, x_shape, w.shape, g, "w", w)
-    geo = geometry(spec, x_shape, w.shape)
+    geo = geometry(spec, x_shape, w.shape, w.dtype)
 
     def run(w, g):
         return from_cl(
@@ -404,7 +463,7 @@ def conv_weight_grad(
     w_shape = v.as_np_shape(fn, "weight_shape", weight_shape)
     spec = make_spec(fn, x.shape, w_shape, opts, w_arg="weight_shape")
     _check_g(fn, spec, x.shape, w_shape, g, "x", x)
-    geo = geometry(spec, x.shape, w_shape)
+    geo = geometry(spec, x.shape, w_shape, x.dtype)
 
     def run(x, g):
         return kernel_from_cl(
@@ -468,8 +527,8 @@ def make_spec(
 
     `x_arg` / `w_arg` name the arguments the shapes came from, for the error messages.
     """
-    stride, padding, dilation, groups, flip, layout, backward = opts[:7]
-    precision, preferred_element_type, padding_mode = opts[7:]
+    layout, backward, flip = opts.layout, opts.backward, opts.flip
+    padding, padding_mode = opts.padding, opts.padding_mode
     v.check_layout(fn, layout)
     v.check_choice(fn, "backward", backward, BACKWARDS)
     if not isinstance(flip, (bool, np.bool_)):
@@ -498,10 +557,10 @@ def make_spec(
     k, cin_g, cout = split_kernel(tuple(w_shape), layout)
     if any(kk < 1 for kk in k) or cout < 1:
         v.fail(fn, w_arg, tuple(w_shape), "must have non-zero kernel and channel sizes")
-    groups = v.as_int(fn, "groups", groups)
+    groups = v.as_int(fn, "groups", opts.groups)
     v.check_groups(fn, groups, cin, cout, cin_g, w_arg, tuple(w_shape))
-    stride = v.int_tuple(fn, "stride", stride, nd)
-    dilation = v.int_tuple(fn, "dilation", dilation, nd)
+    stride = v.int_tuple(fn, "stride", opts.stride, nd)
+    dilation = v.int_tuple(fn, "dilation", opts.dilation, nd)
     k_eff = effective_kernel(k, dilation)
     pads = padding_pairs(fn, padding, nd, k_eff, stride, size)
     check_window_fits(fn, size, pads, k_eff, w_arg, tuple(w_shape))
@@ -509,11 +568,26 @@ def make_spec(
     if padding_mode != "zeros":
         check_padding_mode(fn, padding_mode, pads, size)
         mode_pads, pads = pads, ((0, 0),) * nd
-    precision, pet = v.precision_and_type(fn, precision, preferred_element_type)
+    precision, pet = v.precision_and_type(fn, opts.precision, opts.preferred_element_type)
     params = ConvParams(
-        stride, pads, (1,) * nd, dilation, dimension_numbers(nd, layout), groups, 1, precision, pet
+        window_strides=stride,
+        padding=pads,
+        lhs_dilation=(1,) * nd,
+        rhs_dilation=dilation,
+        dimension_numbers=dimension_numbers(nd, layout),
+        feature_group_count=groups,
+        batch_group_count=1,
+        precision=precision,
+        preferred_element_type=pet,
     )
-    return ConvSpec(params, bool(flip), layout, backward, padding_mode, mode_pads)
+    return ConvSpec(
+        params=params,
+        flip=bool(flip),
+        layout=layout,
+        backward=backward,
+        padding_mode=padding_mode,
+        mode_pads=mode_pads,
+    )
 
 
 def output_shape(spec: ConvSpec, x_shape, w_shape) -> tuple[int, ...]:
@@ -526,9 +600,11 @@ def output_shape(spec: ConvSpec, x_shape, w_shape) -> tuple[int, ...]:
     return join_layout(n, out_size(size, k_eff, p.window_strides, p.padding), cout, spec.layout)
 
 
-def geometry(spec: ConvSpec, x_shape, w_shape) -> Geometry:
-    """The channels-last `Geometry` of a validated spec, with its algorithms chosen."""
+def geometry(spec: ConvSpec, x_shape, w_shape, dtype) -> Geometry:
+    """The channels-last `Geometry` of a validated spec, with its algorithms chosen for
+    operands of `dtype`."""
     n, size, c = split_layout(tuple(x_shape), spec.layout)
     k, cin_g, cout = split_kernel(tuple(w_shape), spec.layout)
     size = tuple(s + lo + hi for s, (lo, hi) in zip(size, spec.mode_pads))
-    return layer_geometry((n, *size, c), (*k, cin_g, cout), spec.params, spec.backward)
+    x_cl, w_cl = (n, *size, c), (*k, cin_g, cout)
+    return layer_geometry(x_cl, w_cl, spec.params, spec.backward, dtype=dtype)

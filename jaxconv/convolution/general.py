@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +37,7 @@ from jax.interpreters import ad, batching
 from jaxconv._core import validate as v
 from jaxconv._core.layout import from_cl, kernel_to_cl, to_cl
 from jaxconv._core.padding import effective_kernel
-from jaxconv._core.primitive import primitive
+from jaxconv._core.primitive import empty_batch, mapped_size, primitive
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike, DTypeLike, Shape
 from jaxconv.convolution.lowering.choice import layer_geometry
@@ -89,15 +90,26 @@ def conv_general_dilated(
       >>> conv_general_dilated(lhs, rhs, (1, 1), "SAME").shape
       (1, 3, 5, 5)
     """
-    args = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers)
-    groups = (feature_group_count, batch_group_count, precision, preferred_element_type)
+    args = LaxArgs(
+        lhs=lhs,
+        rhs=rhs,
+        window_strides=window_strides,
+        padding=padding,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
     v.check_array(_FN, "lhs", lhs)
     v.check_array(_FN, "rhs", rhs)
     if not (_inexact(lhs) or _inexact(rhs)):
         # Integer and bool convolutions: lax's values (lax checks their dtypes). JAX
         # differentiates neither (their tangents are float0), so there is no rule to write.
-        return lax_conv(_normalize(*args, *groups, integer=True), lhs, rhs, out_sharding)
-    p = _normalize(*args, *groups)
+        return lax_conv(_normalize(args, integer=True), lhs, rhs, out_sharding)
+    p = _normalize(args)
     out_shape, out_dtype = _lax_output(p, lhs, rhs)
     if 0 in (*lhs.shape, *rhs.shape, *out_shape):
         # An empty operand or result: every output cell is an empty sum (or there is none),
@@ -157,31 +169,58 @@ def _as_layer(p: ConvParams, layout: str, lhs, rhs):
     """An ordinary conv layer runs on the conv family (`rules`): the same values and the same
     explicit VJP rules, with the algorithms `backward="auto"` picks for the shape."""
     x, w = to_cl(lhs, layout), kernel_to_cl(rhs, layout)
-    geo = layer_geometry(x.shape, w.shape, p)  # the builder `conv` uses: the same algorithms
+    geo = layer_geometry(x.shape, w.shape, p, dtype=x.dtype)  # as `conv` builds it
     return from_cl(conv_cl(geo, x, w, None), layout)
 
 
-def _normalize(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    lhs_dilation,
-    rhs_dilation,
-    dimension_numbers,
-    feature_group_count,
-    batch_group_count,
-    precision,
-    preferred_element_type,
-    integer: bool = False,
-) -> ConvParams:
-    """Validated, hashable settings. `integer`: integer/bool operands, whose dtypes and
-    `preferred_element_type` lax itself checks (with its own exception types)."""
+class LaxArgs(NamedTuple):
+    """The arguments of one `jax.lax.conv_general_dilated` call, as the caller gave them."""
+
+    lhs: ArrayLike
+    rhs: ArrayLike
+    window_strides: object
+    padding: object
+    lhs_dilation: object
+    rhs_dilation: object
+    dimension_numbers: object
+    feature_group_count: object
+    batch_group_count: object
+    precision: object
+    preferred_element_type: object
+
+
+def _normalize(a: LaxArgs, integer: bool = False) -> ConvParams:
+    """Validated, hashable settings of the call `a`. `integer`: integer/bool operands, whose
+    dtypes and `preferred_element_type` lax itself checks (with its own exception types)."""
     if not integer:
-        v.check_inexact(_FN, "lhs", lhs)
-        v.check_inexact(_FN, "rhs", rhs)
-        v.check_same_dtype(_FN, lhs=lhs, rhs=rhs)
-        v.check_pet_width(_FN, preferred_element_type, lhs)
+        v.check_inexact(_FN, "lhs", a.lhs)
+        v.check_inexact(_FN, "rhs", a.rhs)
+        v.check_same_dtype(_FN, lhs=a.lhs, rhs=a.rhs)
+        v.check_pet_width(_FN, a.preferred_element_type, a.lhs)
+    dn = _dimension_numbers(a)
+    nd = a.lhs.ndim - 2
+    strides = v.int_tuple(_FN, "window_strides", a.window_strides, nd)
+    lhs_dil, rhs_dil = _dilations(a, nd)
+    fgc, bgc = _group_counts(a)
+    pads = _padding(a, dn, strides, lhs_dil, rhs_dil)
+    _check_features(a, dn, fgc, bgc)
+    precision, pet = _precision(a, integer)
+    return ConvParams(
+        window_strides=strides,
+        padding=pads,
+        lhs_dilation=lhs_dil,
+        rhs_dilation=rhs_dil,
+        dimension_numbers=dn,
+        feature_group_count=fgc,
+        batch_group_count=bgc,
+        precision=precision,
+        preferred_element_type=pet,
+    )
+
+
+def _dimension_numbers(a: LaxArgs) -> lax.ConvDimensionNumbers:
+    """lax's dimension numbers of operands of one rank n+2 >= 2, each window dim non-empty."""
+    lhs, rhs = a.lhs, a.rhs
     if lhs.ndim != rhs.ndim or lhs.ndim < 2:
         v.fail(
             _FN,
@@ -189,17 +228,28 @@ def _normalize(
             tuple(rhs.shape),
             f"must have the rank of lhs (={tuple(lhs.shape)}), which must be >= 2",
         )
-    nd = lhs.ndim - 2
     try:
-        dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+        dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, a.dimension_numbers)
     except (TypeError, ValueError) as e:
-        v.fail(_FN, "dimension_numbers", dimension_numbers, f"is invalid: {e}".split("\n")[0])
+        v.fail(_FN, "dimension_numbers", a.dimension_numbers, f"is invalid: {e}".split("\n")[0])
     v.check_nonempty(_FN, "rhs", rhs.shape, dn.rhs_spec[2:], "cell in every window dim (as lax)")
-    strides = v.int_tuple(_FN, "window_strides", window_strides, nd)
-    lhs_dil = v.int_tuple(_FN, "lhs_dilation", 1 if lhs_dilation is None else lhs_dilation, nd)
-    rhs_dil = v.int_tuple(_FN, "rhs_dilation", 1 if rhs_dilation is None else rhs_dilation, nd)
-    fgc = v.as_int(_FN, "feature_group_count", feature_group_count)
-    bgc = v.as_int(_FN, "batch_group_count", batch_group_count)
+    return dn
+
+
+def _dilations(a: LaxArgs, nd: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(lhs_dilation, rhs_dilation): `nd` ints >= 1 each, None meaning 1."""
+    lhs_dil = 1 if a.lhs_dilation is None else a.lhs_dilation
+    rhs_dil = 1 if a.rhs_dilation is None else a.rhs_dilation
+    return (
+        v.int_tuple(_FN, "lhs_dilation", lhs_dil, nd),
+        v.int_tuple(_FN, "rhs_dilation", rhs_dil, nd),
+    )
+
+
+def _group_counts(a: LaxArgs) -> tuple[int, int]:
+    """(feature_group_count, batch_group_count): ints >= 1, at most one of them > 1."""
+    fgc = v.as_int(_FN, "feature_group_count", a.feature_group_count)
+    bgc = v.as_int(_FN, "batch_group_count", a.batch_group_count)
     if fgc < 1:
         v.fail(_FN, "feature_group_count", fgc, "must be >= 1")
     if bgc < 1:
@@ -208,13 +258,17 @@ def _normalize(
         v.fail(
             _FN, "batch_group_count", bgc, f"must be 1 when `feature_group_count` (={fgc}) is > 1"
         )
-    in_sp = [lhs.shape[i] for i in dn.lhs_spec[2:]]
-    k = [rhs.shape[i] for i in dn.rhs_spec[2:]]
-    k_eff = effective_kernel(k, rhs_dil)
+    return fgc, bgc
+
+
+def _padding(a: LaxArgs, dn, strides, lhs_dil, rhs_dil) -> tuple[tuple[int, int], ...]:
+    """(lo, hi) per spatial dim: lax's pairs for "VALID" / "SAME" / "SAME_LOWER" (on the
+    dilated kernel, k_eff = d(k-1) + 1), or the caller's pairs as ints (negative ones crop)."""
+    padding, nd = a.padding, len(strides)
     if isinstance(padding, str):
         if padding.upper() not in ("VALID", "SAME", "SAME_LOWER"):
             v.fail(_FN, "padding", padding, "must be 'VALID', 'SAME', 'SAME_LOWER' or pairs")
-        if any(a > 1 for a in lhs_dil):
+        if any(d > 1 for d in lhs_dil):
             v.fail(
                 _FN,
                 "padding",
@@ -222,20 +276,25 @@ def _normalize(
                 "must be explicit (lo, hi) pairs when "
                 f"`lhs_dilation` (={lhs_dil}) is > 1 (as in lax)",
             )
-        pads = tuple(
+        in_sp = [a.lhs.shape[i] for i in dn.lhs_spec[2:]]
+        k_eff = effective_kernel([a.rhs.shape[i] for i in dn.rhs_spec[2:]], rhs_dil)
+        return tuple(
             tuple(int(q) for q in pr)
             for pr in lax.padtype_to_pads(in_sp, k_eff, strides, padding.upper())
         )
-    else:
-        if (
-            not isinstance(padding, Sequence)
-            or len(padding) != nd
-            or any(not isinstance(pr, Sequence) or len(pr) != 2 for pr in padding)
-        ):
-            v.fail(_FN, "padding", padding, f"must be a string or {nd} (lo, hi) pairs")
-        pads = tuple(
-            (v.as_int(_FN, "padding", lo), v.as_int(_FN, "padding", hi)) for lo, hi in padding
-        )
+    if (
+        not isinstance(padding, Sequence)
+        or len(padding) != nd
+        or any(not isinstance(pr, Sequence) or len(pr) != 2 for pr in padding)
+    ):
+        v.fail(_FN, "padding", padding, f"must be a string or {nd} (lo, hi) pairs")
+    return tuple((v.as_int(_FN, "padding", lo), v.as_int(_FN, "padding", hi)) for lo, hi in padding)
+
+
+def _check_features(a: LaxArgs, dn, fgc: int, bgc: int) -> None:
+    """The feature and batch sizes fit the group counts: C_in = fgc * (rhs's input features),
+    G = fgc * bgc divides rhs's output features, bgc divides the lhs batch."""
+    lhs, rhs = a.lhs, a.rhs
     cin, cout, rin = lhs.shape[dn.lhs_spec[1]], rhs.shape[dn.rhs_spec[0]], rhs.shape[dn.rhs_spec[1]]
     if cin % fgc or cin // fgc != rin:
         v.fail(
@@ -259,12 +318,15 @@ def _normalize(
             bgc,
             f"must divide the lhs batch (={lhs.shape[dn.lhs_spec[0]]})",
         )
+
+
+def _precision(a: LaxArgs, integer: bool):
+    """(precision, preferred_element_type) in hashable form; with `integer` operands lax
+    checks the `preferred_element_type` itself, so it passes through as given."""
     if integer:
-        precision, _ = v.precision_and_type(_FN, precision, None)
-        pet = preferred_element_type
-    else:
-        precision, pet = v.precision_and_type(_FN, precision, preferred_element_type)
-    return ConvParams(strides, pads, lhs_dil, rhs_dil, dn, fgc, bgc, precision, pet)
+        precision, _ = v.precision_and_type(_FN, a.precision, None)
+        return precision, a.preferred_element_type
+    return v.precision_and_type(_FN, a.precision, a.preferred_element_type)
 
 
 def _conv(lhs, rhs, *, p: ConvParams):
@@ -309,6 +371,14 @@ def _out_of(a, axis: int, size: int, groups: int):
 
 
 def _batch(args, dims, *, p: ConvParams):
+    """vmap of the general convolution, folding the mapped axis as the module docstring says.
+
+    A mapped axis of size 0 is not folded: into a batch or feature axis it leaves an empty axis
+    whose extent is lost (integer modulo by zero), into groups it gives a group count of 0
+    (lax: "feature_group_count must be a positive integer"). Its result is empty, of the shape
+    and dtype abstract evaluation of the unbatched convolution gives (`empty_batch`)."""
+    if mapped_size(args, dims) == 0:
+        return empty_batch(general_p, args, dims, p=p)
     (lhs, rhs), (bl, br) = args, dims
     lhs_spec, rhs_spec, out_spec = p.dimension_numbers
     fgc, bgc = p.feature_group_count, p.batch_group_count

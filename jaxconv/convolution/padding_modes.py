@@ -3,7 +3,9 @@
 Padding one spatial axis of size n by (lo, hi) with these modes reads the padded array at
 ``x[idx[j]]`` for a static index map idx of length lo + n + hi. The VJP of that gather folds the
 gradient of every padded cell back onto the input cell it copied (a scatter-add); the fold's own
-VJP is the gather again, so both directions and every order of derivative use these two rules.
+VJP is the gather again, so both directions and every order of derivative use these two rules
+(the linear primitives `pad_gather_p` and `pad_fold_p`, registered as "pad_gather" and
+"pad_fold").
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ def mode_index(n: int, lo: int, hi: int, mode: str) -> tuple[int, ...]:
 def pad(x, pads, mode: str, spatial_axes):
     """Pad `x` along `spatial_axes` by `pads` ((lo, hi) each) with `mode`."""
     index = tuple(mode_index(x.shape[a], lo, hi, mode) for a, (lo, hi) in zip(spatial_axes, pads))
-    return _gather(x, index, tuple(spatial_axes))
+    return _pad_gather(x, index, tuple(spatial_axes))
 
 
-def _gather_impl(x, *, index, axes):
+def _pad_gather_impl(x, *, index, axes):
     for idx, a in zip(index, axes):
         x = jnp.take(x, np.asarray(idx), axis=a)
     return x
@@ -52,20 +54,21 @@ def _fold_impl(g, *, index, axes, sizes):
     return g
 
 
-gather_p = primitive("pad_gather", _gather_impl, ("index", "axes"))
-fold_p = primitive("pad_fold", _fold_impl, ("index", "axes", "sizes"))
+pad_gather_p = primitive("pad_gather", _pad_gather_impl, ("index", "axes"))
+pad_fold_p = primitive("pad_fold", _fold_impl, ("index", "axes", "sizes"))
 
 
-def _gather(x, index, axes):
-    return gather_p.bind(x, index=index, axes=axes)
+def _pad_gather(x, index, axes):
+    return pad_gather_p.bind(x, index=index, axes=axes)
 
 
-def _gather_t(ct, x, *, index, axes):
-    return (fold_p.bind(ct, index=index, axes=axes, sizes=tuple(x.aval.shape[a] for a in axes)),)
+def _pad_gather_t(ct, x, *, index, axes):
+    sizes = tuple(x.aval.shape[a] for a in axes)
+    return (pad_fold_p.bind(ct, index=index, axes=axes, sizes=sizes),)
 
 
 def _fold_t(ct, g, *, index, axes, sizes):
-    return (gather_p.bind(ct, index=index, axes=axes),)
+    return (pad_gather_p.bind(ct, index=index, axes=axes),)
 
 
 def _shifted(prim):
@@ -78,5 +81,5 @@ def _shifted(prim):
     return rule
 
 
-linear(gather_p, (0,), _gather_t, _shifted(gather_p))
-linear(fold_p, (0,), _fold_t, _shifted(fold_p))
+linear(pad_gather_p, (0,), _pad_gather_t, _shifted(pad_gather_p))
+linear(pad_fold_p, (0,), _fold_t, _shifted(pad_fold_p))

@@ -37,16 +37,20 @@ primitive on a layer with other shapes (its algorithms chosen again for them):
   the B gradients stacked;
 - only g mapped in weight_grad: the B copies as more output channels (as the conv kernel);
 - both mapped: B G groups, activations and kernels with channel order (b, group, c).
+
+B = 0 folds into nothing (0 groups, an extent lost): its empty result comes from abstract
+evaluation of the unbatched primitive (`_core.primitive.batching_rule`).
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jax.interpreters import ad, batching
+from jax.interpreters import ad
 
 from jaxconv._core.bias import add_bias
 from jaxconv._core.dtypes import accumulation, widest
 from jaxconv._core.primitive import (
+    batching_rule,
     fold_batch,
     moved,
     primitive,
@@ -84,10 +88,13 @@ def _adjoint(prim, geo, undefined, a, b):
 
 
 def _register(prim, transpose_a, transpose_b, batch_rule):
-    """`prim`'s rules: bilinear JVP, the two transposes, and `batch_rule(bind, geo, args, dims)`."""
+    """`prim`'s rules: bilinear JVP, the two transposes, and `batch_rule(bind, geo, args, dims)`
+    for a mapped axis of size > 0. A mapped axis of size 0 is answered by `batching_rule`
+    (an empty result from abstract evaluation): folded into N, channels or groups it would
+    leave an empty axis whose extent is lost (unfolding divides by 0) or 0 groups."""
     ad.defbilinear(prim, transpose_a, transpose_b)
     bind = lambda a, b, g: prim.bind(a, b, geo=g)  # noqa: E731
-    batching.primitive_batchers[prim] = lambda args, dims, geo: batch_rule(bind, geo, args, dims)
+    batching_rule(prim, lambda args, dims, geo: batch_rule(bind, geo, args, dims))
 
 
 # --------------------------------------------------------------------------- vmap helpers
@@ -149,7 +156,8 @@ def _conv_t_w(ct, x, w, *, geo):  # dw = B_x^T ct: x correlated with the gradien
 
 
 def _batch_conv(bind, geo, args, dims):
-    """vmap of ``y = conv(x, w)``; `bind(x, w, geo)` is the unbatched primitive."""
+    """vmap of ``y = conv(x, w)``; `bind(x, w, geo)` is the unbatched primitive. Only for a
+    mapped size > 0: size 0 gets an empty result from `_register` (0 groups, a division by 0)."""
     (x, w), size = moved(args, dims)
     G = geo.groups
     if dims[1] is None:  # activation only
@@ -190,7 +198,8 @@ def _input_grad_t_g(c, w, g, *, geo):  # <c, A_w^T g> = <A_w c, g>
 
 
 def _batch_input_grad(bind, geo, args, dims):
-    """vmap of ``dx = input_grad(w, g)``; `bind(w, g, geo)`."""
+    """vmap of ``dx = input_grad(w, g)``; `bind(w, g, geo)`. Mapped size > 0 only (size 0:
+    an empty result, `_register`)."""
     (w, g), size = moved(args, dims)
     G, (n, *sp, c) = geo.groups, geo.x_shape
     if dims[0] is None:  # gradient only
@@ -231,7 +240,8 @@ def _weight_grad_t_g(c, x, g, *, geo):  # <c, B_x^T g> = <conv(x, c), g>
 
 
 def _batch_weight_grad(bind, geo, args, dims):
-    """vmap of ``dw = weight_grad(x, g)``; `bind(x, g, geo)`."""
+    """vmap of ``dw = weight_grad(x, g)``; `bind(x, g, geo)`. Mapped size > 0 only (size 0:
+    an empty result, `_register`)."""
     (x, g), size = moved(args, dims)
     G, (*k, cg, f) = geo.groups, geo.w_shape
     if dims[1] is None:  # input only: B copies side by side as input channels per group

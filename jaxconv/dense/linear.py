@@ -35,13 +35,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.interpreters import ad, batching
+from jax.interpreters import ad
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxconv._core import validate as v
 from jaxconv._core.bias import add_bias
 from jaxconv._core.dtypes import accumulation
-from jaxconv._core.primitive import is_zero, moved, primitive
+from jaxconv._core.primitive import batching_rule, is_zero, moved, primitive
 from jaxconv._core.residuals import name
 from jaxconv._core.types import Array, ArrayLike
 
@@ -205,7 +205,9 @@ def _merge(a, axis):
 
 def _rule(prim, fold):
     """Both operands mapped: one more batch axis. One alone: `fold(a, b, which, size, nb)`,
-    the mapped axis of operand `which` first, returns (output, its mapped axis)."""
+    the mapped axis of operand `which` first, returns (output, its mapped axis). A mapped axis
+    of size 0 gets an empty result from abstract evaluation instead (`batching_rule`): merged
+    into a feature axis it would leave an empty axis that `_split_last` divides by 0."""
 
     def rule(args, dims, *, nb, **params):
         (a, b), size = moved(args, dims)
@@ -216,7 +218,7 @@ def _rule(prim, fold):
         bind = lambda a, b: prim.bind(a, b, nb=nb, **{k: None for k in params})  # noqa: E731
         return fold(bind, a, b, which, size, nb)
 
-    batching.primitive_batchers[prim] = rule
+    batching_rule(prim, rule)
 
 
 def _fold_matmul(bind, x, w, which, size, nb):

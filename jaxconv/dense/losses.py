@@ -34,12 +34,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
-from jax.interpreters import ad, batching
+from jax.interpreters import ad
 
 from jaxconv._core import validate as v
 from jaxconv._core.dtypes import accumulation
 from jaxconv._core.linmap import broadcast_moved, coefficients
-from jaxconv._core.primitive import linear, primitive
+from jaxconv._core.primitive import batching_rule, linear, primitive
 from jaxconv._core.residuals import name
 from jaxconv._core.types import Array, ArrayLike
 
@@ -202,6 +202,10 @@ ad.defbilinear(
 
 
 def _batched(prim):
+    """The mapped axis first (unmapped operands broadcast), one more batch axis. Registered
+    through `batching_rule` (directly or by `linear`): a mapped axis of size 0 gets an empty
+    result from abstract evaluation, as every jaxconv primitive does."""
+
     def rule(args, dims, *, nb, **params):
         args, _ = broadcast_moved(args, dims)
         return prim.bind(*args, nb=nb + 1, **params), 0
@@ -209,8 +213,8 @@ def _batched(prim):
     return rule
 
 
-batching.primitive_batchers[dot_p] = _batched(dot_p)
-batching.primitive_batchers[scale_p] = _batched(scale_p)
+batching_rule(dot_p, _batched(dot_p))
+batching_rule(scale_p, _batched(scale_p))
 
 
 def dot(u, d, count: int):

@@ -92,22 +92,22 @@ def avg_pool(
       [0.25, 0.25, 0.25, 0.25]
     """
     fn = "avg_pool"
-    geom = pool_window(fn, x, window, stride, padding, 1, ceil_mode, layout)
+    win = pool_window(fn, x, window, stride, padding, 1, ceil_mode, layout)
     v.check_bool(fn, "count_include_pad", count_include_pad)
     if divisor_override is not None:
         divisor_override = v.as_int(fn, "divisor_override", divisor_override)
         if divisor_override == 0:
             v.fail(fn, "divisor_override", divisor_override, "must not be 0")
-        cfg = AvgCfg(geom, None, divisor_override)
+        cfg = AvgCfg(win, None, divisor_override)
         return auto_partitioned(lambda x: average(x, cfg), x)
     counts = []
-    for n, k, s, (lo, hi), o in zip(geom.size, geom.window, geom.stride, geom.pads, geom.out):
+    for n, k, s, (lo, hi), o in zip(win.size, win.window, win.stride, win.pads, win.out):
         start = np.arange(o) * s - lo
         end = np.minimum(start + k, n + hi)  # PyTorch: the ceil_mode overhang never counts
         if not count_include_pad:
             start, end = np.maximum(start, 0), np.minimum(end, n)
         counts.append(tuple(int(c) for c in end - start))
-    cfg = AvgCfg(geom, tuple(counts), None)
+    cfg = AvgCfg(win, tuple(counts), None)
     return auto_partitioned(lambda x: average(x, cfg), x)
 
 
@@ -135,7 +135,7 @@ def global_avg_pool(
 
 
 class AvgCfg(NamedTuple):
-    geom: Window
+    win: Window
     counts: tuple[tuple[int, ...], ...] | None  # per-dim divisor factors, N_i = prod_d
     override: int | None
 
@@ -144,30 +144,28 @@ def _divisor(cfg: AvgCfg, dtype):
     """N_i broadcastable against y: a scalar, or the outer product of the per-dim counts."""
     if cfg.counts is None:
         return jnp.asarray(cfg.override, dtype)
-    geom, div = cfg.geom, np.ones((1,) * cfg.geom.ndim)
-    for a, c in zip(geom.axes, cfg.counts):
-        shape = [1] * geom.ndim
+    win, div = cfg.win, np.ones((1,) * cfg.win.ndim)
+    for a, c in zip(win.axes, cfg.counts):
+        shape = [1] * win.ndim
         shape[a] = len(c)
         div = div * np.asarray(c, np.float64).reshape(shape)
     return jnp.asarray(div, dtype)
 
 
-def _x_shape(geom: Window, y_shape):
-    return tuple(
-        geom.size[geom.axes.index(i)] if i in geom.axes else e for i, e in enumerate(y_shape)
-    )
+def _x_shape(win: Window, y_shape):
+    return tuple(win.size[win.axes.index(i)] if i in win.axes else e for i, e in enumerate(y_shape))
 
 
 def _average(x, *, cfg: AvgCfg):
     acc = accumulation(x.dtype) or x.dtype  # float32 sums for 16-bit inputs
-    y = window_sum(x.astype(acc), cfg.geom) / _divisor(cfg, acc)
+    y = window_sum(x.astype(acc), cfg.win) / _divisor(cfg, acc)
     return y.astype(x.dtype)
 
 
 def _adjoint(g, *, cfg: AvgCfg):
-    shape = _x_shape(cfg.geom, g.shape)
+    shape = _x_shape(cfg.win, g.shape)
     acc = accumulation(g.dtype) or g.dtype
-    dx = window_sum_adjoint(g.astype(acc) / _divisor(cfg, acc), cfg.geom, shape)
+    dx = window_sum_adjoint(g.astype(acc) / _divisor(cfg, acc), cfg.win, shape)
     return dx.astype(g.dtype)
 
 
@@ -181,14 +179,14 @@ def average(x, cfg: AvgCfg):
     return average_p.bind(x, cfg=cfg)
 
 
-def window_sums(x, geom: Window):
+def window_sums(x, win: Window):
     """y[i] = sum over window i of x (zero padding), as the linear primitive."""
-    return average_p.bind(x, cfg=AvgCfg(geom, None, 1))
+    return average_p.bind(x, cfg=AvgCfg(win, None, 1))
 
 
-def window_sums_adjoint(g, geom: Window):
+def window_sums_adjoint(g, win: Window):
     """The transpose of `window_sums`: every input cell gets the sum of its windows' g."""
-    return adjoint_p.bind(g, cfg=AvgCfg(geom, None, 1))
+    return adjoint_p.bind(g, cfg=AvgCfg(win, None, 1))
 
 
 # --------------------------------------------------------------------------- global mean

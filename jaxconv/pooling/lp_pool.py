@@ -68,7 +68,7 @@ def lp_pool(
       [5.0]
     """
     fn = "lp_pool"
-    geom = pool_window(fn, x, window, stride, padding, 1, ceil_mode, layout)
+    win = pool_window(fn, x, window, stride, padding, 1, ceil_mode, layout)
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 < float(p) < np.inf:
         v.fail(
             fn,
@@ -77,7 +77,7 @@ def lp_pool(
             "must be a finite number > 0",
             TypeError if not isinstance(p, numbers.Real) else ValueError,
         )
-    return auto_partitioned(lambda x: _lp_pool(x, geom, float(p)), x)
+    return auto_partitioned(lambda x: _lp_pool(x, win, float(p)), x)
 
 
 def _pow(a, p: float):
@@ -85,49 +85,49 @@ def _pow(a, p: float):
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _lp_pool(x, geom: Window, p: float):
+def _lp_pool(x, win: Window, p: float):
     xa = x.astype(accumulation(x.dtype) or x.dtype)  # float32 sums for 16-bit inputs
-    total = window_sum(_pow(xa, p), geom)
+    total = window_sum(_pow(xa, p), win)
     return (jnp.sqrt(total) if p == 2 else jnp.power(total, 1 / p)).astype(x.dtype)
 
 
 @_lp_pool.defjvp
-def _lp_pool_jvp(geom, p, primals, tangents):
+def _lp_pool_jvp(win, p, primals, tangents):
     (x,), (t,) = primals, tangents
-    y = _lp_pool(x, geom, p)  # a second derivative runs this rule again
+    y = _lp_pool(x, win, p)  # a second derivative runs this rule again
     x_res, y_res = name(x, "lp_pool", "x"), name(y, "lp_pool", "y")
-    return y, tangent_p.bind(t, x_res, y_res, geom=geom, p=p)
+    return y, tangent_p.bind(t, x_res, y_res, win=win, p=p)
 
 
-def _tangent(t, x, y, geom, p, sums):
+def _tangent(t, x, y, win, p, sums):
     """y^(1-p) · S(x^(p-1) · t), 0 where y = 0; `sums` computes S."""
     acc = accumulation(t.dtype) or t.dtype
     x, y = x.astype(acc), y.astype(acc)
     zero = y == 0
-    u = sums(t.astype(acc) * _pow(x, p - 1), geom)
+    u = sums(t.astype(acc) * _pow(x, p - 1), win)
     return jnp.where(zero, jnp.zeros((), acc), u * _pow(jnp.where(zero, 1, y), 1 - p)).astype(
         t.dtype
     )
 
 
-def _backward(g, x, y, geom, p, adjoint):
-    """x^(p-1) · S^T(g · y^(1-p)) (0 where y = 0); `adjoint(t, geom, x_shape)` computes S^T."""
+def _backward(g, x, y, win, p, adjoint):
+    """x^(p-1) · S^T(g · y^(1-p)) (0 where y = 0); `adjoint(t, win, x_shape)` computes S^T."""
     acc = accumulation(g.dtype) or g.dtype
     x, y = (a.astype(acc) for a in (x, y))
     zero = y == 0
     t = jnp.where(zero, jnp.zeros((), acc), g.astype(acc) * _pow(jnp.where(zero, 1, y), 1 - p))
-    return (adjoint(t, geom, x.shape) * _pow(x, p - 1)).astype(g.dtype)
+    return (adjoint(t, win, x.shape) * _pow(x, p - 1)).astype(g.dtype)
 
 
 tangent_p = primitive(
     "lp_pool_tangent",
-    lambda t, x, y, *, geom, p: _tangent(t, x, y, geom, p, window_sum),
-    ("geom", "p"),
+    lambda t, x, y, *, win, p: _tangent(t, x, y, win, p, window_sum),
+    ("win", "p"),
 )
 backward_p = primitive(
     "lp_pool_backward",
-    lambda g, x, y, *, geom, p: _backward(g, x, y, geom, p, window_sum_adjoint),
-    ("geom", "p"),
+    lambda g, x, y, *, win, p: _backward(g, x, y, win, p, window_sum_adjoint),
+    ("win", "p"),
 )
 
 
@@ -135,38 +135,38 @@ def _coefficient_jvp(formula):
     """The JVP of a map in its coefficients x, y: `formula` differentiated by JAX, its window
     sums being our linear primitives."""
 
-    def jvp(primals, tangents, *, geom, p):
+    def jvp(primals, tangents, *, win, p):
         a, x, y = primals
         _, dx, dy = tangents
-        f = lambda x, y: formula(a, x, y, geom, p)  # noqa: E731
+        f = lambda x, y: formula(a, x, y, win, p)  # noqa: E731
         return jax.jvp(f, (x, y), (instantiate(dx, x), instantiate(dy, y)))[1]
 
     return jvp
 
 
-def _sums_adjoint(t, geom, x_shape):
-    return window_sums_adjoint(t, geom)
+def _sums_adjoint(t, win, x_shape):
+    return window_sums_adjoint(t, win)
 
 
 linear(
     tangent_p,
     (0,),
-    lambda ct, t, x, y, *, geom, p: (backward_p.bind(ct, x, y, geom=geom, p=p),),
+    lambda ct, t, x, y, *, win, p: (backward_p.bind(ct, x, y, win=win, p=p),),
     fold_rule(tangent_p),
 )
 linear(
     backward_p,
     (0,),
-    lambda ct, g, x, y, *, geom, p: (tangent_p.bind(ct, x, y, geom=geom, p=p),),
+    lambda ct, g, x, y, *, win, p: (tangent_p.bind(ct, x, y, win=win, p=p),),
     fold_rule(backward_p),
 )
 coefficients(
     tangent_p,
     (0,),
-    _coefficient_jvp(lambda t, x, y, geom, p: _tangent(t, x, y, geom, p, window_sums)),
+    _coefficient_jvp(lambda t, x, y, win, p: _tangent(t, x, y, win, p, window_sums)),
 )
 coefficients(
     backward_p,
     (0,),
-    _coefficient_jvp(lambda g, x, y, geom, p: _backward(g, x, y, geom, p, _sums_adjoint)),
+    _coefficient_jvp(lambda g, x, y, win, p: _backward(g, x, y, win, p, _sums_adjoint)),
 )

@@ -10,8 +10,8 @@ offsets m = 0..k-1 inside window i (padded positions i*s + m*d, see `reduce.py`)
     dx[t] = sum_{i : i*s + r[i]*d - lo = t} g[i]       (overlapping windows accumulate)
 
 `max_pool` is a `jax.custom_jvp` whose rule computes y and r and returns the tangent as the
-linear map `pick` of the input tangent, r a constant argument; JAX's reverse mode
-transposes that map with its registered transpose, `spread`: the hand-written backward,
+linear map `winner_pick` of the input tangent, r a constant argument; JAX's reverse mode
+transposes that map with its registered transpose, `winner_spread_p`: the hand-written backward,
 with r as the only residual (1 byte per output instead of 4-8 bytes per input). y and r come
 out of one loop (`reduce.one_pass`), so the backward reads the stored r instead of XLA
 re-inlining the K-way argmax into it. The scatter-add is, per offset m, ``where(r == m, g, 0)``
@@ -23,13 +23,15 @@ Max pooling's linear maps: the tangent at the recorded winner and its transpose,
 
 With r[i] the winner's offset inside window i (the residual of `pooling.max_pool`), one dim::
 
-    pick:    t_y[i] = t~[i*s + r[i]*d]        (ties="split": the mean over the tied cells)
-    spread:  dx[t]  = sum_{i : i*s + r[i]*d - lo = t} g[i]
+    winner_pick (winner_pick_p, "max_pool_pick"):
+                 t_y[i] = t~[i*s + r[i]*d]    (ties="split": the mean over the tied cells)
+    winner spread (winner_spread_p, "max_pool_spread"):
+                 dx[t]  = sum_{i : i*s + r[i]*d - lo = t} g[i]
 
-Each is the other's transpose, so forward mode (jvp, linearize, jacfwd) runs `pick`, reverse
-mode runs `spread` -- seed 001's routing of the window's error to its winning unit, i.e. the
-hand-written backward pass (`reduce.spread`) -- and every higher derivative alternates the
-two. The offsets (int8/int16/int32) or, for ties="split", the uint8 tie bitmasks are constant
+Each is the other's transpose, so forward mode (jvp, linearize, jacfwd) runs `winner_pick_p`,
+reverse mode runs `winner_spread_p` -- seed 001's routing of the window's error to its winning unit,
+i.e. the hand-written backward pass (`reduce.spread`) -- and every higher derivative alternates
+the two. The offsets (int8/int16/int32) or, for ties="split", the uint8 tie bitmasks are constant
 arguments; both maps batch by folding the mapped axis into N.
 """
 
@@ -57,7 +59,7 @@ _I32 = jnp.int32
 
 
 class _Cfg(NamedTuple):
-    geom: Window
+    win: Window
     ties: str
     return_indices: bool
 
@@ -116,48 +118,48 @@ def max_pool(
       [0.0, 1.0, 0.0, 0.0]
     """
     fn = "max_pool"
-    geom = pool_window(fn, x, window, stride, padding, dilation, ceil_mode, layout)
+    win = pool_window(fn, x, window, stride, padding, dilation, ceil_mode, layout)
     v.check_choice(fn, "ties", ties, v.TIES)
     v.check_bool(fn, "return_indices", return_indices)
-    cfg = _Cfg(geom, ties, return_indices)
+    cfg = _Cfg(win, ties, return_indices)
     return auto_partitioned(lambda x: _max_pool(x, cfg), x)
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_pool(x, cfg: _Cfg):
     """The forward alone (no residual): y, and the flat indices if asked."""
-    y, off, *_ = _reduce(x, cfg.geom, cfg.ties)
-    return (y, _flat_indices(off, cfg.geom)) if cfg.return_indices else y
+    y, off, *_ = _reduce(x, cfg.win, cfg.ties)
+    return (y, _flat_indices(off, cfg.win)) if cfg.return_indices else y
 
 
 @_max_pool.defjvp
 def _max_pool_jvp(cfg: _Cfg, primals, tangents):
     """y and its residual from one loop (`_with_residual`); the tangent is the input tangent
-    at the recorded winners (`pick`), whose transpose is the hand-written backward."""
+    at the recorded winners (`winner_pick`), whose transpose is the hand-written backward."""
     (x,), (t,) = primals, tangents
-    y, off, *words = _with_residual(x, cfg.geom, cfg.ties)
+    y, off, *words = _with_residual(x, cfg.win, cfg.ties)
     res = name(tuple(words) if cfg.ties == "split" else off, "max_pool", "offsets")
-    ty = pick(t, res, cfg.geom, cfg.ties)
+    ty = winner_pick(t, res, cfg.win, cfg.ties)
     if not cfg.return_indices:
         return y, ty
-    idx = _flat_indices(off, cfg.geom)
+    idx = _flat_indices(off, cfg.win)
     return (y, idx), (ty, np.zeros(idx.shape, jax.dtypes.float0))
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _with_residual(x, geom: Window, ties: str):
+def _with_residual(x, win: Window, ties: str):
     """(y, offsets, *tie words) written by one XLA loop (`one_pass`): the backward reads the
     stored offsets instead of XLA re-inlining the K-way argmax into it."""
-    return one_pass(*_reduce(x, geom, ties))
+    return one_pass(*_reduce(x, win, ties))
 
 
 @_with_residual.defjvp
-def _with_residual_jvp(geom, ties, primals, tangents):
+def _with_residual_jvp(win, ties, primals, tangents):
     (x,), (t,) = primals, tangents
-    out = _with_residual(x, geom, ties)  # a second derivative runs this rule again
+    out = _with_residual(x, win, ties)  # a second derivative runs this rule again
     res = tuple(out[2:]) if ties == "split" else out[1]
     zeros = tuple(np.zeros(a.shape, jax.dtypes.float0) for a in out[1:])
-    return out, (pick(t, res, geom, ties), *zeros)
+    return out, (winner_pick(t, res, win, ties), *zeros)
 
 
 def _gt(a, b):
@@ -173,7 +175,7 @@ def _offset_dtype(cells: int):
     return jnp.int8 if cells <= 127 else jnp.int16 if cells <= 32767 else _I32
 
 
-def _reduce(x, geom: Window, ties: str):
+def _reduce(x, win: Window, ties: str):
     """(y, offsets) of every window, and for ties="split" the tie bits as uint8 words."""
     better = _ge if ties == "last" else _gt
 
@@ -181,30 +183,30 @@ def _reduce(x, geom: Window, ties: str):
         y = off = None
         for r, xr in slices:
             if y is None:
-                y, off = xr, jnp.zeros(xr.shape, _offset_dtype(geom.cells))
+                y, off = xr, jnp.zeros(xr.shape, _offset_dtype(win.cells))
             else:
                 take = better(xr, y)
                 y, off = jnp.where(take, xr, y), jnp.where(take, r, off)
         if ties != "split":
             return y, off
-        words = [jnp.zeros(y.shape, jnp.uint8) for _ in range((geom.cells + 7) // 8)]
+        words = [jnp.zeros(y.shape, jnp.uint8) for _ in range((win.cells + 7) // 8)]
         for r, xr in slices:
             tied = (xr == y) | (jnp.isnan(xr) & jnp.isnan(y))
             words[r // 8] = words[r // 8] | (tied.astype(jnp.uint8) << (r % 8))
         return y, off, *words
 
-    return map_windows(x, geom, -jnp.inf, reduce)
+    return map_windows(x, win, -jnp.inf, reduce)
 
 
-def _flat_indices(off, geom: Window):
+def _flat_indices(off, win: Window):
     """Row-major flat index into the unpadded spatial input of the cell at offset `off`."""
     rem, ms = off.astype(_I32), []
-    for k in reversed(geom.window):
+    for k in reversed(win.window):
         ms.append(rem % k)
         rem = rem // k
     idx, inside = jnp.zeros(off.shape, _I32), jnp.ones(off.shape, bool)
     for a, m, s, d, (lo, _), n in zip(
-        geom.axes, reversed(ms), geom.stride, geom.dilation, geom.pads, geom.size
+        win.axes, reversed(ms), win.stride, win.dilation, win.pads, win.size
     ):
         pos = lax.broadcasted_iota(_I32, off.shape, a) * s + m * d - lo
         idx, inside = idx * n + pos, inside & (pos >= 0) & (pos < n)
@@ -223,22 +225,22 @@ def _tied(words, r):
     return ((words[r // 8] >> (r % 8)) & 1) == 1
 
 
-def _cells(t, geom: Window):
-    """[(r, t_r)]: t_r[i] = t~[i*s + m*d], offset m = r-th of `geom.offsets()`, of t
+def _cells(t, win: Window):
+    """[(r, t_r)]: t_r[i] = t~[i*s + m*d], offset m = r-th of `win.offsets()`, of t
     zero-padded to the region the windows cover."""
-    tp = pad_to_cover(t, geom, 0)
+    tp = pad_to_cover(t, win, 0)
     out = []
-    for r, m in enumerate(geom.offsets()):
-        first = [mm * d for mm, d in zip(m, geom.dilation)]
-        last = [f + (o - 1) * s + 1 for f, o, s in zip(first, geom.out, geom.stride)]
-        start, limit = geom.config(first, 0), geom.config(last, tp.shape.__getitem__)
-        out.append((r, lax.slice(tp, start, limit, geom.config(geom.stride, 1))))
+    for r, m in enumerate(win.offsets()):
+        first = [mm * d for mm, d in zip(m, win.dilation)]
+        last = [f + (o - 1) * s + 1 for f, o, s in zip(first, win.out, win.stride)]
+        start, limit = win.config(first, 0), win.config(last, tp.shape.__getitem__)
+        out.append((r, lax.slice(tp, start, limit, win.config(win.stride, 1))))
     return out
 
 
-def _pick(t, *res, geom: Window, ties: str):
+def _winner_pick(t, *res, win: Window, ties: str):
     """The tangent of y: t at each window's winner, or the mean of t over its tied cells."""
-    cells = _cells(t, geom)
+    cells = _cells(t, win)
     if ties != "split":
         (off,) = res
         ty = cells[0][1]  # every offset is in [0, K): no default needed
@@ -251,7 +253,7 @@ def _pick(t, *res, geom: Window, ties: str):
     return (total / tie_count(res).astype(acc)).astype(t.dtype)
 
 
-def _spread(g, *res, geom: Window, ties: str):
+def _winner_spread(g, *res, win: Window, ties: str):
     """dx: g routed to each window's winner (ties="split": g / count to every tied cell),
     overlapping windows accumulating (`reduce.spread`)."""
     zero = jnp.zeros((), g.dtype)
@@ -261,31 +263,31 @@ def _spread(g, *res, geom: Window, ties: str):
         def piece(r, *words_g):
             return jnp.where(_tied(words_g, r), words_g[-1], zero)
 
-        return spread(geom, (*res, g), piece)
+        return spread(win, (*res, g), piece)
 
     def piece(r, off, g):
         return jnp.where(off == r, g, zero)
 
-    return spread(geom, (*res, g), piece)
+    return spread(win, (*res, g), piece)
 
 
-pick_p = primitive("max_pool_pick", _pick, ("geom", "ties"))
-spread_p = primitive("max_pool_spread", _spread, ("geom", "ties"))
+winner_pick_p = primitive("max_pool_pick", _winner_pick, ("win", "ties"))
+winner_spread_p = primitive("max_pool_spread", _winner_spread, ("win", "ties"))
 
 
-def _pick_t(ct, t, *res, geom, ties):
-    return (spread_p.bind(ct, *res, geom=geom, ties=ties),)
+def _winner_pick_t(ct, t, *res, win, ties):
+    return (winner_spread_p.bind(ct, *res, win=win, ties=ties),)
 
 
-def _spread_t(ct, g, *res, geom, ties):
-    return (pick_p.bind(ct, *res, geom=geom, ties=ties),)
+def _winner_spread_t(ct, g, *res, win, ties):
+    return (winner_pick_p.bind(ct, *res, win=win, ties=ties),)
 
 
-linear(pick_p, (0,), _pick_t, fold_rule(pick_p))
-linear(spread_p, (0,), _spread_t, fold_rule(spread_p))
+linear(winner_pick_p, (0,), _winner_pick_t, fold_rule(winner_pick_p))
+linear(winner_spread_p, (0,), _winner_spread_t, fold_rule(winner_spread_p))
 
 
-def pick(t, res, geom: Window, ties: str):
+def winner_pick(t, res, win: Window, ties: str):
     """The tangent of max pooling for the input tangent t, res the offsets or the tie words."""
     res = res if isinstance(res, tuple) else (res,)
-    return pick_p.bind(t, *res, geom=geom, ties=ties)
+    return winner_pick_p.bind(t, *res, win=win, ties=ties)

@@ -18,7 +18,7 @@ from jax import lax
 from jaxconv._core.window import Window, crop_cover, map_windows, pad_to_cover
 
 
-def spread(geom: Window, arrays, piece):
+def spread(win: Window, arrays, piece):
     """The adjoint of taking every window's offset-m cells: dx = sum_r scatter_r(piece_r).
 
     ``piece(r, *arrays)`` is elementwise in the output-shaped `arrays` (zero where
@@ -33,52 +33,52 @@ def spread(geom: Window, arrays, piece):
     phase holds exactly one offset and this is the tiled layout.
     """
     g = arrays[-1]
-    n_q = [-(-n // s) for n, s in zip(geom.size, geom.stride)]  # positions per phase
+    n_q = [-(-n // s) for n, s in zip(win.size, win.stride)]  # positions per phase
     shifts = [
         tuple(
             divmod(mm * d - lo, s)
-            for mm, d, (lo, _), s in zip(m, geom.dilation, geom.pads, geom.stride)
+            for mm, d, (lo, _), s in zip(m, win.dilation, win.pads, win.stride)
         )
-        for m in geom.offsets()
+        for m in win.offsets()
     ]
     phases = {}
     for r, sh in enumerate(shifts):
-        cfg = geom.config([(q, nq - o - q, 0) for (q, _), nq, o in zip(sh, n_q, geom.out)])
+        cfg = win.config([(q, nq - o - q, 0) for (q, _), nq, o in zip(sh, n_q, win.out)])
         term = piece(r, *arrays)
         term = lax.pad(term, lax.convert_element_type(0, term.dtype), cfg)
         ph = tuple(p for _, p in sh)
         phases[ph] = term if ph not in phases else phases[ph] + term
-    shape = tuple(geom.config(n_q, None))
+    shape = tuple(win.config(n_q, None))
 
     def interleave(j, prefix):
         """Phases prefix + (ph_j, ...) merged along spatial dims j.. (innermost first)."""
-        if j == len(geom.axes):
+        if j == len(win.axes):
             if prefix in phases:
                 return phases[prefix]
             return jnp.zeros([e or d for e, d in zip(shape, g.shape)], g.dtype)
-        parts = [interleave(j + 1, prefix + (ph,)) for ph in range(geom.stride[j])]
+        parts = [interleave(j + 1, prefix + (ph,)) for ph in range(win.stride[j])]
         if len(parts) == 1:
             return parts[0]
-        a = geom.axes[j]
+        a = win.axes[j]
         out = jnp.stack(parts, axis=a + 1)
         return out.reshape(out.shape[:a] + (out.shape[a] * out.shape[a + 1],) + out.shape[a + 2 :])
 
-    if math.prod(geom.stride) <= 4 * len(phases):
+    if math.prod(win.stride) <= 4 * len(phases):
         dx = interleave(0, ())
     else:  # stride far above the window: most phases are empty, place the others by padding
         dx = None
         for ph, term in phases.items():
-            cfg = geom.config([(p, st - 1 - p, st - 1) for p, st in zip(ph, geom.stride)])
+            cfg = win.config([(p, st - 1 - p, st - 1) for p, st in zip(ph, win.stride)])
             placed = lax.pad(term, lax.convert_element_type(0, term.dtype), cfg)
             dx = placed if dx is None else dx + placed
-    return lax.slice(dx, [0] * dx.ndim, geom.config(geom.size, dx.shape.__getitem__))
+    return lax.slice(dx, [0] * dx.ndim, win.config(win.size, dx.shape.__getitem__))
 
 
 # Padded windows with at most this many cells are summed per block (`map_windows`).
 BLOCK_SUM_CELLS = 16
 
 
-def window_sum(x, geom: Window):
+def window_sum(x, win: Window):
     """y[i] = sum_m x~[i*s + m] over each window of x zero-padded to cover (no dilation).
 
     Padded windows of up to `BLOCK_SUM_CELLS` cells: the K slices of `map_windows` summed per
@@ -86,30 +86,30 @@ def window_sum(x, geom: Window):
     Otherwise one spatial dim after the other (sum k_d slices, not prod k_d), also for tiling
     windows (stride == window): XLA:CPU fuses the strided slices into one loop, where a reshape
     and a sum become a reduction twice as slow (avgpool_2x2 forward 1.1 -> 0.55 ms)."""
-    padded = any(lo > 0 for lo, _ in geom.pads) or any(h > 0 for h in geom.hi_cover)
-    if padded and geom.cells <= BLOCK_SUM_CELLS:
-        return map_windows(x, geom, 0, lambda slices: (_add_all(s for _, s in slices),))[0]
-    xp = pad_to_cover(x, geom, 0)
-    for a, k, s, o in zip(geom.axes, geom.window, geom.stride, geom.out):
+    padded = any(lo > 0 for lo, _ in win.pads) or any(h > 0 for h in win.hi_cover)
+    if padded and win.cells <= BLOCK_SUM_CELLS:
+        return map_windows(x, win, 0, lambda slices: (_add_all(s for _, s in slices),))[0]
+    xp = pad_to_cover(x, win, 0)
+    for a, k, s, o in zip(win.axes, win.window, win.stride, win.out):
         xp = _add_all(lax.slice_in_dim(xp, m, m + (o - 1) * s + 1, s, a) for m in range(k))
     return xp
 
 
-def window_sum_adjoint(g, geom: Window, x_shape):
+def window_sum_adjoint(g, win: Window, x_shape):
     """The adjoint of ``window_sum(x)``: dx[t] = sum over windows i containing
     t + lo of g[i], for every input position t (seed 001: each unit of a block gets the block's
     error). Per dim: zero-dilate g by s (interior s-1), pad by k-1-lo / k-1-hi_cover, then the
     sum of k shifted slices of length n. With stride == window: a broadcast and a reshape."""
-    if geom.non_overlapping():
-        for a, k, o in zip(geom.axes, geom.window, geom.out):
+    if win.non_overlapping():
+        for a, k, o in zip(win.axes, win.window, win.out):
             shape = g.shape[:a] + (o, k) + g.shape[a + 1 :]
             g = jnp.broadcast_to(lax.expand_dims(g, (a + 1,)), shape).reshape(
                 g.shape[:a] + (o * k,) + g.shape[a + 1 :]
             )
-        return crop_cover(g, geom)
+        return crop_cover(g, win)
     zero = lax.convert_element_type(0, g.dtype)
     for a, k, s, (lo, _), hc, n in zip(
-        geom.axes, geom.window, geom.stride, geom.pads, geom.hi_cover, geom.size
+        win.axes, win.window, win.stride, win.pads, win.hi_cover, win.size
     ):
         cfg = [(0, 0, 0)] * g.ndim
         cfg[a] = (k - 1 - lo, k - 1 - hc, s - 1)

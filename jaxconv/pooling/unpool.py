@@ -12,13 +12,15 @@ Routing by flat index, as pairs of linear primitives that are each other's trans
 A flat index is row-major over the spatial dims of one (n, c):
 ``idx = sum_a pos_a prod_{b>a} n_b``. Two pairs, each batched by folding the mapped axis into N:
 
-- ``scatter(y, idx)``: out[n, c, idx[n, c, i]] += y[n, c, i] (`max_unpool`; indices outside the
-  output are dropped), and its transpose ``gather(g, idx)`` = g[n, c, idx[n, c, i]] (0 outside):
-  the unpool's backward, seed 001's "the error of a winning unit is the error of its pooled
-  output". The transpose of the gather is the scatter again.
-- ``pick(t, idx)``: t at one flat index per (n, c) (`global_max_pool`'s tangent: the tangent at
-  the winner), and its transpose ``place(g, idx)``: g at that cell of each (n, c), 0 elsewhere
-  (the global max pool's backward).
+- ``scatter(y, idx)`` (`scatter_p`, "max_unpool"): out[n, c, idx[n, c, i]] += y[n, c, i]
+  (`max_unpool`; indices outside the output are dropped), and its transpose
+  `unpool_gather_p` ("max_unpool_gather"): g[n, c, idx[n, c, i]] (0 outside): the unpool's
+  backward, seed 001's "the error of a winning unit is the error of its pooled output". The
+  transpose of the gather is the scatter again.
+- ``flat_pick(t, idx)`` (`flat_pick_p`, "global_max_pool_pick"): t at one flat index per
+  (n, c) (`global_max_pool`'s tangent: the tangent at the winner), and its transpose
+  `place_p` ("global_max_pool_place"): g at that cell of each (n, c), 0 elsewhere (the global
+  max pool's backward).
 """
 
 from __future__ import annotations
@@ -153,11 +155,11 @@ def _global_max_pool(x, layout: str):
 
 @_global_max_pool.defjvp
 def _global_max_pool_jvp(layout, primals, tangents):
-    """The tangent at the winner (`pooling.unpool.pick`), whose transpose places g there."""
+    """The tangent at the winner (`pooling.unpool.flat_pick`), whose transpose places g there."""
     (x,), (t,) = primals, tangents
     y, idx = _global_max_pool(x, layout)  # a second derivative runs this rule again
     idx = name(idx, "global_max_pool", "index")
-    return (y, idx), (pick(t, idx, layout), np.zeros(idx.shape, jax.dtypes.float0))
+    return (y, idx), (flat_pick(t, idx, layout), np.zeros(idx.shape, jax.dtypes.float0))
 
 
 _I32 = jnp.int32
@@ -186,7 +188,7 @@ def _scatter(y, idx, *, layout, shape):
     return out.reshape(join_layout(n, shape, c, layout))
 
 
-def _gather(g, idx, *, layout, shape):
+def _unpool_gather(g, idx, *, layout, shape):
     g2, ax = flat(g, layout)
     idx2, _ = flat(idx, layout)
     dy = jnp.take_along_axis(g2, idx2, axis=ax, mode="fill", fill_value=0)
@@ -194,18 +196,18 @@ def _gather(g, idx, *, layout, shape):
 
 
 scatter_p = primitive("max_unpool", _scatter, ("layout", "shape"))
-gather_p = primitive("max_unpool_gather", _gather, ("layout", "shape"))
+unpool_gather_p = primitive("max_unpool_gather", _unpool_gather, ("layout", "shape"))
 linear(
     scatter_p,
     (0,),
-    lambda ct, y, idx, **kw: (gather_p.bind(ct, idx, **kw),),
+    lambda ct, y, idx, **kw: (unpool_gather_p.bind(ct, idx, **kw),),
     fold_rule(scatter_p),
 )
 linear(
-    gather_p,
+    unpool_gather_p,
     (0,),
     lambda ct, g, idx, **kw: (scatter_p.bind(ct, idx, **kw),),
-    fold_rule(gather_p),
+    fold_rule(unpool_gather_p),
 )
 
 
@@ -216,7 +218,7 @@ def scatter(y, idx, layout: str, shape):
 # --------------------------------------------------------------------------- one per (n, c)
 
 
-def _pick(t, idx, *, layout):
+def _flat_pick(t, idx, *, layout):
     t2, ax = flat(t, layout)
     return jnp.take_along_axis(t2, jnp.expand_dims(idx, ax), axis=ax).squeeze(ax)
 
@@ -232,23 +234,23 @@ def _place(g, idx, *, layout, spatial):
     return dx.reshape(join_layout(n, spatial, c, layout))
 
 
-pick_p = primitive("global_max_pool_pick", _pick, ("layout",))
+flat_pick_p = primitive("global_max_pool_pick", _flat_pick, ("layout",))
 place_p = primitive("global_max_pool_place", _place, ("layout", "spatial"))
 
 
-def _pick_t(ct, t, idx, *, layout):
+def _flat_pick_t(ct, t, idx, *, layout):
     spatial = split_layout(t.aval.shape, layout)[1]
     return (place_p.bind(ct, idx, layout=layout, spatial=tuple(spatial)),)
 
 
-linear(pick_p, (0,), _pick_t, fold_rule(pick_p))
+linear(flat_pick_p, (0,), _flat_pick_t, fold_rule(flat_pick_p))
 linear(
     place_p,
     (0,),
-    lambda ct, g, idx, *, layout, spatial: (pick_p.bind(ct, idx, layout=layout),),
+    lambda ct, g, idx, *, layout, spatial: (flat_pick_p.bind(ct, idx, layout=layout),),
     fold_rule(place_p),
 )
 
 
-def pick(t, idx, layout: str):
-    return pick_p.bind(t, idx, layout=layout)
+def flat_pick(t, idx, layout: str):
+    return flat_pick_p.bind(t, idx, layout=layout)

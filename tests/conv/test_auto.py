@@ -5,16 +5,23 @@ and experiments/results/benchmark.md report, so a rule change shows up here firs
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxconv
 from jaxconv.convolution.lowering import choice as _auto
-from jaxconv.convolution.lowering.choice import auto_algorithms, lean_algorithms
+from jaxconv.convolution.lowering.choice import (
+    auto_algorithms,
+    choose_algorithms,
+    lean_algorithms,
+)
+from jaxconv.convolution.lowering.geometry import ConvParams, dimension_numbers
 
 _spec = importlib.util.spec_from_file_location(
     "_jaxconv_layers", Path(__file__).resolve().parents[2] / "experiments" / "layers.py"
@@ -163,3 +170,114 @@ def test_dropin_chooses_like_conv(name):
     """The drop-in builds its layer with `conv`'s geometry builder: the same algorithms."""
     for platforms in (("cpu",), ("cuda",)):
         assert _ops(name, platforms=platforms, dropin=True) == _ops(name, platforms=platforms)
+
+
+# --------------------------------------------------------------------------- patch bytes
+# `auto`'s byte limits count the im2col patches in the operands' own itemsize (the wider of it
+# and preferred_element_type): layers whose float32 patches are exactly at a limit (allowed)
+# are over it in float64 and complex (8 and 16 bytes per cell).
+
+
+def _params(nd, pet=None):
+    return ConvParams(
+        window_strides=(1,) * nd,
+        padding=((0, 0),) * nd,
+        lhs_dilation=(1,) * nd,
+        rhs_dilation=(1,) * nd,
+        dimension_numbers=dimension_numbers(nd, "channels_last"),
+        feature_group_count=1,
+        batch_group_count=1,
+        precision=None,
+        preferred_element_type=pet,
+    )
+
+
+# limit -> (x, w) channels-last, 1-tap kernels (one patch cell per input cell), with
+# float32 patches of exactly `limit` bytes; the picks at and over it.
+AT_LIMIT = {
+    "COL2IM_MANY_CHANNELS_LIMIT": (  # 2-D, > 4 channels: col2im up to the limit, taps above
+        ((1, 32, 32, _auto.COL2IM_MANY_CHANNELS_LIMIT // (4 * 32 * 32)), (1, 1, None, 8)),
+        ("matmul", "matmul", "matmul"),
+        ("matmul", "taps", "matmul"),
+    ),
+    "PATCH_BYTES_LIMIT": (  # 1-D: im2col and per-tap products up to the limit, XLA above
+        ((1, 2**16, _auto.PATCH_BYTES_LIMIT // (4 * 2**16)), (1, None, 8)),
+        ("matmul", "taps", "matmul"),
+        ("xla", "transpose", "xla"),
+    ),
+}
+
+
+def _at_limit(limit):
+    (x, w), under, over = AT_LIMIT[limit]
+    w = tuple(x[-1] if s is None else s for s in w)
+    return x, w, under, over
+
+
+@pytest.mark.parametrize("limit", AT_LIMIT)
+def test_patch_bytes_in_the_operands_itemsize(limit):
+    x, w, under, over = _at_limit(limit)
+    nd = len(x) - 2
+    assert math.prod(x) * 4 == getattr(_auto, limit)  # float32 patches: exactly the limit
+    p = _params(nd)
+
+    def cpu(dtype, pet=None):
+        return choose_algorithms("auto", x, w, _params(nd, pet), dtype=dtype)[0]
+
+    assert cpu(None) == cpu(jnp.float32) == cpu(jnp.float16) == cpu(jnp.bfloat16) == under
+    for dtype in (jnp.float64, jnp.complex64, jnp.complex128):
+        assert cpu(dtype) == over, dtype
+    # preferred_element_type widens the count (never narrows it); the old float64 rule
+    assert cpu(jnp.float32, np.dtype("float64")) == over
+    assert cpu(jnp.float16, np.dtype("float32")) == under
+    assert cpu(jnp.float64, np.dtype("float32")) == over
+    # half as many cells: float64 is back at the limit, complex128 still twice over it
+    half = (x[0], *x[1:-2], x[-2] // 2, x[-1])
+    assert choose_algorithms("auto", half, w, p, dtype=jnp.float64)[0] == under
+    assert choose_algorithms("auto", half, w, p, dtype=jnp.complex128)[0] == over
+
+
+def _geos(f, *args):
+    """The `geo` params of every conv-family primitive in the jaxpr of f(*args)."""
+    found = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if "geo" in eqn.params:
+                found.append(eqn.params["geo"])
+            for sub in jax.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(jax.make_jaxpr(f)(*args).jaxpr)
+    return found
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64, jnp.complex128])
+def test_public_api_counts_in_the_operands_dtype(dtype):
+    """`conv`, `conv_transpose`, the gradient functions, the drop-in and vmap's re-choice
+    (`rebatched`) pass the operands' dtype down: the layer at the limit switches there."""
+    x, w, under, over = _at_limit("COL2IM_MANY_CHANNELS_LIMIT")
+    want = under if dtype == jnp.float32 else over
+    # float64 and complex128 arrays: the suite runs with jax_enable_x64 (tests/conftest.py)
+    xs, ws = jax.ShapeDtypeStruct(x, dtype), jax.ShapeDtypeStruct(w, dtype)
+    ys = jax.eval_shape(jaxconv.conv, xs, ws)
+    dn = ("NHWC", "HWIO", "NHWC")
+    calls = [
+        (jaxconv.conv, xs, ws),
+        (lambda y, w: jaxconv.conv_transpose(y, w, output_size=x[1:-1]), ys, ws),
+        (lambda w, g: jaxconv.conv_input_grad(x, w, g), ws, ys),
+        (lambda x, g: jaxconv.conv_weight_grad(x, w, g), xs, ys),
+        (
+            lambda x, w: jaxconv.conv_general_dilated(x, w, (1, 1), "VALID", None, None, dn),
+            xs,
+            ws,
+        ),
+    ]
+    for f, *args in calls:
+        geos = _geos(f, *args)
+        assert geos and all(g.dtype == dtype for g in geos), (f, geos)
+        assert all((g.fwd, g.dx, g.dw) == want for g in geos), (f, geos)
+    # vmap over a batch of 2 folded into N: twice the patches, over in every dtype
+    xb = jax.ShapeDtypeStruct((2, *x), dtype)
+    geos = _geos(jax.vmap(jaxconv.conv, (0, None)), xb, ws)
+    assert geos and all(g.dtype == dtype and (g.fwd, g.dx, g.dw) == over for g in geos)

@@ -11,7 +11,7 @@ from jax import lax
 
 import jaxconv as jc
 from jaxconv.testing import oracle
-from tests.support.numerics import assert_close, vjp_jit
+from tests.support.numerics import assert_close, vjp_pair
 
 BACKWARDS = ["auto", "lean", "transpose", "phase", "matmul"]
 
@@ -78,9 +78,11 @@ def test_conv_vjp_matches_autodiff(dtype, case, seed):
     cout = w_shape[-1] if kw["layout"] == "channels_last" else w_shape[0]
     x, w, b = _arrays(rng, dtype, x_shape, w_shape, (cout,))
     b = b if use_bias else None
-    y, grads = vjp_jit(lambda x, w, b: jc.conv(x, w, b, padding=padding, **kw), x, w, b, seed=seed)
-    y_ref, grads_ref = vjp_jit(
-        lambda x, w, b: oracle.conv(x, w, b, padding=ref_padding, **lax_kw(kw)), x, w, b, seed=seed
+    (y, grads), (y_ref, grads_ref) = vjp_pair(
+        lambda x, w, b: jc.conv(x, w, b, padding=padding, **kw),
+        lambda x, w, b: oracle.conv(x, w, b, padding=ref_padding, **lax_kw(kw)),
+        *(x, w, b),
+        seed=seed,
     )
     assert y.dtype == y_ref.dtype
     assert_close(y, y_ref, dtype)
@@ -230,7 +232,17 @@ def test_per_tap_input_gradient_equals_lax(x_shape, w_shape, stride, pads, dilat
     from jaxconv.convolution.lowering.geometry import Geometry
 
     geo = Geometry(
-        x_shape, w_shape, stride, pads, dilation, groups, None, None, "xla", "taps", "xla"
+        x_shape=x_shape,
+        w_shape=w_shape,
+        stride=stride,
+        pads=pads,
+        dilation=dilation,
+        groups=groups,
+        precision=None,
+        pet=None,
+        fwd="xla",
+        dx="taps",
+        dw="xla",
     )
     rng = np.random.default_rng(0)
     w = rng.standard_normal(w_shape)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import jaxconv as jc
 from jaxconv.testing import oracle
 from tests.conv.test_conv import conv_cases, lax_kw
-from tests.support.numerics import assert_close, vjp_jit
+from tests.support.numerics import assert_close, vjp_pair
 
 
 def _pairs(padding, ref_padding, x_shape, w_shape, kw):
@@ -49,23 +49,28 @@ def test_conv_transpose_vjp_matches_autodiff(dtype, case, extra, seed):
     rng = np.random.default_rng(seed)
     x0 = jnp.zeros(x_shape, dtype)
     w = jnp.asarray(rng.standard_normal(w_shape), dtype)
-    y = jnp.asarray(rng.standard_normal(jc.conv(x0, w, padding=pairs, **kw).shape), dtype)
-    # Output sizes: the smallest one (output_padding 0) or one `extra` larger where allowed.
+    y_shape = jax.eval_shape(lambda x, w: jc.conv(x, w, padding=pairs, **kw), x0, w).shape
+    y = jnp.asarray(rng.standard_normal(y_shape), dtype)
+    # Output sizes: the smallest one (output_padding 0) or one `extra` larger where allowed,
+    # at least 1 (n_min may be 0 or less when the padding reaches past x, e.g. x of size 1
+    # padded (0, 1) at stride 2; x's own size is then in range, so 1 - n_min is too).
     o = _spatial(y.shape, kw["layout"])
     k = w_shape[:-2] if kw["layout"] == "channels_last" else w_shape[2:]
     n_min = [
         (oo - 1) * s + (kk - 1) * d + 1 - lo - hi
         for oo, s, kk, d, (lo, hi) in zip(o, kw["stride"], k, kw["dilation"], pairs)
     ]
-    op = tuple(min(extra, max(s, d) - 1) for s, d in zip(kw["stride"], kw["dilation"]))
+    op = tuple(
+        max(min(extra, max(s, d) - 1), 1 - m)
+        for s, d, m in zip(kw["stride"], kw["dilation"], n_min)
+    )
     n = [m + p for m, p in zip(n_min, op)]
     cin = x_shape[-1] if kw["layout"] == "channels_last" else x_shape[1]
     x_shape = (x_shape[0], *n, cin) if kw["layout"] == "channels_last" else (x_shape[0], cin, *n)
     b = jnp.asarray(rng.standard_normal(cin), dtype) if use_bias else None
     f = lambda y, w, b: jc.conv_transpose(y, w, b, padding=pairs, output_padding=op, **kw)
     ref = lambda y, w, b: oracle.conv_transpose(y, w, b, padding=pairs, output_size=n, **lax_kw(kw))
-    xt, grads = vjp_jit(f, y, w, b, seed=seed)
-    xt_ref, grads_ref = vjp_jit(ref, y, w, b, seed=seed)
+    (xt, grads), (xt_ref, grads_ref) = vjp_pair(f, ref, y, w, b, seed=seed)
     assert xt.shape == x_shape and xt.dtype == dtype
     assert_close(xt, xt_ref, dtype)
     for got, want in zip(grads, grads_ref):

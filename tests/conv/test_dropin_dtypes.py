@@ -18,7 +18,7 @@ from jax import lax
 import jaxconv as jc
 from jaxconv.testing import oracle
 from tests.conv.test_general import general_cases
-from tests.support.numerics import assert_close, vjp_jit
+from tests.support.numerics import assert_close, vjp_pair
 
 INTEGER = [jnp.int8, jnp.int32, jnp.bool_]
 COMPLEX_TOL = {jnp.complex64: 1e-5, jnp.complex128: 1e-12}
@@ -111,9 +111,12 @@ def test_rank2_is_a_matrix_product(dtype, case, seed):
     lhs_shape, rhs_shape, kw = case
     rng = np.random.default_rng(seed)
     lhs, rhs = _random(rng, lhs_shape, dtype), _random(rng, rhs_shape, dtype)
-    y, grads = vjp_jit(lambda a, b: jc.conv_general_dilated(a, b, **kw), lhs, rhs, seed=seed)
-    y_ref, grads_ref = vjp_jit(
-        lambda a, b: oracle.conv_general_dilated(a, b, **kw), lhs, rhs, seed=seed
+    (y, grads), (y_ref, grads_ref) = vjp_pair(
+        lambda a, b: jc.conv_general_dilated(a, b, **kw),
+        lambda a, b: oracle.conv_general_dilated(a, b, **kw),
+        lhs,
+        rhs,
+        seed=seed,
     )
     assert_close(y, y_ref)
     for a, b in zip(grads, grads_ref):

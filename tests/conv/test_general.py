@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import jaxconv as jc
 from jaxconv.testing import oracle
-from tests.support.numerics import assert_close, vjp_jit
+from tests.support.numerics import assert_close, vjp_pair
 
 LAYOUTS = {  # spatial rank -> a few dimension_numbers spellings (None: lax's NC.. default)
     1: [None, ("NWC", "WIO", "NWC"), ("NCW", "OIW", "NWC")],
@@ -73,9 +73,12 @@ def test_drop_in_vjp_matches_lax(dtype, case, seed):
     lhs_shape, rhs_shape, kw = case
     rng = np.random.default_rng(seed)
     lhs, rhs = (jnp.asarray(rng.standard_normal(s), dtype) for s in (lhs_shape, rhs_shape))
-    y, grads = vjp_jit(lambda a, b: jc.conv_general_dilated(a, b, **kw), lhs, rhs, seed=seed)
-    y_ref, grads_ref = vjp_jit(
-        lambda a, b: oracle.conv_general_dilated(a, b, **kw), lhs, rhs, seed=seed
+    (y, grads), (y_ref, grads_ref) = vjp_pair(
+        lambda a, b: jc.conv_general_dilated(a, b, **kw),
+        lambda a, b: oracle.conv_general_dilated(a, b, **kw),
+        lhs,
+        rhs,
+        seed=seed,
     )
     assert y.shape == y_ref.shape and y.dtype == y_ref.dtype
     assert_close(y, y_ref, dtype)

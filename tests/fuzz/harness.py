@@ -268,17 +268,19 @@ def fuzzes(fn: str):
     return wrap
 
 
-def summary() -> list[str]:
-    """The table of fuzz counts per public function (empty when no fuzz test ran).
+def summary(counts: dict | None = None) -> list[str]:
+    """The table of fuzz counts per public function (`counts`, default this process's `COUNTS`;
+    empty when no fuzz test ran).
 
     examples: calls hypothesis drew; cases: the distinct ones among them (a repeat is skipped),
     each either valid (checked against the reference) or rejected (checked for its message).
     """
-    if not any(c["examples"] for c in COUNTS.values()):
+    counts = COUNTS if counts is None else counts
+    if not any(c["examples"] for c in counts.values()):
         return []
     head = ("examples", "cases", "valid", "rejected")
     lines = [f"{'function':22}" + "".join(f"{h:>10}" for h in head)]
     for fn in [*PUBLIC, "all"]:
-        c = COUNTS[fn] if fn != "all" else sum(COUNTS.values(), Counter())
+        c = counts[fn] if fn != "all" else sum(counts.values(), Counter())
         lines.append(f"{fn:22}" + "".join(f"{c[h]:10d}" for h in head))
     return lines

@@ -13,9 +13,6 @@ name in backticks and, where the message echoes it, the bad value, as in
   the same exception with the same message (nothing reaches XLA).
 - `test_messages_read_well`: each message is one line, starts with "<fn>: `", echoes no
   placeholder "(=None)" and no numpy/tracer reprs, and has balanced brackets.
-
-Cases marked ``xfail(strict=True)`` document the desired behaviour of a check that is missing or
-badly worded today; the reason says what happens now.
 """
 
 from __future__ import annotations
@@ -73,8 +70,6 @@ class Case(NamedTuple):
     kwargs: dict
     exc: type
     match: str
-    xfail: str | None = None  # the table test fails today for this reason
-    form_xfail: str | None = None  # type and match are right, but the message reads badly
 
 
 def say(fn: str, arg: str, *value, rest: str = "") -> str:
@@ -83,8 +78,8 @@ def say(fn: str, arg: str, *value, rest: str = "") -> str:
     return re.escape(head) + rest
 
 
-def case(id, fn, args, kwargs, exc, match, **marks) -> Case:
-    return Case(id, fn, tuple(args), dict(kwargs), exc, match, **marks)
+def case(id, fn, args, kwargs, exc, match) -> Case:
+    return Case(id, fn, tuple(args), dict(kwargs), exc, match)
 
 
 V, T, NI = ValueError, TypeError, NotImplementedError
@@ -520,13 +515,8 @@ POOL = [
 CASES = CONV + CT + IG + WG + CGD + POOL
 
 
-def _params(cases, which: str):
-    out = []
-    for c in cases:
-        reason = c.xfail if which == "table" else c.form_xfail
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        out.append(pytest.param(c, id=c.id, marks=marks))
-    return out
+def _params(cases):
+    return [pytest.param(c, id=c.id) for c in cases]
 
 
 def test_case_ids_unique():
@@ -557,13 +547,13 @@ def _raise(c: Case, mode: str = "eager") -> BaseException:
     return info.value
 
 
-@pytest.mark.parametrize("c", _params(CASES, "table"))
+@pytest.mark.parametrize("c", _params(CASES))
 def test_bad_call_raises(c: Case):
     _raise(c)
 
 
 @pytest.mark.parametrize("mode", ["jit", "eval_shape"])
-@pytest.mark.parametrize("c", [pytest.param(c, id=c.id) for c in CASES if not c.xfail])
+@pytest.mark.parametrize("c", _params(CASES))
 def test_raised_at_trace_time(c: Case, mode: str):
     eager = _raise(c)
     traced = _raise(c, mode)
@@ -592,7 +582,7 @@ def check_message(fn: str, msg: str, none_ok: bool = False) -> None:
     assert "``" not in msg and msg.count("`") % 2 == 0, msg
 
 
-@pytest.mark.parametrize("c", [p for p in _params(CASES, "form") if not p.values[0].xfail])
+@pytest.mark.parametrize("c", _params(CASES))
 def test_messages_read_well(c: Case):
     msg = str(_raise(c))
     print(f"[{c.id}] {msg}")  # pytest -s tests/test_errors.py -k read_well shows them all

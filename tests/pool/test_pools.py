@@ -235,9 +235,7 @@ def test_map_windows_equals_reducing_the_padded_slices(
     from jaxconv._core import window as _window
 
     x = jnp.asarray(np.random.default_rng(3).integers(-3, 3, (2, 9, 8, 2)), jnp.float32)
-    geom = _window.pool_window(
-        "t", x, window, stride, padding, dilation, ceil_mode, "channels_last"
-    )
+    win = _window.pool_window("t", x, window, stride, padding, dilation, ceil_mode, "channels_last")
 
     def argmax(slices):
         y, off = slices[0][1], jnp.zeros(slices[0][1].shape, jnp.int32)
@@ -245,22 +243,22 @@ def test_map_windows_equals_reducing_the_padded_slices(
             y, off = jnp.where(s > y, s, y), jnp.where(s > y, r, off)
         return y, off
 
-    xp = _window.pad_to_cover(x, geom, -jnp.inf)
+    xp = _window.pad_to_cover(x, win, -jnp.inf)
     padded = []  # slice_r[i] = xp[i*s + m*d], offsets in row-major order
-    for r, m in enumerate(geom.offsets()):
-        start = geom.config([mm * d for mm, d in zip(m, geom.dilation)], 0)
+    for r, m in enumerate(win.offsets()):
+        start = win.config([mm * d for mm, d in zip(m, win.dilation)], 0)
         stop = [
-            mm * d + (o - 1) * s + 1 for mm, d, o, s in zip(m, geom.dilation, geom.out, geom.stride)
+            mm * d + (o - 1) * s + 1 for mm, d, o, s in zip(m, win.dilation, win.out, win.stride)
         ]
         padded.append(
             (
                 r,
                 lax.slice(
-                    xp, start, geom.config(stop, xp.shape.__getitem__), geom.config(geom.stride, 1)
+                    xp, start, win.config(stop, xp.shape.__getitem__), win.config(win.stride, 1)
                 ),
             )
         )
     padded = argmax(padded)
-    got = _window.map_windows(x, geom, -jnp.inf, argmax)
+    got = _window.map_windows(x, win, -jnp.inf, argmax)
     for a, b in zip(got, padded):
         np.testing.assert_array_equal(a, b)

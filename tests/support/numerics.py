@@ -38,6 +38,20 @@ def vjp_jit(f, *args, seed=0):
     return jax.jit(run)(args, g)
 
 
+def vjp_pair(f, ref, *args, seed=0):
+    """((y, grads), (y_ref, grads_ref)): `vjp_jit` of f and of its reference at the same args
+    and cotangent, both in one compiled program (one compile per hypothesis example)."""
+    out = jax.eval_shape(ref, *args)
+    g = np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)
+
+    def run(args, g):
+        y, vjp = jax.vjp(f, *args)
+        y_ref, vjp_ref = jax.vjp(ref, *args)
+        return (y, vjp(g.astype(y.dtype))), (y_ref, vjp_ref(g))
+
+    return jax.jit(run)(args, g)
+
+
 def value_and_vjp(f, *args, g):
     """(f(*args), the VJP of f at args applied to g), forward and backward in one jit (cached
     per f and shapes, so pass module-level functions)."""

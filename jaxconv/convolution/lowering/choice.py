@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from jax import lax
 
 from jaxconv._core.padding import effective_kernel, out_size
@@ -155,14 +156,29 @@ def lean_algorithms(w_shape, groups, stride=()):
 XLA_CONVOLUTIONS = ("xla", "transpose", "xla")
 
 
-def choose_algorithms(backward: str, x_cl, w_cl, params) -> tuple[tuple, tuple]:
+def patch_itemsize(dtype, preferred_element_type) -> int:
+    """Bytes per im2col patch cell: the wider of the operands' `dtype` (None: float32's 4)
+    and `preferred_element_type` (None: none asked for).
+
+    The patches hold the operands themselves (float64: 8, complex128: 16); a wider
+    `preferred_element_type` casts them up before the product.
+    """
+    dtypes = (np.float32 if dtype is None else dtype, preferred_element_type)
+    return max(np.dtype(t).itemsize for t in dtypes if t is not None)
+
+
+def choose_algorithms(backward: str, x_cl, w_cl, params, *, dtype=None) -> tuple[tuple, tuple]:
     """((fwd, dx, dw) on CPU, (fwd, dx, dw) on every other platform) for `backward`.
 
     `x_cl` / `w_cl` are the channels-last input (after any `padding_mode` padding) and kernel
-    shapes, `params` the `ConvParams` of the forward convolution. Explicit algorithms run as
-    asked on every platform; ``"auto"`` and ``"lean"`` follow the CPU rules above on CPU and
-    `XLA_CONVOLUTIONS` elsewhere; ``"phase"`` is the polyphase input gradient with ``"auto"``'s
-    forward and weight gradient.
+    shapes, `params` the `ConvParams` of the forward convolution, `dtype` the operands' dtype
+    (None: float32). Explicit algorithms run as asked on every platform; ``"auto"`` and
+    ``"lean"`` follow the CPU rules above on CPU and `XLA_CONVOLUTIONS` elsewhere; ``"phase"``
+    is the polyphase input gradient with ``"auto"``'s forward and weight gradient.
+
+    ``"auto"``'s byte limits count the im2col patches, (N prod(o)) x (prod(k) C) cells of
+    `patch_itemsize` bytes each: the wider of `dtype` and the `preferred_element_type` (a
+    float64 layer's patches are twice a float32 one's, a complex128 layer's four times).
     """
     p = params
     groups = p.feature_group_count
@@ -172,38 +188,43 @@ def choose_algorithms(backward: str, x_cl, w_cl, params) -> tuple[tuple, tuple]:
         return ("matmul",) * 3, ("matmul",) * 3
     if backward == "lean":
         return lean_algorithms(w_cl, groups, p.window_strides), XLA_CONVOLUTIONS
-    itemsize = 8 if p.preferred_element_type == "float64" else 4
+    itemsize = patch_itemsize(dtype, p.preferred_element_type)
     cpu = auto_algorithms(x_cl, w_cl, p.window_strides, p.rhs_dilation, groups, itemsize, p.padding)
     if backward == "phase":
         return (cpu[0], "phase", cpu[2]), ("xla", "phase", "xla")
     return cpu, XLA_CONVOLUTIONS
 
 
-def layer_geometry(x_cl, w_cl, params, backward: str = "auto") -> Geometry:
+def layer_geometry(x_cl, w_cl, params, backward: str = "auto", *, dtype=None) -> Geometry:
     """The `Geometry` of a channels-last conv layer with its algorithms per platform: the one
-    builder behind `conv`, `conv_transpose`, the gradient functions and the drop-in."""
+    builder behind `conv`, `conv_transpose`, the gradient functions and the drop-in. `dtype`:
+    the operands' dtype (None: float32), which sizes the patches `choose_algorithms` counts."""
     p = params
-    cpu, elsewhere = choose_algorithms(backward, x_cl, w_cl, p)
+    dtype = None if dtype is None else np.dtype(dtype)
+    (fwd, dx, dw), elsewhere = choose_algorithms(backward, x_cl, w_cl, p, dtype=dtype)
     return Geometry(
-        tuple(x_cl),
-        tuple(w_cl),
-        p.window_strides,
-        p.padding,
-        p.rhs_dilation,
-        p.feature_group_count,
-        p.precision,
-        p.preferred_element_type,
-        *cpu,
-        elsewhere=None if elsewhere == cpu else elsewhere,
+        x_shape=tuple(x_cl),
+        w_shape=tuple(w_cl),
+        stride=p.window_strides,
+        pads=p.padding,
+        dilation=p.rhs_dilation,
+        groups=p.feature_group_count,
+        precision=p.precision,
+        pet=p.preferred_element_type,
+        fwd=fwd,
+        dx=dx,
+        dw=dw,
+        elsewhere=None if elsewhere == (fwd, dx, dw) else elsewhere,
         backward=backward,
+        dtype=dtype,
     )
 
 
 def rebatched(geo: Geometry, x_cl, w_cl, groups: int) -> Geometry:
     """`geo` for new channels-last shapes and group count (a vmapped axis folded into the
-    batch, channel or group axes), its algorithms chosen again for them."""
+    batch, channel or group axes), its algorithms chosen again for them (same operand dtype)."""
     params = lax_params(geo)._replace(feature_group_count=groups)
-    return layer_geometry(x_cl, w_cl, params, geo.backward)
+    return layer_geometry(x_cl, w_cl, params, geo.backward, dtype=geo.dtype)
 
 
 FWD = {"xla": fwd_xla, "matmul": fwd_matmul, "shift": fwd_shift}

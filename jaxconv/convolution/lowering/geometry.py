@@ -60,6 +60,7 @@ class Geometry(NamedTuple):
     # (fwd, dx, dw) when lowered for any platform but CPU (GPU, TPU); None: as on CPU.
     elsewhere: tuple | None = None
     backward: str = "auto"  # the `backward=` the algorithms were chosen for (re-chosen by vmap)
+    dtype: object = None  # the operands' dtype the algorithms were chosen for (None: float32)
 
     @property
     def nd(self):
@@ -80,15 +81,15 @@ def lax_params(geo) -> ConvParams:
     """The lax settings of the forward convolution described by `geo` (channels-last)."""
     nd = geo.nd
     return ConvParams(
-        geo.stride,
-        geo.pads,
-        (1,) * nd,
-        geo.dilation,
-        dimension_numbers(nd, "channels_last"),
-        geo.groups,
-        1,
-        geo.precision,
-        geo.pet,
+        window_strides=geo.stride,
+        padding=geo.pads,
+        lhs_dilation=(1,) * nd,
+        rhs_dilation=geo.dilation,
+        dimension_numbers=dimension_numbers(nd, "channels_last"),
+        feature_group_count=geo.groups,
+        batch_group_count=1,
+        precision=geo.precision,
+        preferred_element_type=geo.pet,
     )
 
 
@@ -146,15 +147,15 @@ def conv_windows(geo):
     """The conv's windows as a pooling `Window` (for `_core.window.window_blocks`)."""
     nd = geo.nd
     return Window(
-        "channels_last",
-        nd + 2,
-        tuple(range(1, nd + 1)),
-        geo.x_shape[1:-1],
-        geo.k,
-        geo.stride,
-        geo.dilation,
-        geo.pads,
-        geo.out_shape[1:-1],
+        layout="channels_last",
+        ndim=nd + 2,
+        axes=tuple(range(1, nd + 1)),
+        size=geo.x_shape[1:-1],
+        window=geo.k,
+        stride=geo.stride,
+        dilation=geo.dilation,
+        pads=geo.pads,
+        out=geo.out_shape[1:-1],
     )
 
 

@@ -98,15 +98,15 @@ def transpose_lhs(p: ConvParams, g, rhs, lhs_shape, conv):
         w = regroup(w, rhs_spec[0], rhs_spec[1], groups)
     dn = lax.ConvDimensionNumbers(out_spec, (rhs_spec[1], rhs_spec[0], *rhs_spec[2:]), lhs_spec)
     q = ConvParams(
-        p.lhs_dilation,
-        pads,
-        p.window_strides,
-        p.rhs_dilation,
-        dn,
-        groups,
-        1,
-        p.precision,
-        p.preferred_element_type,
+        window_strides=p.lhs_dilation,
+        padding=pads,
+        lhs_dilation=p.window_strides,
+        rhs_dilation=p.rhs_dilation,
+        dimension_numbers=dn,
+        feature_group_count=groups,
+        batch_group_count=1,
+        precision=p.precision,
+        preferred_element_type=p.preferred_element_type,
     )
     dx = conv(q, *_to_dtype(g, w))
     if p.batch_group_count > 1:
@@ -129,15 +129,15 @@ def transpose_rhs(p: ConvParams, lhs, g, rhs_shape, conv):
         (rhs_spec[1], rhs_spec[0], *rhs_spec[2:]),
     )
     q = ConvParams(
-        p.rhs_dilation,
-        pads,
-        p.lhs_dilation,
-        p.window_strides,
-        dn,
-        p.batch_group_count,
-        p.feature_group_count,
-        p.precision,
-        p.preferred_element_type,
+        window_strides=p.rhs_dilation,
+        padding=pads,
+        lhs_dilation=p.lhs_dilation,
+        rhs_dilation=p.window_strides,
+        dimension_numbers=dn,
+        feature_group_count=p.batch_group_count,
+        batch_group_count=p.feature_group_count,
+        precision=p.precision,
+        preferred_element_type=p.preferred_element_type,
     )
     dw = conv(q, *_to_dtype(lhs, g))
     assert tuple(dw.shape) == tuple(rhs_shape), (dw.shape, rhs_shape)
