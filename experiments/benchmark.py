@@ -94,13 +94,8 @@ def jaxconv_forward(cfg: Config, algorithm: str) -> Callable:
 
 
 def pool_function(op: str) -> Callable:
-    """jaxconv.max_pool / avg_pool (from the package or its private module)."""
-    fn = getattr(jc, op, None)
-    if fn is None:
-        import importlib
-
-        fn = getattr(importlib.import_module(f"jaxconv._{op.replace('_', '')}"), op)
-    return fn
+    """jaxconv.max_pool / avg_pool."""
+    return getattr(jc, op)
 
 
 def vjp_function(forward: Callable, n_args: int) -> Callable:

@@ -12,7 +12,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from jax.test_util import check_grads
@@ -95,40 +94,3 @@ def test_xent_is_stable_for_large_logits_and_flags_bad_labels():
     assert_close(loss, 500.0)  # (1000 + 0) / 2
     assert_close(dz, [[0.5, -0.5], [0.0, 0.0]])
     assert np.isnan(softmax_cross_entropy(z, jnp.array([0, 2])))  # label 2 is out of range
-
-
-@pytest.mark.parametrize(
-    "call,exc,match",
-    [
-        (
-            lambda: mse_loss(jnp.ones(3), jnp.ones(4)),
-            ValueError,
-            r"mse_loss: `t.shape` \(=\(4,\)\) must be \(3,\)",
-        ),
-        (
-            lambda: mse_loss(jnp.ones(3), jnp.ones(3), "max"),
-            ValueError,
-            r"mse_loss: `reduction` \(='max'\) must be one of \['sum', 'mean'\]",
-        ),
-        (lambda: mse_loss(jnp.arange(3), jnp.ones(3)), TypeError, r"mse_loss: `y.dtype`"),
-        (
-            lambda: softmax_cross_entropy(jnp.ones((2, 3)), jnp.ones(2)),
-            TypeError,
-            r"softmax_cross_entropy: `labels.dtype` \(='float.*'\) must be an integer dtype",
-        ),
-        (
-            lambda: softmax_cross_entropy(jnp.ones((2, 3)), jnp.zeros(3, jnp.int32)),
-            ValueError,
-            r"softmax_cross_entropy: `labels.shape` \(=\(3,\)\) must be \(2,\)",
-        ),
-        (
-            lambda: softmax_cross_entropy(jnp.ones(3), jnp.zeros(3, jnp.int32)),
-            ValueError,
-            r"softmax_cross_entropy: `logits.shape` \(=\(3,\)\) must be \(N, K\)",
-        ),
-    ],
-)
-def test_loss_errors(call, exc, match):
-    with pytest.raises(exc, match=match) as info:
-        call()
-    assert "\n" not in str(info.value)

@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxconv
 from jaxconv import (
     avg_pool,
     conv,
@@ -35,10 +34,15 @@ from jaxconv import (
     conv_weight_grad,
     global_avg_pool,
     global_max_pool,
+    linear,
     lp_pool,
     max_pool,
     max_unpool,
+    mse_loss,
+    relu,
+    softmax_cross_entropy,
 )
+from tests.support import registry
 
 F32 = jnp.float32
 
@@ -510,13 +514,47 @@ POOL = [
          r"max_unpool: `output_shape` \(=\(2, 10, 10, 4\)\) must be \(2, 10, 10, 3\)"),
 ]
 
+# ------------------------------------------------------------------------------------------ dense
+XD, WD = ones((2, 3)), ones((3, 4))
+DENSE = [
+    case("relu-x-int32", relu, (jnp.arange(3, dtype=jnp.int32),), {}, T,
+         r"relu: `x.dtype` \(='int32'\) must be a floating dtype"),
+    case("linear-w-in-mismatch", linear, (XD, ones((4, 4))), {}, V,
+         r"linear: `w.shape` \(=\(4, 4\)\) must be \(in, out\) with in = x.shape\[-1\] \(=3\)"),
+    case("linear-w-rank-1", linear, (XD, ones((3,))), {}, V,
+         r"linear: `w.shape` \(=\(3,\)\) must be"),
+    case("linear-bias-wrong-shape", linear, (XD, WD, ones((3,))), {}, V,
+         r"linear: `bias.shape` \(=\(3,\)\) must be \(4,\)"),
+    case("linear-x-scalar", linear, (ones(()), WD), {}, V, r"linear: `x.shape` \(=\(\)\)"),
+    case("linear-x-int32", linear, (XD.astype(jnp.int32), WD), {}, T,
+         r"linear: `x.dtype` \(='int32'\)"),
+    case("linear-w-float16", linear, (XD, WD.astype(jnp.float16)), {}, T,
+         r"linear: `w.dtype` \(='float16'\)"),
+    case("mse-loss-t-shape", mse_loss, (ones((3,)), ones((4,))), {}, V,
+         r"mse_loss: `t.shape` \(=\(4,\)\) must be \(3,\)"),
+    case("mse-loss-reduction-unknown", mse_loss, (ones((3,)), ones((3,)), "max"), {}, V,
+         r"mse_loss: `reduction` \(='max'\) must be one of \['sum', 'mean'\]"),
+    case("mse-loss-y-int", mse_loss, (jnp.arange(3), ones((3,))), {}, T, r"mse_loss: `y.dtype`"),
+    case("xent-labels-float", softmax_cross_entropy, (ones((2, 3)), ones((2,))), {}, T,
+         r"softmax_cross_entropy: `labels.dtype` \(='float.*'\) must be an integer dtype"),
+    case("xent-labels-shape", softmax_cross_entropy, (ones((2, 3)), jnp.zeros(3, jnp.int32)),
+         {}, V, r"softmax_cross_entropy: `labels.shape` \(=\(3,\)\) must be \(2,\)"),
+    case("xent-logits-rank-1", softmax_cross_entropy, (ones((3,)), jnp.zeros(3, jnp.int32)),
+         {}, V, r"softmax_cross_entropy: `logits.shape` \(=\(3,\)\) must be \(N, K\)"),
+]
+
 # fmt: on
 
-CASES = CONV + CT + IG + WG + CGD + POOL
+CASES = CONV + CT + IG + WG + CGD + POOL + DENSE
 
 
 def _params(cases):
     return [pytest.param(c, id=c.id) for c in cases]
+
+
+def test_every_public_op_has_bad_calls():
+    """The table covers every op of the registry (tests/support/registry.py)."""
+    assert sorted({c.fn.__name__ for c in CASES}) == registry.PUBLIC
 
 
 def test_case_ids_unique():
@@ -642,23 +680,3 @@ def test_boundary_calls_are_accepted(call):
     """The edges of each check: the largest legal value passes (no off-by-one in the checks)."""
     out = jax.eval_shape(call)
     assert all(d > 0 for d in out.shape), out.shape
-
-
-def test_public_functions_are_covered():
-    """Every conv-family and pooling function has at least one bad call in the table."""
-    names = {c.fn.__name__ for c in CASES}
-    assert names == {
-        "conv",
-        "conv_transpose",
-        "conv_input_grad",
-        "conv_weight_grad",
-        "conv_general_dilated",
-        "max_pool",
-        "avg_pool",
-        "lp_pool",
-        "global_max_pool",
-        "global_avg_pool",
-        "max_unpool",
-    }
-    for n in names:
-        assert getattr(jaxconv, n).__name__ == n
