@@ -25,6 +25,7 @@ from jax import lax
 
 import jaxconv as jc
 from jaxconv.testing import oracle
+from tests.support import registry
 from tests.support.numerics import assert_close
 
 
@@ -336,3 +337,20 @@ def test_vmap_size_zero(name, in_axes):
     _assert_same(got, want)
     unbatched = jax.eval_shape(lambda: {k: g(*args) for k, g in _transforms(f, args).items()})
     assert _spec(got) == jax.tree.map(lambda s: ((0, *s.shape), jnp.dtype(s.dtype)), unbatched)
+
+
+@pytest.mark.parametrize("name", list(registry.OPS))
+def test_registry_ops_vmap_size_zero(name):
+    """Every op of the registry (tests/support/registry.py), each argument mapped alone and all
+    together over an empty axis: the result of vmap of its plain-JAX reference (shape, dtype)."""
+    op = registry.OPS[name]
+    n = len(op.args)
+    for axes in [*(tuple(0 if j == i else None for j in range(n)) for i in range(n)), (0,) * n]:
+        args = tuple(
+            jnp.zeros((0, *a.shape), a.dtype) if ax == 0 else a for a, ax in zip(op.args, axes)
+        )
+        got = jax.eval_shape(jax.vmap(op.fn, in_axes=axes), *args)
+        want = jax.eval_shape(jax.vmap(op.ref, in_axes=axes), *args)
+        assert (got.shape, got.dtype) == (want.shape, want.dtype), (name, axes)
+        out = jax.jit(jax.vmap(op.fn, in_axes=axes))(*args)
+        assert out.shape == want.shape and out.size == 0, (name, axes)
