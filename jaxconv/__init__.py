@@ -14,6 +14,7 @@ from jaxconv.dense.activation import relu as relu
 from jaxconv.dense.linear import linear as linear
 from jaxconv.dense.losses import mse_loss as mse_loss
 from jaxconv.dense.losses import softmax_cross_entropy as softmax_cross_entropy
+from jaxconv.explain import explain as explain
 from jaxconv.pooling.avg_pool import avg_pool as avg_pool
 from jaxconv.pooling.avg_pool import global_avg_pool as global_avg_pool
 from jaxconv.pooling.lp_pool import lp_pool as lp_pool
@@ -34,6 +35,7 @@ __all__ = [
     "conv_input_grad",
     "conv_transpose",
     "conv_weight_grad",
+    "explain",
     "global_avg_pool",
     "global_max_pool",
     "linear",

@@ -171,8 +171,8 @@ def conv_transpose(
       stride, dilation: int or one int per spatial dim.
       padding: an int, one int per dim, (lo, hi) pairs, "VALID" (0), "FULL" (the adjoint of a
         FULL conv), or "SAME" (output size = input size * stride, as Flax/TF).
-      output_padding: extra size at the high end, int or per dim. output_size: the spatial
-        output size (overrides output_padding).
+      output_padding: extra size at the high end, int or per dim.
+      output_size: the spatial output size (overrides output_padding).
       flip, layout, backward, precision, preferred_element_type: as `conv`.
     Returns:
       x: (N, *out_spatial, C_in) (or channels-first).

@@ -75,10 +75,11 @@ def conv_general_dilated(
     Args:
       lhs: input, rank n+2, axes as in ``dimension_numbers`` (default NCHW...).
       rhs: kernel, rank n+2 (default OIHW...).
-      window_strides: n ints. padding: "VALID", "SAME", "SAME_LOWER" or n (lo, hi) pairs
-        (negative values crop). lhs_dilation / rhs_dilation: n ints or None.
-      dimension_numbers, feature_group_count, batch_group_count, precision,
-      preferred_element_type: as in lax.
+      window_strides: n ints.
+      padding: "VALID", "SAME", "SAME_LOWER" or n (lo, hi) pairs (negative values crop).
+      lhs_dilation, rhs_dilation: n ints or None.
+      dimension_numbers, feature_group_count, batch_group_count: as in lax.
+      precision, preferred_element_type: as in lax.
       out_sharding: the output's sharding, passed to lax (forward) and applied to the
         gradients' inputs' shardings by XLA's partitioner.
     Returns:

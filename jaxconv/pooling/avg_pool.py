@@ -67,7 +67,8 @@ def avg_pool(
     Args:
       x: (N, *spatial, C) for ``layout="channels_last"``, (N, C, *spatial) for "channels_first";
         any number (>= 1) of spatial dims, floating dtype.
-      window: an int or one per spatial dim (k). stride: same; default `window`.
+      window: an int or one per spatial dim (k).
+      stride: same; default `window`.
       padding: "VALID", "SAME", an int, one int per dim, or one (lo, hi) pair per dim; padding
         cells are zeros. At most half the window per side (PyTorch's rule).
       ceil_mode: round the output size up (PyTorch): an extra, partial last window when it

@@ -87,7 +87,8 @@ def max_pool(
     Args:
       x: (N, *spatial, C) for ``layout="channels_last"``, (N, C, *spatial) for "channels_first";
         any number (>= 1) of spatial dims, floating dtype.
-      window: an int or one per spatial dim (k). stride: same; default `window`.
+      window: an int or one per spatial dim (k).
+      stride: same; default `window`.
       padding: "VALID", "SAME", an int, one int per dim, or one (lo, hi) pair per dim; padding
         cells are -inf and never win against a finite value. At most half the dilated window
         per side (PyTorch's rule, which measures the undilated window).

@@ -101,12 +101,15 @@ CONV_GENERAL_DILATED = [
     ("precision", POS, None),
     ("preferred_element_type", POS, None),
 ]
+# `explain(f, *args)`: the function and its positional arguments; keyword arguments go to f.
+EXPLAIN = [("f", POS, REQUIRED), ("args", P.VAR_POSITIONAL, REQUIRED)]
 SIGNATURES = {
     "conv": CONV,
     "conv_transpose": CONV_TRANSPOSE,
     "conv_input_grad": CONV_INPUT_GRAD,
     "conv_weight_grad": CONV_WEIGHT_GRAD,
     "conv_general_dilated": CONV_GENERAL_DILATED,
+    "explain": EXPLAIN,
 }
 
 

@@ -220,5 +220,6 @@ def _ops():
 
 OPS: dict[str, Op] = {op.name: op for op in _ops()}
 
-# Every callable public name of jaxconv (tests/package checks that the registry covers them).
-PUBLIC = sorted(n for n in jc.__all__ if callable(getattr(jc, n)))
+# Every callable public name of jaxconv (tests/package checks that the registry covers them)
+# but `explain`, which reads a traced function and is no array op (tests/package/test_explain.py).
+PUBLIC = sorted(n for n in jc.__all__ if callable(getattr(jc, n)) and n != "explain")

@@ -101,6 +101,20 @@ def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4, pads
       42.9 vs 47.6 default; conv_transpose_up's convolution 7.8 vs 9.7 ms);
     - patches over 256 MiB are never materialised: XLA instead.
     """
+    return _auto_rule(x_shape, w_shape, stride, dilation, groups, itemsize, pads)[0]
+
+
+def _size(n: int) -> str:
+    """`n` bytes, short: "512 B", "3.52 KiB", "300 MiB"."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:.3g} {unit}" if v < 1000 else f"{v:.0f} {unit}"
+    return f"{n} B"
+
+
+def _auto_rule(x_shape, w_shape, stride, dilation, groups, itemsize, pads):
+    """`auto_algorithms`' (fwd, dx, dw) and the branch's reason, in words: the rule itself."""
     nd = len(x_shape) - 2
     cin_g, k = w_shape[-2], w_shape[:-2]
     n_batch, size, c = x_shape[0], x_shape[1:-1], x_shape[-1]
@@ -111,20 +125,35 @@ def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4, pads
         out = out_size(size, k_eff, stride, pads)
     o_cells = n_batch * math.prod(out)
     patch_bytes = o_cells * math.prod(k) * c * itemsize
+    patches = f"patches {_size(patch_bytes)}"
     if cin_g == 1 and groups > 1:
-        return "shift", "shift", "shift"
+        return ("shift", "shift", "shift"), "depthwise: shifted multiply-adds for all three"
     if patch_bytes > PATCH_BYTES_LIMIT:
-        return "xla", "transpose", "xla"
+        limit = _size(PATCH_BYTES_LIMIT)
+        return ("xla", "transpose", "xla"), f"{patches} > {limit} limit: XLA"
     if cin_g == 1 and w_shape[-1] <= 64:
-        col2im = "matmul" if patch_bytes <= COL2IM_BYTES_LIMIT else "taps"
-        return "shift", col2im, "xla" if nd == 2 else "matmul"
+        fits = patch_bytes <= COL2IM_BYTES_LIMIT
+        col2im, limit = "matmul" if fits else "taps", _size(COL2IM_BYTES_LIMIT)
+        dw = "xla" if nd == 2 else "matmul"
+        return ("shift", col2im, dw), (
+            f"one input channel ({w_shape[-1]} outputs <= 64): shifted multiply-adds forward, "
+            + (f"col2im dx ({patches} <= {limit})" if fits else f"per-tap dx ({patches} > {limit})")
+            + (", XLA dw (2-D)" if nd == 2 else f", im2col dw ({nd}-D)")
+        )
     if any(d > 1 for d in dilation):
-        return "xla", "transpose", "xla"
+        return ("xla", "transpose", "xla"), "dilated: XLA throughout (im2col reads too sparsely)"
     if nd != 2:
-        return "matmul", "taps", "matmul"
+        return ("matmul", "taps", "matmul"), f"{nd}-D: im2col forward and dw, per-tap dx"
     if c <= 4:
-        return "matmul", "transpose", "matmul"
-    return "matmul", "matmul" if patch_bytes <= COL2IM_MANY_CHANNELS_LIMIT else "taps", "matmul"
+        return ("matmul", "transpose", "matmul"), (
+            f"2-D, {c} input channels (<= 4): im2col forward and dw, XLA dx"
+        )
+    fits = patch_bytes <= COL2IM_MANY_CHANNELS_LIMIT
+    limit = _size(COL2IM_MANY_CHANNELS_LIMIT)
+    return ("matmul", "matmul" if fits else "taps", "matmul"), (
+        "2-D: im2col forward and dw, "
+        + (f"col2im dx ({patches} <= {limit})" if fits else f"per-tap dx ({patches} > {limit})")
+    )
 
 
 def lean_algorithms(w_shape, groups, stride=()):
@@ -140,13 +169,22 @@ def lean_algorithms(w_shape, groups, stride=()):
       convolution, which wins once the channels fill its inner loops);
     - otherwise: XLA forward and weight gradient, polyphase dx.
     """
+    return _lean_rule(w_shape, groups, stride)[0]
+
+
+def _lean_rule(w_shape, groups, stride):
+    """`lean_algorithms`' (fwd, dx, dw) and the branch's reason, in words."""
     if w_shape[-2] == 1 and groups > 1:
-        return "shift", "shift", "shift"
+        return ("shift", "shift", "shift"), "depthwise: shifted multiply-adds for all three"
     if w_shape[-2] == 1:
-        return "shift", "phase", "xla"
+        return ("shift", "phase", "xla"), (
+            "one input channel: shifted multiply-add forward, polyphase dx, XLA dw"
+        )
     if any(s > 1 for s in stride) and w_shape[-2] > 4:
-        return "xla", "transpose", "xla"
-    return "xla", "phase", "xla"
+        return ("xla", "transpose", "xla"), (
+            f"strided, {w_shape[-2]} input channels per group (> 4): XLA throughout"
+        )
+    return ("xla", "phase", "xla"), "XLA forward and dw, polyphase dx (no zero-dilated g)"
 
 
 # What `auto` and `lean` compute on every platform but CPU: XLA's own convolutions (cuDNN on GPU,
@@ -180,19 +218,64 @@ def choose_algorithms(backward: str, x_cl, w_cl, params, *, dtype=None) -> tuple
     `patch_itemsize` bytes each: the wider of `dtype` and the `preferred_element_type` (a
     float64 layer's patches are twice a float32 one's, a complex128 layer's four times).
     """
+    cpu, elsewhere, _ = _choose(backward, x_cl, w_cl, params, dtype)
+    return cpu, elsewhere
+
+
+# Why `auto` and `lean` run `XLA_CONVOLUTIONS` on every platform but CPU.
+OFF_CPU = "XLA's own convolutions off CPU (the rule was measured on XLA:CPU only)"
+
+
+def _choose(backward: str, x_cl, w_cl, params, dtype):
+    """`choose_algorithms`' two picks and the reasons for them, (CPU's, elsewhere's): the one
+    place the choice per `backward` is written."""
     p = params
     groups = p.feature_group_count
+    asked = f"backward={backward!r}: as asked"
     if backward == "transpose":
-        return XLA_CONVOLUTIONS, XLA_CONVOLUTIONS
+        return XLA_CONVOLUTIONS, XLA_CONVOLUTIONS, (asked, asked)
     if backward == "matmul":
-        return ("matmul",) * 3, ("matmul",) * 3
+        return ("matmul",) * 3, ("matmul",) * 3, (asked, asked)
     if backward == "lean":
-        return lean_algorithms(w_cl, groups, p.window_strides), XLA_CONVOLUTIONS
+        picks, why = _lean_rule(w_cl, groups, p.window_strides)
+        return picks, XLA_CONVOLUTIONS, (f"backward='lean': {why}", f"backward='lean': {OFF_CPU}")
     itemsize = patch_itemsize(dtype, p.preferred_element_type)
-    cpu = auto_algorithms(x_cl, w_cl, p.window_strides, p.rhs_dilation, groups, itemsize, p.padding)
+    cpu, why = _auto_rule(x_cl, w_cl, p.window_strides, p.rhs_dilation, groups, itemsize, p.padding)
     if backward == "phase":
-        return (cpu[0], "phase", cpu[2]), ("xla", "phase", "xla")
-    return cpu, XLA_CONVOLUTIONS
+        return (
+            (cpu[0], "phase", cpu[2]),
+            ("xla", "phase", "xla"),
+            (
+                f"backward='phase': polyphase dx as asked; fwd and dw as 'auto' ({why})",
+                "backward='phase': polyphase dx as asked, XLA fwd and dw",
+            ),
+        )
+    return cpu, XLA_CONVOLUTIONS, (why, OFF_CPU)
+
+
+def explain_geometry(geo: Geometry) -> dict:
+    """What was chosen for the convolution `geo` and why: ``{"backward": geo.backward,
+    "cpu": (fwd, dx, dw), "elsewhere": (fwd, dx, dw), "cpu_reason": str,
+    "elsewhere_reason": str}``, "elsewhere" being every platform but CPU (GPU, TPU).
+
+    The reasons are the rule's own (`_choose`, `_auto_rule`, `_lean_rule`), evaluated again on
+    the shapes, settings and operand dtype `geo` records; the picks are the ones `geo` carries
+    (those `compute` runs).
+    """
+    cpu, elsewhere, (why, why_elsewhere) = _choose(
+        geo.backward, geo.x_shape, geo.w_shape, lax_params(geo), geo.dtype
+    )
+    picks = (geo.fwd, geo.dx, geo.dw)
+    recorded = picks if geo.elsewhere is None else tuple(geo.elsewhere)
+    if (cpu, elsewhere) != (picks, recorded):  # a Geometry not built by `layer_geometry`
+        why = why_elsewhere = "as recorded in the geometry"
+    return {
+        "backward": geo.backward,
+        "cpu": picks,
+        "elsewhere": recorded,
+        "cpu_reason": why,
+        "elsewhere_reason": why_elsewhere,
+    }
 
 
 def layer_geometry(x_cl, w_cl, params, backward: str = "auto", *, dtype=None) -> Geometry:
