@@ -54,6 +54,7 @@ import jax
 from jax.extend.core import Literal
 
 from jaxconv._core.residuals import RESIDUAL_NAMES
+from jaxconv._core.validate import byte_size
 from jaxconv.convolution.api import conv, conv_input_grad, conv_transpose, conv_weight_grad
 from jaxconv.convolution.general import conv_general_dilated, general_p
 from jaxconv.convolution.lowering.choice import explain_geometry
@@ -186,15 +187,6 @@ def _aval(shape, dtype) -> str:
     return f"{_short(dtype)}[{','.join(map(str, shape))}]"
 
 
-def _size(n: int) -> str:
-    """`n` bytes, short: "400 B", "15.6 KiB", "1.2 MiB"."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            v = n / scale
-            return f"{v:.3g} {unit}" if v < 1000 else f"{v:.0f} {unit}"
-    return f"{n} B"
-
-
 @dataclass(frozen=True)
 class Residual:
     """One array reverse mode keeps: `name` its ``jaxconv.<op>.<what>`` checkpoint name (None:
@@ -296,10 +288,10 @@ class Explanation:
             lines.append("no jaxconv op")
         kept = [r for row in self.rows for r in row.residuals] + list(self.unattributed)
         arrays = f"{len(kept)} array" + ("" if len(kept) == 1 else "s")
-        total = f"reverse mode keeps {_size(self.residual_bytes)} in {arrays}"
+        total = f"reverse mode keeps {byte_size(self.residual_bytes)} in {arrays}"
         if self.unattributed:
             others = " ".join(map(str, self.unattributed))
-            size = _size(sum(r.nbytes for r in self.unattributed))
+            size = byte_size(sum(r.nbytes for r in self.unattributed))
             total += f"; unattributed: {others} ({size})"
         lines.append(total if self.reverse_mode else "no reverse mode: no residuals")
         for where, attr in (("CPU", "reason"), ("GPU/TPU", "reason_elsewhere")):
@@ -333,7 +325,7 @@ def _cells(i: int, r: OpRow) -> tuple[str, ...]:
         "/".join(r.cpu) if r.cpu else "-",
         "/".join(r.elsewhere) if r.elsewhere else "-",
         keeps or "-",
-        _size(r.residual_bytes) if r.residuals else "-",
+        byte_size(r.residual_bytes) if r.residuals else "-",
     )
 
 

@@ -265,3 +265,12 @@ def check_nonempty(fn: str, arg: str, shape, axes, what: str) -> None:
     """Each of `axes` of `shape` has at least one cell (a reduction over it needs one)."""
     if any(shape[a] < 1 for a in axes):
         fail(fn, arg + ".shape", tuple(shape), f"must have at least one {what}")
+
+
+def byte_size(n: int) -> str:
+    """`n` bytes, short, for messages and reports: "400 B", "15.6 KiB", "300 MiB"."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:.3g} {unit}" if v < 1000 else f"{v:.0f} {unit}"
+    return f"{n} B"

@@ -32,12 +32,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.interpreters import ad, batching
+from jax.interpreters import ad
 
 from jaxconv._core import validate as v
 from jaxconv._core.layout import from_cl, kernel_to_cl, to_cl
 from jaxconv._core.padding import effective_kernel
-from jaxconv._core.primitive import empty_batch, mapped_size, primitive
+from jaxconv._core.primitive import batching_rule, primitive
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike, DTypeLike, Shape
 from jaxconv.convolution.lowering.choice import layer_geometry
@@ -374,12 +374,9 @@ def _out_of(a, axis: int, size: int, groups: int):
 def _batch(args, dims, *, p: ConvParams):
     """vmap of the general convolution, folding the mapped axis as the module docstring says.
 
-    A mapped axis of size 0 is not folded: into a batch or feature axis it leaves an empty axis
-    whose extent is lost (integer modulo by zero), into groups it gives a group count of 0
-    (lax: "feature_group_count must be a positive integer"). Its result is empty, of the shape
-    and dtype abstract evaluation of the unbatched convolution gives (`empty_batch`)."""
-    if mapped_size(args, dims) == 0:
-        return empty_batch(general_p, args, dims, p=p)
+    Only for a mapped size > 0: folded into a batch or feature axis, a size-0 axis would leave
+    an empty axis whose extent is lost (integer modulo by zero), into groups a group count of 0;
+    `batching_rule` answers size 0 with the empty result abstract evaluation gives."""
     (lhs, rhs), (bl, br) = args, dims
     lhs_spec, rhs_spec, out_spec = p.dimension_numbers
     fgc, bgc = p.feature_group_count, p.batch_group_count
@@ -401,4 +398,4 @@ def _batch(args, dims, *, p: ConvParams):
     return _out_of(out, out_spec[1], size, 1), 0
 
 
-batching.primitive_batchers[general_p] = _batch
+batching_rule(general_p, _batch)

@@ -23,33 +23,30 @@ def assert_close(actual, expected, dtype=None, tol=None, err_msg=""):
     assert err <= tol * scale, f"max abs err {err:.3g} > {tol:.1g} * {scale:.3g} {err_msg}"
 
 
+def _cotangent(f, args, seed):
+    """A random normal cotangent of f's output shape and dtype."""
+    out = jax.eval_shape(f, *args)
+    return np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)
+
+
+def _pullback(f, args, g):
+    y, vjp = jax.vjp(f, *args)
+    return y, vjp(g.astype(y.dtype))
+
+
 def vjp_jit(f, *args, seed=0):
     """(y, grads) of f at args for a random normal cotangent, as one jitted computation.
 
     One compile per call instead of one per primitive: keeps the hypothesis sweeps fast.
     """
-    out = jax.eval_shape(f, *args)
-    g = np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)
-
-    def run(args, g):
-        y, vjp = jax.vjp(f, *args)
-        return y, vjp(g)
-
-    return jax.jit(run)(args, g)
+    return jax.jit(lambda a, g: _pullback(f, a, g))(args, _cotangent(f, args, seed))
 
 
 def vjp_pair(f, ref, *args, seed=0):
     """((y, grads), (y_ref, grads_ref)): `vjp_jit` of f and of its reference at the same args
     and cotangent, both in one compiled program (one compile per hypothesis example)."""
-    out = jax.eval_shape(ref, *args)
-    g = np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)
-
-    def run(args, g):
-        y, vjp = jax.vjp(f, *args)
-        y_ref, vjp_ref = jax.vjp(ref, *args)
-        return (y, vjp(g.astype(y.dtype))), (y_ref, vjp_ref(g))
-
-    return jax.jit(run)(args, g)
+    g = _cotangent(ref, args, seed)
+    return jax.jit(lambda a, g: (_pullback(f, a, g), _pullback(ref, a, g)))(args, g)
 
 
 def value_and_vjp(f, *args, g):

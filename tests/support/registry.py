@@ -28,7 +28,7 @@ import numpy as np
 from jax import lax
 
 import jaxconv as jc
-from jaxconv.testing import oracle
+from jaxconv.testing import oracle, random_inputs
 
 NAN_INF = (np.nan, np.inf, -np.inf)
 
@@ -41,13 +41,6 @@ class Op:
     ref: Callable
     args: tuple
     nonfinite: tuple = ()
-
-
-def _arrays(seed: int, *shapes, positive: bool = False) -> tuple:
-    """Float64 normal draws (distinct almost surely); `positive`: uniform on [0.5, 1.5)."""
-    r = np.random.default_rng(seed)
-    draw = (lambda s: r.uniform(0.5, 1.5, s)) if positive else r.standard_normal
-    return tuple(jnp.asarray(draw(s)) for s in shapes)
 
 
 def vjp_x(f, x_shape):
@@ -63,7 +56,7 @@ CONV = dict(stride=(2, 1), padding=((1, 0), (1, 1)), groups=2, dilation=(1, 2))
 CT = dict(stride=2, padding=1, output_padding=1, groups=2)
 DN = ("NCHW", "OIHW", "NHWC")
 LABELS = jnp.asarray([2, 0, 1])
-(_IDX_X,) = _arrays(100, (1, 4, 4, 2))
+(_IDX_X,) = random_inputs(100, (1, 4, 4, 2))
 _, IDX = jc.max_pool(_IDX_X, 2, return_indices=True)
 
 
@@ -74,7 +67,7 @@ def _ops():
         "conv",
         lambda x, w, b: jc.conv(x, w, b, **CONV),
         lambda x, w, b: oracle.conv(x, w, b, **CONV),
-        _arrays(1, (2, 5, 6, 4), (3, 2, 2, 6), (6,)),
+        random_inputs(1, (2, 5, 6, 4), (3, 2, 2, 6), (6,)),
     )
     reflect = dict(padding=1, padding_mode="reflect", flip=True, layout="channels_first")
     yield Op(
@@ -82,35 +75,35 @@ def _ops():
         "conv",
         lambda x, w: jc.conv(x, w, **reflect),
         lambda x, w: oracle.conv(x, w, **reflect),
-        _arrays(2, (2, 3, 5, 4), (4, 3, 3, 2)),
+        random_inputs(2, (2, 3, 5, 4), (4, 3, 3, 2)),
     )
     yield Op(
         "conv1d_depthwise",
         "conv",
         lambda x, w: jc.conv(x, w, stride=2, padding=2, groups=3),
         lambda x, w: oracle.conv(x, w, stride=2, padding=2, groups=3),
-        _arrays(3, (2, 9, 3), (5, 1, 6)),
+        random_inputs(3, (2, 9, 3), (5, 1, 6)),
     )
     yield Op(
         "conv_transpose",
         "conv_transpose",
         lambda y, w, b: jc.conv_transpose(y, w, b, **CT),
         lambda y, w, b: oracle.conv_transpose(y, w, b, **CT),
-        _arrays(4, (2, 3, 3, 4), (3, 3, 1, 4), (2,)),
+        random_inputs(4, (2, 3, 3, 4), (3, 3, 1, 4), (2,)),
     )
     yield Op(
         "conv_input_grad",
         "conv_input_grad",
         lambda w, g: jc.conv_input_grad((2, 5, 6, 4), w, g, **CONV),
         vjp_x(conv_ref, (2, 5, 6, 4)),
-        _arrays(5, (3, 2, 2, 6), (2, 2, 6, 6)),
+        random_inputs(5, (3, 2, 2, 6), (2, 2, 6, 6)),
     )
     yield Op(
         "conv_weight_grad",
         "conv_weight_grad",
         lambda x, g: jc.conv_weight_grad(x, (3, 2, 2, 6), g, **CONV),
         vjp_w(conv_ref, (3, 2, 2, 6)),
-        _arrays(6, (2, 5, 6, 4), (2, 2, 6, 6)),
+        random_inputs(6, (2, 5, 6, 4), (2, 2, 6, 6)),
     )
     general = ((1, 2), ((1, 2), (0, 1)), (2, 1), (1, 2), DN, 2)
     yield Op(
@@ -118,7 +111,7 @@ def _ops():
         "conv_general_dilated",
         lambda x, w: jc.conv_general_dilated(x, w, *general),
         lambda x, w: lax.conv_general_dilated(x, w, *general),
-        _arrays(7, (2, 4, 3, 4), (6, 2, 2, 2)),
+        random_inputs(7, (2, 4, 3, 4), (6, 2, 2, 2)),
     )
     batch_groups = ((1, 1), "SAME", None, None, DN, 1, 2)
     yield Op(
@@ -126,14 +119,14 @@ def _ops():
         "conv_general_dilated",
         lambda x, w: jc.conv_general_dilated(x, w, *batch_groups),
         lambda x, w: lax.conv_general_dilated(x, w, *batch_groups),
-        _arrays(8, (4, 3, 4, 3), (4, 3, 2, 2)),
+        random_inputs(8, (4, 3, 4, 3), (4, 3, 2, 2)),
     )
     yield Op(
         "max_pool",
         "max_pool",
         lambda x: jc.max_pool(x, 3, stride=2, padding=1),
         lambda x: oracle.max_pool(x, 3, stride=2, padding=1),
-        _arrays(9, (2, 5, 6, 3)),
+        random_inputs(9, (2, 5, 6, 3)),
         nonfinite=(np.inf, -np.inf),  # NaN: PyTorch's rule (NaN wins), tests/pool/
     )
     yield Op(
@@ -141,14 +134,14 @@ def _ops():
         "max_pool",
         lambda x: jc.max_pool(x, 2, ties="split", ceil_mode=True, layout="channels_first"),
         lambda x: oracle.max_pool(x, 2, ceil_mode=True, layout="channels_first"),
-        _arrays(10, (2, 3, 5, 5)),
+        random_inputs(10, (2, 3, 5, 5)),
     )
     yield Op(
         "max_pool_dilated",
         "max_pool",
         lambda x: jc.max_pool(x, 2, stride=1, dilation=2, ties="last"),
         lambda x: oracle.max_pool(x, 2, stride=1, dilation=2, ties="last"),
-        _arrays(11, (1, 6, 5, 2)),
+        random_inputs(11, (1, 6, 5, 2)),
     )
     avg = dict(stride=2, padding=1, count_include_pad=False)
     yield Op(
@@ -156,7 +149,7 @@ def _ops():
         "avg_pool",
         lambda x: jc.avg_pool(x, 3, **avg),
         lambda x: oracle.avg_pool(x, 3, **avg),
-        _arrays(12, (2, 5, 6, 3)),
+        random_inputs(12, (2, 5, 6, 3)),
         nonfinite=NAN_INF,
     )
     yield Op(
@@ -164,7 +157,7 @@ def _ops():
         "lp_pool",
         lambda x: jc.lp_pool(x, 3.0, 2),
         lambda x: oracle.lp_pool(x, 3.0, 2),
-        _arrays(13, (2, 4, 6, 3), positive=True),
+        random_inputs(13, (2, 4, 6, 3), positive=True),
         nonfinite=(np.nan, np.inf),
     )
     yield Op(
@@ -172,7 +165,7 @@ def _ops():
         "global_avg_pool",
         jc.global_avg_pool,
         oracle.global_avg_pool,
-        _arrays(14, (2, 3, 4, 3)),
+        random_inputs(14, (2, 3, 4, 3)),
         nonfinite=NAN_INF,
     )
     yield Op(
@@ -180,7 +173,7 @@ def _ops():
         "global_max_pool",
         jc.global_max_pool,
         oracle.global_max_pool,
-        _arrays(15, (2, 3, 4, 3)),
+        random_inputs(15, (2, 3, 4, 3)),
         nonfinite=(np.inf, -np.inf),  # NaN: PyTorch's rule (NaN wins), tests/pool/
     )
     yield Op(
@@ -188,16 +181,16 @@ def _ops():
         "max_unpool",
         lambda y: jc.max_unpool(y, IDX, (1, 4, 4, 2)),
         lambda y: oracle.max_unpool(y, IDX, (4, 4)),
-        _arrays(16, (1, 2, 2, 2)),
+        random_inputs(16, (1, 2, 2, 2)),
         nonfinite=NAN_INF,
     )
-    yield Op("relu", "relu", jc.relu, oracle.relu, _arrays(17, (3, 4, 5)), nonfinite=NAN_INF)
+    yield Op("relu", "relu", jc.relu, oracle.relu, random_inputs(17, (3, 4, 5)), nonfinite=NAN_INF)
     yield Op(
         "linear",
         "linear",
         jc.linear,
         oracle.linear,
-        _arrays(18, (3, 4), (4, 5), (5,)),
+        random_inputs(18, (3, 4), (4, 5), (5,)),
         nonfinite=NAN_INF,
     )
     yield Op(
@@ -205,7 +198,7 @@ def _ops():
         "mse_loss",
         lambda y, t: jc.mse_loss(y, t, reduction="mean"),
         lambda y, t: oracle.mse_loss(y, t, reduction="mean"),
-        _arrays(19, (3, 4), (3, 4)),
+        random_inputs(19, (3, 4), (3, 4)),
         nonfinite=NAN_INF,
     )
     yield Op(
@@ -213,7 +206,7 @@ def _ops():
         "softmax_cross_entropy",
         lambda z: jc.softmax_cross_entropy(z, LABELS),
         lambda z: oracle.softmax_cross_entropy(z, LABELS),
-        _arrays(20, (3, 4)),
+        random_inputs(20, (3, 4)),
         nonfinite=NAN_INF,
     )
 

@@ -39,6 +39,7 @@ import numpy as np
 from jax import lax
 
 from jaxconv._core.padding import effective_kernel, out_size
+from jaxconv._core.validate import byte_size
 from jaxconv.convolution.lowering.depthwise import dw_shift, dx_shift, fwd_shift
 from jaxconv.convolution.lowering.geometry import Geometry, lax_params
 from jaxconv.convolution.lowering.im2col import dw_matmul, dx_matmul, dx_taps, fwd_matmul
@@ -104,15 +105,6 @@ def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4, pads
     return _auto_rule(x_shape, w_shape, stride, dilation, groups, itemsize, pads)[0]
 
 
-def _size(n: int) -> str:
-    """`n` bytes, short: "512 B", "3.52 KiB", "300 MiB"."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            v = n / scale
-            return f"{v:.3g} {unit}" if v < 1000 else f"{v:.0f} {unit}"
-    return f"{n} B"
-
-
 def _auto_rule(x_shape, w_shape, stride, dilation, groups, itemsize, pads):
     """`auto_algorithms`' (fwd, dx, dw) and the branch's reason, in words: the rule itself."""
     nd = len(x_shape) - 2
@@ -125,15 +117,15 @@ def _auto_rule(x_shape, w_shape, stride, dilation, groups, itemsize, pads):
         out = out_size(size, k_eff, stride, pads)
     o_cells = n_batch * math.prod(out)
     patch_bytes = o_cells * math.prod(k) * c * itemsize
-    patches = f"patches {_size(patch_bytes)}"
+    patches = f"patches {byte_size(patch_bytes)}"
     if cin_g == 1 and groups > 1:
         return ("shift", "shift", "shift"), "depthwise: shifted multiply-adds for all three"
     if patch_bytes > PATCH_BYTES_LIMIT:
-        limit = _size(PATCH_BYTES_LIMIT)
+        limit = byte_size(PATCH_BYTES_LIMIT)
         return ("xla", "transpose", "xla"), f"{patches} > {limit} limit: XLA"
     if cin_g == 1 and w_shape[-1] <= 64:
         fits = patch_bytes <= COL2IM_BYTES_LIMIT
-        col2im, limit = "matmul" if fits else "taps", _size(COL2IM_BYTES_LIMIT)
+        col2im, limit = "matmul" if fits else "taps", byte_size(COL2IM_BYTES_LIMIT)
         dw = "xla" if nd == 2 else "matmul"
         return ("shift", col2im, dw), (
             f"one input channel ({w_shape[-1]} outputs <= 64): shifted multiply-adds forward, "
@@ -149,7 +141,7 @@ def _auto_rule(x_shape, w_shape, stride, dilation, groups, itemsize, pads):
             f"2-D, {c} input channels (<= 4): im2col forward and dw, XLA dx"
         )
     fits = patch_bytes <= COL2IM_MANY_CHANNELS_LIMIT
-    limit = _size(COL2IM_MANY_CHANNELS_LIMIT)
+    limit = byte_size(COL2IM_MANY_CHANNELS_LIMIT)
     return ("matmul", "matmul" if fits else "taps", "matmul"), (
         "2-D: im2col forward and dw, "
         + (f"col2im dx ({patches} <= {limit})" if fits else f"per-tap dx ({patches} > {limit})")
