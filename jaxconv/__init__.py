@@ -19,6 +19,7 @@ from jaxconv.pooling.avg_pool import avg_pool as avg_pool
 from jaxconv.pooling.avg_pool import global_avg_pool as global_avg_pool
 from jaxconv.pooling.lp_pool import lp_pool as lp_pool
 from jaxconv.pooling.max_pool import max_pool as max_pool
+from jaxconv.pooling.max_pool import min_pool as min_pool
 from jaxconv.pooling.unpool import global_max_pool as global_max_pool
 from jaxconv.pooling.unpool import max_unpool as max_unpool
 
@@ -42,6 +43,7 @@ __all__ = [
     "lp_pool",
     "max_pool",
     "max_unpool",
+    "min_pool",
     "mse_loss",
     "reference",
     "relu",

@@ -81,6 +81,7 @@ _PUBLIC = {
         avg_pool.global_avg_pool,
         lp_pool.lp_pool,
         max_pool.max_pool,
+        max_pool.min_pool,
         unpool.global_max_pool,
         unpool.max_unpool,
         activation.relu,
@@ -130,6 +131,7 @@ _CUSTOM = {
     for fn, op in (
         (activation._relu, "relu"),
         (max_pool._max_pool, "max_pool"),
+        (max_pool._min_pool, "min_pool"),
         (max_pool._with_residual, "max_pool"),
         (lp_pool._lp_pool, "lp_pool"),
         (unpool._global_max_pool, "global_max_pool"),
@@ -145,6 +147,7 @@ _LABELS = {
     "jaxconv.conv.w": (("conv", "conv_general_dilated", "conv_transpose"), False),
     "jaxconv.conv_transpose.y": (("conv_transpose",), False),
     "jaxconv.max_pool.offsets": (("max_pool",), True),
+    "jaxconv.min_pool.offsets": (("min_pool",), True),
     "jaxconv.global_max_pool.index": (("global_max_pool",), True),
     "jaxconv.lp_pool.x": (("lp_pool",), True),
     "jaxconv.lp_pool.y": (("lp_pool",), True),

@@ -17,7 +17,9 @@ def padding_pairs(fn: str, padding, nd: int, k_eff, stride, size) -> tuple[tuple
     """Every padding form of the API (README) -> one (lo, hi) pair per spatial dim.
 
     "VALID": none. "SAME": output size ceil(n / stride), the extra cell high (as lax/TF).
-    "FULL": k_eff - 1 on each side. An int, one int per dim, or one (lo, hi) pair per dim.
+    "FULL": k_eff - 1 on each side. "CAUSAL": k_eff - 1 low, none high (Flax's causal
+    padding, in every spatial dim: output i sees inputs up to i * stride, ceil(n / stride)
+    outputs). An int, one int per dim, or one (lo, hi) pair per dim.
     """
     if isinstance(padding, str):
         p = padding.upper()
@@ -25,6 +27,8 @@ def padding_pairs(fn: str, padding, nd: int, k_eff, stride, size) -> tuple[tuple
             return ((0, 0),) * nd
         if p == "FULL":
             return tuple((k - 1, k - 1) for k in k_eff)
+        if p == "CAUSAL":
+            return tuple((k - 1, 0) for k in k_eff)
         if p == "SAME":
             pairs = []
             for n, k, s in zip(size, k_eff, stride):

@@ -21,6 +21,7 @@ RESIDUAL_NAMES = (
     "jaxconv.conv.w",  # conv: the kernel
     "jaxconv.conv_transpose.y",  # conv_transpose: its input
     "jaxconv.max_pool.offsets",  # max_pool: int8/int16 winner offsets (or tie bitmasks)
+    "jaxconv.min_pool.offsets",  # min_pool: the same, for the minimum
     "jaxconv.global_max_pool.index",  # global_max_pool: the winner's flat index
     "jaxconv.lp_pool.x",
     "jaxconv.lp_pool.y",

@@ -16,7 +16,7 @@ from jax import lax
 
 LAYOUTS = ("channels_last", "channels_first")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-PADDING_STRINGS = ("VALID", "SAME", "FULL")
+PADDING_STRINGS = ("VALID", "SAME", "FULL", "CAUSAL")
 
 
 def show(value):
@@ -71,6 +71,22 @@ def check_float(fn: str, arg: str, x) -> None:
             "must be a floating dtype (float16, bfloat16, float32 or float64)",
             TypeError,
         )
+
+
+def check_real(fn: str, arg: str, x) -> None:
+    """Real numbers or booleans: floating, integer or bool arrays (ops that only compare,
+    like lax's max/min `reduce_window`); not complex."""
+    check_array(fn, arg, x)
+    dtype = jnp.dtype(x.dtype)
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        if dtype != jnp.bool_:
+            fail(
+                fn,
+                arg + ".dtype",
+                str(dtype),
+                "must be a real floating, integer or bool dtype (complex numbers have no order)",
+                TypeError,
+            )
 
 
 def check_inexact(fn: str, arg: str, x) -> None:

@@ -37,7 +37,15 @@ from jaxconv._core.padding import (
     padding_pairs,
 )
 from jaxconv._core.sharding import explicit_sharding
-from jaxconv._core.validate import check_bool, check_float, check_layout, int_tuple, spatial_rank
+from jaxconv._core.validate import (
+    check_bool,
+    check_float,
+    check_layout,
+    check_real,
+    fail,
+    int_tuple,
+    spatial_rank,
+)
 
 
 class Window(NamedTuple):
@@ -90,16 +98,21 @@ class Window(NamedTuple):
         return self.stride == self.window and all(d == 1 for d in self.dilation)
 
 
-def pool_window(fn, x, window, stride, padding, dilation, ceil_mode, layout) -> Window:
-    """Validate and normalise the pooling arguments of `fn` (raises while tracing)."""
+def pool_window(
+    fn, x, window, stride, padding, dilation, ceil_mode, layout, *, ordered: bool = False
+) -> Window:
+    """Validate and normalise the pooling arguments of `fn` (raises while tracing).
+    `ordered`: x may also be an integer or bool array (max/min pools only compare)."""
     check_layout(fn, layout)
-    check_float(fn, "x", x)
+    (check_real if ordered else check_float)(fn, "x", x)
     nd = spatial_rank(fn, x)
     _, size, _ = split_layout(x.shape, layout)
     window = int_tuple(fn, "window", window, nd)
     stride = window if stride is None else int_tuple(fn, "stride", stride, nd)
     dilation = int_tuple(fn, "dilation", dilation, nd)
     k_eff = effective_kernel(window, dilation)
+    if isinstance(padding, str) and padding.upper() == "CAUSAL":
+        fail(fn, "padding", padding, "is a convolution padding; pools take at most half the window")
     pads = padding_pairs(fn, padding, nd, k_eff, stride, size)
     check_pool_padding(fn, padding, pads, k_eff)
     check_window_fits(fn, size, pads, k_eff, arg="window")
@@ -195,24 +208,36 @@ def block_slices(x, win: Window, picked):
     return slices
 
 
-def map_windows(x, win: Window, fill, fn):
+def map_windows(x, win: Window, fill, fn, *, real: bool = False):
     """``fn(slices)`` over every window of x padded with `fill` (`window_blocks`: no padded copy).
 
     `fn` gets [(r, slice_r)] in offset order, slice_r[i] = x~[i*s + m*d] of the padded x~, and
     returns a tuple of output-shaped arrays; it runs once per block, with a `fill` constant for
-    each all-padding offset, and the blocks are concatenated back.
+    each all-padding offset, and the blocks are concatenated back. With ``real=True`` it gets
+    [(r, slice_r, real_r)] instead: real_r says which cells are input rather than padding --
+    a Python bool where the whole slice is one or the other (every block of the no-copy path),
+    a bool array where padding and input mix (the padded-copy path).
     """
+    x0, win0 = x, win
     x, win, runs = window_blocks(x, win, fill)
+    copied = real and x is not x0  # the padded-copy path: a mask padded the same way
+    mask = pad_to_cover(jnp.ones(x0.shape, bool), win0, False) if copied else None
 
     def block(picked):
         shape = win.config([v - u for u, v, _ in picked], x.shape.__getitem__)
         sharding = explicit_sharding(x)
-        return fn(
-            [
-                (r, lax.full(shape, fill, x.dtype, sharding=sharding) if s is None else s)
-                for r, s in block_slices(x, win, picked)
-            ]
-        )
+        pieces = block_slices(x, win, picked)
+        slices = [
+            (r, lax.full(shape, fill, x.dtype, sharding=sharding) if s is None else s)
+            for r, s in pieces
+        ]
+        if not real:
+            return fn(slices)
+        if mask is None:
+            flags = [s is not None for _, s in pieces]
+        else:
+            flags = [m for _, m in block_slices(mask, win, picked)]
+        return fn([(r, s, f) for (r, s), f in zip(slices, flags)])
 
     def assemble(j, picked):
         if j == len(runs):

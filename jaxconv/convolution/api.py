@@ -88,7 +88,8 @@ def conv(
       w: (*k, C_in // groups, C_out), or (C_out, C_in // groups, *k) for channels_first.
       bias: (C_out,) or None.
       stride, dilation: an int or one int per spatial dim (>= 1).
-      padding: "VALID", "SAME" (output ceil(n / stride)), "FULL" (k_eff - 1 each side), an int,
+      padding: "VALID", "SAME" (output ceil(n / stride)), "FULL" (k_eff - 1 each side),
+        "CAUSAL" (Flax's: k_eff - 1 on the low side only, in every spatial dim), an int,
         one int per dim, or one (lo, hi) pair per dim.
       groups: feature groups; C_in and C_out divisible by it (groups == C_in: depthwise).
       flip: true convolution instead of cross-correlation.
@@ -170,7 +171,8 @@ def conv_transpose(
       bias: (C_in,) or None (added to the output, which has C_in channels).
       stride, dilation: int or one int per spatial dim.
       padding: an int, one int per dim, (lo, hi) pairs, "VALID" (0), "FULL" (the adjoint of a
-        FULL conv), or "SAME" (output size = input size * stride, as Flax/TF).
+        FULL conv), "SAME" (output size = input size * stride, as Flax/TF) or "CAUSAL" (the
+        adjoint of a CAUSAL conv, same output size).
       output_padding: extra size at the high end, int or per dim.
       output_size: the spatial output size (overrides output_padding).
       flip, layout, backward, precision, preferred_element_type: as `conv`.
@@ -231,20 +233,20 @@ def conv_transpose(
 def _transpose_sizes(fn, o, k, stride, dilation, padding, output_padding, output_size):
     """`conv_transpose`'s (pads, n, fwd_pads): the user's `padding` as (lo, hi) pairs and
     `transpose_sizes` of the validated `output_padding` / `output_size`, its errors worded
-    as fn's. ``padding="SAME"`` is the adjoint of a SAME conv of an input o * s: that size
-    unless `output_size` says otherwise."""
+    as fn's. ``padding="SAME"`` ("CAUSAL") is the adjoint of a SAME (CAUSAL) conv of an input
+    o * s: that size unless `output_size` says otherwise."""
     nd = len(o)
     k_eff = effective_kernel(k, dilation)
-    if isinstance(padding, str) and padding.upper() == "SAME":
+    if isinstance(padding, str) and padding.upper() in ("SAME", "CAUSAL"):
         same_size = tuple(oo * s for oo, s in zip(o, stride))
-        pads = padding_pairs(fn, "SAME", nd, k_eff, stride, same_size)
+        pads = padding_pairs(fn, padding, nd, k_eff, stride, same_size)
         if output_size is None:
             if any(v.int_tuple(fn, "output_padding", output_padding, nd, minimum=0)):
                 v.fail(
                     fn,
                     "output_padding",
                     output_padding,
-                    "must be 0 with padding='SAME' "
+                    f"must be 0 with padding={padding!r} "
                     "(the output size is the input size times the stride)",
                 )
             output_size = same_size

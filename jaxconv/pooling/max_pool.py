@@ -62,6 +62,7 @@ class _Cfg(NamedTuple):
     win: Window
     ties: str
     return_indices: bool
+    op: str = "max"  # "min": `min_pool`, the same rules with the order reversed
 
 
 def max_pool(
@@ -86,12 +87,15 @@ def max_pool(
 
     Args:
       x: (N, *spatial, C) for ``layout="channels_last"``, (N, C, *spatial) for "channels_first";
-        any number (>= 1) of spatial dims, floating dtype.
+        any number (>= 1) of spatial dims; floating, integer or bool dtype (integers and bools
+        as lax's max `reduce_window`: nothing to differentiate, JAX's tangents and gradients
+        for them are float0).
       window: an int or one per spatial dim (k).
       stride: same; default `window`.
       padding: "VALID", "SAME", an int, one int per dim, or one (lo, hi) pair per dim; padding
-        cells are -inf and never win against a finite value. At most half the dilated window
-        per side (PyTorch's rule, which measures the undilated window).
+        cells are -inf (an integer dtype's smallest value, False for bool) and never win
+        against a finite value. At most half the dilated window per side (PyTorch's rule,
+        which measures the undilated window).
       dilation: window dilation d (gaps between window cells).
       ceil_mode: round the output size up (PyTorch): an extra, partial last window when it
         starts inside the input or the left padding.
@@ -118,28 +122,78 @@ def max_pool(
       >>> jax.grad(lambda x: max_pool(x, 2).sum())(x).ravel().tolist()  # to the winner
       [0.0, 1.0, 0.0, 0.0]
     """
-    fn = "max_pool"
-    win = pool_window(fn, x, window, stride, padding, dilation, ceil_mode, layout)
+    args = (window, stride, padding, dilation, ceil_mode, ties, return_indices, layout)
+    return _pool("max_pool", "max", x, *args)
+
+
+def min_pool(
+    x: ArrayLike,
+    window: Ints,
+    *,
+    stride: Ints = None,
+    padding: Padding = "VALID",
+    dilation: Ints = 1,
+    ceil_mode: bool = False,
+    ties: str = "first",
+    return_indices: bool = False,
+    layout: str = "channels_last",
+) -> Array | tuple[Array, Array]:
+    r"""N-d min pooling (Flax's `min_pool`): `max_pool` with the order reversed.
+
+    .. math:: y_i = \min_m \tilde x_{i s + m d}, \qquad
+              \frac{\partial E}{\partial x_t} = \sum_{i:\ \mathrm{winner}(i) = t} g_i
+
+    The same rules as `max_pool` (the winner's offset as the residual, its gradient routed to
+    the winner), with its own ties: "first" is the row-major first minimum (not the first
+    maximum of -x, which -max_pool(-x) would give and which differs under ties="last"); NaN
+    wins, as in `max_pool`; padding cells are +inf (an integer dtype's largest value, True for
+    bool) and never win against a finite value. Arguments, shapes and the residual as
+    `max_pool`; integer and bool `x` as there.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> x = jnp.array([[1., 3.], [2., 0.]]).reshape(1, 2, 2, 1)
+      >>> min_pool(x, 2).ravel().tolist()
+      [0.0]
+      >>> jax.grad(lambda x: min_pool(x, 2).sum())(x).ravel().tolist()  # to the winner
+      [0.0, 0.0, 0.0, 1.0]
+    """
+    args = (window, stride, padding, dilation, ceil_mode, ties, return_indices, layout)
+    return _pool("min_pool", "min", x, *args)
+
+
+def _pool(fn, op, x, window, stride, padding, dilation, ceil_mode, ties, return_indices, layout):
+    win = pool_window(fn, x, window, stride, padding, dilation, ceil_mode, layout, ordered=True)
     v.check_choice(fn, "ties", ties, v.TIES)
     v.check_bool(fn, "return_indices", return_indices)
-    cfg = _Cfg(win, ties, return_indices)
-    return auto_partitioned(lambda x: _max_pool(x, cfg), x)
+    cfg = _Cfg(win, ties, return_indices, op)
+    if not jnp.issubdtype(x.dtype, jnp.floating):  # integers and bools: nothing to differentiate
+        return auto_partitioned(lambda x: _forward(x, cfg), x)
+    return auto_partitioned(lambda x: (_max_pool if op == "max" else _min_pool)(x, cfg), x)
+
+
+def _forward(x, cfg: _Cfg):
+    """The forward alone (no residual): y, and the flat indices if asked."""
+    y, off, *_ = _reduce(x, cfg.win, cfg.ties, cfg.op)
+    return (y, _flat_indices(off, cfg.win)) if cfg.return_indices else y
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_pool(x, cfg: _Cfg):
-    """The forward alone (no residual): y, and the flat indices if asked."""
-    y, off, *_ = _reduce(x, cfg.win, cfg.ties)
-    return (y, _flat_indices(off, cfg.win)) if cfg.return_indices else y
+    return _forward(x, cfg)
 
 
-@_max_pool.defjvp
-def _max_pool_jvp(cfg: _Cfg, primals, tangents):
+@partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _min_pool(x, cfg: _Cfg):
+    return _forward(x, cfg)
+
+
+def _pool_jvp(cfg: _Cfg, primals, tangents):
     """y and its residual from one loop (`_with_residual`); the tangent is the input tangent
     at the recorded winners (`winner_pick`), whose transpose is the hand-written backward."""
     (x,), (t,) = primals, tangents
-    y, off, *words = _with_residual(x, cfg.win, cfg.ties)
-    res = name(tuple(words) if cfg.ties == "split" else off, "max_pool", "offsets")
+    y, off, *words = _with_residual(x, cfg.win, cfg.ties, cfg.op)
+    res = name(tuple(words) if cfg.ties == "split" else off, f"{cfg.op}_pool", "offsets")
     ty = winner_pick(t, res, cfg.win, cfg.ties)
     if not cfg.return_indices:
         return y, ty
@@ -147,17 +201,21 @@ def _max_pool_jvp(cfg: _Cfg, primals, tangents):
     return (y, idx), (ty, np.zeros(idx.shape, jax.dtypes.float0))
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _with_residual(x, win: Window, ties: str):
+_max_pool.defjvp(_pool_jvp)
+_min_pool.defjvp(_pool_jvp)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _with_residual(x, win: Window, ties: str, op: str):
     """(y, offsets, *tie words) written by one XLA loop (`one_pass`): the backward reads the
     stored offsets instead of XLA re-inlining the K-way argmax into it."""
-    return one_pass(*_reduce(x, win, ties))
+    return one_pass(*_reduce(x, win, ties, op))
 
 
 @_with_residual.defjvp
-def _with_residual_jvp(win, ties, primals, tangents):
+def _with_residual_jvp(win, ties, op, primals, tangents):
     (x,), (t,) = primals, tangents
-    out = _with_residual(x, win, ties)  # a second derivative runs this rule again
+    out = _with_residual(x, win, ties, op)  # a second derivative runs this rule again
     res = tuple(out[2:]) if ties == "split" else out[1]
     zeros = tuple(np.zeros(a.shape, jax.dtypes.float0) for a in out[1:])
     return out, (winner_pick(t, res, win, ties), *zeros)
@@ -172,31 +230,97 @@ def _ge(a, b):
     return (a >= b) | jnp.isnan(a)
 
 
+def _lt(a, b):
+    """a < b with NaN winning as in `_gt` (min_pool outputs a window's NaN too)."""
+    return (a < b) | (jnp.isnan(a) & ~jnp.isnan(b))
+
+
+def _le(a, b):
+    return (a <= b) | jnp.isnan(a)
+
+
+def _better(dtype, ties: str, op: str):
+    """The comparison that replaces the running winner: strict for "first" and "split",
+    non-strict for "last"; NaN handling only for floating dtypes."""
+    if not jnp.issubdtype(dtype, jnp.floating):
+        strict, loose = (lax.gt, lax.ge) if op == "max" else (lax.lt, lax.le)
+    else:
+        strict, loose = (_gt, _ge) if op == "max" else (_lt, _le)
+    return loose if ties == "last" else strict
+
+
+def _fill(dtype, op: str):
+    """The padding value that never wins: -inf/+inf, an integer's extremes, False/True."""
+    if jnp.issubdtype(dtype, jnp.floating):
+        return -jnp.inf if op == "max" else jnp.inf
+    if dtype == jnp.bool_:
+        return op == "min"
+    info = jnp.iinfo(dtype)
+    return int(info.min if op == "max" else info.max)
+
+
 def _offset_dtype(cells: int):
     return jnp.int8 if cells <= 127 else jnp.int16 if cells <= 32767 else _I32
 
 
-def _reduce(x, win: Window, ties: str):
-    """(y, offsets) of every window, and for ties="split" the tie bits as uint8 words."""
-    better = _ge if ties == "last" else _gt
+def _reduce(x, win: Window, ties: str, op: str = "max"):
+    """(y, offsets) of every window, and for ties="split" the tie bits as uint8 words.
 
-    def reduce(slices):  # the running maximum and its offset; for "split", the tie bits
+    A padding cell never wins against an input cell, even an equal one (an input of -inf, an
+    integer's extreme value, False): `map_windows` says which cells are padding -- statically
+    for the blocks of the no-copy path, so the common case pays nothing for it."""
+    better = _better(x.dtype, ties, op)
+    floating = jnp.issubdtype(x.dtype, jnp.floating)
+    odt = _offset_dtype(win.cells)
+
+    def equal(a, b):
+        return (a == b) | (jnp.isnan(a) & jnp.isnan(b)) if floating else a == b
+
+    def reduce(slices):  # the running winner and its offset; for "split", the tie bits
         y = off = None
-        for r, xr in slices:
+        y_real = False
+        for r, xr, real in slices:
             if y is None:
-                y, off = xr, jnp.zeros(xr.shape, _offset_dtype(win.cells))
-            else:
+                y, off, y_real = xr, jnp.zeros(xr.shape, odt), real
+                continue
+            if real is False and y_real is not False:
+                continue  # padding never replaces an input cell
+            if real is not False and y_real is False:
+                take = True if real is True else real
+            elif real is True and y_real is True:
                 take = better(xr, y)
-                y, off = jnp.where(take, xr, y), jnp.where(take, r, off)
+            else:  # masks: input beats padding, like beats like by the order
+                real_a, y_real_a = jnp.asarray(real), jnp.asarray(y_real)
+                take = jnp.where(real_a == y_real_a, better(xr, y), real_a & ~y_real_a)
+            if take is True:
+                y, off = xr, jnp.full(xr.shape, r, odt)
+            else:
+                y, off = jnp.where(take, xr, y), jnp.where(take, jnp.asarray(r, odt), off)
+            y_real = _either(y_real, real)
         if ties != "split":
             return y, off
         words = [jnp.zeros(y.shape, jnp.uint8) for _ in range((win.cells + 7) // 8)]
-        for r, xr in slices:
-            tied = (xr == y) | (jnp.isnan(xr) & jnp.isnan(y))
+        for r, xr, real in slices:
+            if real is False and y_real is True:
+                continue
+            tied = equal(xr, y)
+            if not (real is True or y_real is False):
+                tied = tied & (jnp.asarray(real) | ~jnp.asarray(y_real))
             words[r // 8] = words[r // 8] | (tied.astype(jnp.uint8) << (r % 8))
         return y, off, *words
 
-    return map_windows(x, win, -jnp.inf, reduce)
+    return map_windows(x, win, _fill(x.dtype, op), reduce, real=True)
+
+
+def _either(a, b):
+    """a | b for Python bools or bool arrays (static where both are static)."""
+    if a is True or b is True:
+        return True
+    if a is False:
+        return b
+    if b is False:
+        return a
+    return a | b
 
 
 def _flat_indices(off, win: Window):

@@ -126,7 +126,8 @@ def global_max_pool(
     """Max over all spatial dims: (N, *spatial, C) or (N, C, *spatial) -> (N, C).
 
     The gradient goes to the first (row-major) maximum of each (n, c), or its first NaN (seed
-    001's winning unit); the residual is that flat index, int32 of shape (N, C).
+    001's winning unit); the residual is that flat index, int32 of shape (N, C). x may be
+    floating, integer or bool (the last two: nothing to differentiate, float0 tangents).
 
     Example:
       >>> import jax.numpy as jnp
@@ -135,16 +136,22 @@ def global_max_pool(
     """
     fn = "global_max_pool"
     v.check_layout(fn, layout)
-    v.check_float(fn, "x", x)
+    v.check_real(fn, "x", x)
     nd = v.spatial_rank(fn, x)
     sp = range(1, nd + 1) if layout == "channels_last" else range(2, nd + 2)
     v.check_nonempty(fn, "x", x.shape, sp, "spatial cell (the max of none has no value)")
     c_axis = -1 if layout == "channels_last" else 1
-    return auto_partitioned(lambda x: _global_max_pool(x, layout)[0], x, out=((0, 0), (0, c_axis)))
+    # integers and bools: nothing to differentiate (float0), the plain forward
+    f = _global_max_pool if jnp.issubdtype(x.dtype, jnp.floating) else _global_max
+    return auto_partitioned(lambda x: f(x, layout)[0], x, out=((0, 0), (0, c_axis)))
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _global_max_pool(x, layout: str):
+    return _global_max(x, layout)
+
+
+def _global_max(x, layout: str):
     """y and the flat index of its first (row-major) maximum per (n, c); NaN counts as the
     maximum."""
     x2, ax = flat(x, layout)

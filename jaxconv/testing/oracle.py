@@ -5,7 +5,8 @@ against these, and users can do the same for models built from jaxconv ops.
 One function per jaxconv op, computing what that op computes from `jax.lax`, `jax.numpy` and
 `jax.nn` alone: nothing here imports jaxconv, so the references share no code with what they
 check. Settings take jaxconv's forms -- an int or one int per spatial dim; padding as an int,
-per-dim ints, (lo, hi) pairs, "VALID", "SAME" (lax's: ceil(n / stride) outputs) or "FULL" --
+per-dim ints, (lo, hi) pairs, "VALID", "SAME" (lax's: ceil(n / stride) outputs), "FULL" or
+"CAUSAL" (Flax's: k_eff - 1 low) --
 and are not validated: callers pass valid ones.
 
 Example:
@@ -57,6 +58,8 @@ def padding_pairs(padding, size, k_eff, stride):
             return ((0, 0),) * nd
         if padding.upper() == "FULL":
             return tuple((k - 1, k - 1) for k in k_eff)
+        if padding.upper() == "CAUSAL":  # Flax's: the whole window on the low side
+            return tuple((k - 1, 0) for k in k_eff)
         pads = lax.padtype_to_pads(size, k_eff, per_dim(stride, nd), padding.upper())
         return tuple(tuple(p) for p in pads)
     if isinstance(padding, int | np.integer):
@@ -152,7 +155,7 @@ def conv_transpose(
 ):
     """jaxconv.conv_transpose: `jax.vjp` of `conv(., w)` (same settings) at an input of the
     output size, applied to y, + bias. Output size per dim: `output_size`, else o * stride for
-    "SAME", else (o - 1) stride + dilation (k - 1) + 1 - lo - hi + output_padding. With
+    "SAME" and "CAUSAL", else (o - 1) stride + dilation (k - 1) + 1 - lo - hi + output_padding. With
     `preferred_element_type`, y and w are converted to it first (it is never narrower)."""
     nd = y.ndim - 2
     stride, dilation = per_dim(stride, nd), per_dim(dilation, nd)
@@ -165,7 +168,7 @@ def conv_transpose(
     pads = padding_pairs(padding, same, k_eff, stride)
     if output_size is not None:
         n = tuple(output_size)
-    elif isinstance(padding, str) and padding.upper() == "SAME":
+    elif isinstance(padding, str) and padding.upper() in ("SAME", "CAUSAL"):
         n = same
     else:
         n = tuple(
@@ -267,6 +270,35 @@ def max_pool(
     if ties == "last":
         win = win[..., ::-1]
     return jnp.take_along_axis(win, jnp.argmax(win, axis=-1)[..., None], axis=-1)[..., 0]
+
+
+def min_pool(
+    x,
+    window,
+    *,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode=False,
+    ties=None,
+    layout="channels_last",
+):
+    """jaxconv.min_pool's values: lax.reduce_window min over +inf padding (ties=None, JAX's
+    rule), or `max_pool`'s stacked cells with argmin (the first or last minimum in row-major
+    window order; "split": jnp.min, whose gradient shares ties equally)."""
+    p = _pool(x.shape, window, stride, padding, dilation, ceil_mode, layout)
+    if ties is None:
+        return _reduce_window(x, jnp.inf, lax.min, p)
+    return -max_pool(
+        -x,
+        window,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        ceil_mode=ceil_mode,
+        ties=ties,
+        layout=layout,
+    )
 
 
 def _window_counts(p, include_pad):

@@ -248,3 +248,71 @@ def test_per_tap_input_gradient_equals_lax(x_shape, w_shape, stride, pads, dilat
     w = rng.standard_normal(w_shape)
     g = rng.standard_normal(geo.out_shape)
     assert_close(DX["taps"](g, w, geo), DX["transpose"](g, w, geo))
+
+
+# ------------------------------------------------------------------------ padding="CAUSAL"
+
+
+@given(
+    nd=st.integers(1, 3),
+    k=st.integers(1, 3),
+    stride=st.integers(1, 3),
+    dilation=st.integers(1, 2),
+    n=st.integers(3, 7),
+    layout=st.sampled_from(["channels_last", "channels_first"]),
+)
+def test_causal_padding(nd, k, stride, dilation, n, layout):
+    """padding="CAUSAL" is k_eff - 1 on the low side of every spatial dim (Flax's, N-d):
+    ceil(n / stride) outputs, output i sees only inputs <= i * stride, the VJP is the explicit
+    (k_eff - 1, 0) padding's, and conv_transpose(padding="CAUSAL") is its adjoint."""
+    rng = np.random.default_rng(n * 7 + k)
+    cl = layout == "channels_last"
+    x_shape = (2, *(n,) * nd, 3) if cl else (2, 3, *(n,) * nd)
+    w_shape = (*(k,) * nd, 3, 2) if cl else (2, 3, *(k,) * nd)
+    x, w = (jnp.asarray(rng.normal(size=s)) for s in (x_shape, w_shape))
+    kw = dict(stride=stride, dilation=dilation, layout=layout)
+    pads = (((k - 1) * dilation, 0),) * nd
+    y = jc.conv(x, w, padding="CAUSAL", **kw)
+    assert y.shape[1 if cl else 2] == -(-n // stride)
+    assert_close(y, oracle.conv(x, w, padding=pads, **kw))
+    g = jnp.asarray(rng.normal(size=y.shape))
+    ours = jax.vjp(lambda x, w: jc.conv(x, w, padding="CAUSAL", **kw), x, w)[1](g)
+    ref = jax.vjp(lambda x, w: oracle.conv(x, w, padding=pads, **kw), x, w)[1](g)
+    for a, b in zip(ours, ref):
+        assert_close(a, b)
+    # causality along the first spatial dim: changing inputs after t leaves outputs <= t/s
+    t = n // 2
+    ax = 1 if cl else 2
+    later = jnp.arange(n).reshape([-1 if i == ax else 1 for i in range(x.ndim)]) > t
+    y2 = jc.conv(jnp.where(later, 9.0, x), w, padding="CAUSAL", **kw)
+    keep = t // stride + 1
+    assert_close(lax.slice_in_dim(y2, 0, keep, axis=ax), lax.slice_in_dim(y, 0, keep, axis=ax))
+    # the adjoint: <conv(x), g> = <x, conv_transpose(g)>, output size n' = ceil(n / s) * s
+    xt = jc.conv_transpose(g, w, padding="CAUSAL", **kw)
+    n_t = -(-n // stride) * stride
+    assert xt.shape[ax] == n_t
+    x_big = lax.pad(
+        x,
+        jnp.zeros((), x.dtype),
+        [(0, n_t - n if i in _sp(x.ndim, cl) else 0, 0) for i in range(x.ndim)],
+    )
+    lhs = jnp.vdot(jc.conv(x_big, w, padding="CAUSAL", **kw), g)
+    assert_close(lhs, jnp.vdot(x_big, xt))
+
+
+def _sp(ndim, cl):
+    return range(1, ndim - 1) if cl else range(2, ndim)
+
+
+def test_causal_padding_equals_flax():
+    """Flax's `nn.Conv(padding="CAUSAL")` (1-D there) gives the same values as ours."""
+    nn = pytest.importorskip("flax.linen")
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 11, 3)), jnp.float32)
+    for stride, dilation in ((1, 1), (2, 1), (1, 3), (3, 2)):
+        layer = nn.Conv(
+            4, (3,), strides=stride, kernel_dilation=dilation, padding="CAUSAL", dtype=jnp.float32
+        )
+        params = layer.init(jax.random.key(0), x)
+        kernel, bias = params["params"]["kernel"], params["params"]["bias"]
+        y = jc.conv(x, kernel, bias, stride=stride, dilation=dilation, padding="CAUSAL")
+        assert_close(y, layer.apply(params, x))

@@ -76,9 +76,12 @@ def ints(v, nd: int, minimum: int, name: str) -> tuple[int, ...]:
 
 
 def pad_pairs(p, nd, k_eff, stride, size, name="padding"):
-    """README: "VALID", "SAME" (ceil(n / s) outputs), "FULL" (k_eff - 1), int, ints, pairs."""
+    """README: "VALID", "SAME" (ceil(n / s) outputs), "FULL" (k_eff - 1), "CAUSAL" (k_eff - 1
+    low), int, ints, pairs."""
     if isinstance(p, str):
-        need(p.upper() in ("VALID", "SAME", "FULL"), f"padding {p!r}")
+        need(p.upper() in ("VALID", "SAME", "FULL", "CAUSAL"), f"padding {p!r}")
+        if p.upper() == "CAUSAL":
+            return tuple((k - 1, 0) for k in k_eff)
         if p.upper() == "SAME":
             return tuple(
                 tuple(map(int, q)) for q in lax.padtype_to_pads(size, k_eff, stride, "SAME")
@@ -321,8 +324,8 @@ def transpose_sizes(o, k, kw):
     need(all(kk >= 1 for kk in k), "empty kernel")
     k_eff = eff(k, dilation)
     padding = kw.get("padding", 0)
-    if isinstance(padding, str) and padding.upper() == "SAME":  # as Flax/TF: n = o s
-        pads = pad_pairs("SAME", nd, k_eff, stride, tuple(a * b for a, b in zip(o, stride)))
+    if isinstance(padding, str) and padding.upper() in ("SAME", "CAUSAL"):  # n = o s
+        pads = pad_pairs(padding, nd, k_eff, stride, tuple(a * b for a, b in zip(o, stride)))
     else:
         pads = pad_pairs(padding, nd, k_eff, stride, o)
     n_min = tuple((a - 1) * s + ke - lo - hi for a, s, ke, (lo, hi) in zip(o, stride, k_eff, pads))
@@ -346,8 +349,8 @@ def ref_conv_transpose(y, w, bias=None, **kw):
     stride, dilation, k_eff, pads, n_min, room = transpose_sizes(o, k, kw)
     op = ints(kw.get("output_padding", 0), nd, 0, "output_padding")
     out_size = kw.get("output_size")
-    if isinstance(kw.get("padding"), str) and kw["padding"].upper() == "SAME":
-        need(not any(op), "output_padding with SAME")
+    if isinstance(kw.get("padding"), str) and kw["padding"].upper() in ("SAME", "CAUSAL"):
+        need(not any(op), "output_padding with SAME/CAUSAL")
         out_size = tuple(a * b for a, b in zip(o, stride)) if out_size is None else out_size
     if out_size is not None:
         need(not any(op), "output_padding with output_size")

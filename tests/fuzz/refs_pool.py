@@ -42,12 +42,13 @@ class PoolS(NamedTuple):
     lax_pads: tuple  # (lo, hi') given to lax, hi' >= hi
 
 
-def pool_setup(x, window, stride, padding, dilation, ceil_mode, layout) -> PoolS:
+def pool_setup(x, window, stride, padding, dilation, ceil_mode, layout, ordered=False) -> PoolS:
     """PyTorch's pooling rules (README "Pooling conventions"): padding <= half the dilated
     window per side, the window fits the padded input, ceil_mode's last window starts inside
-    the input or the left padding."""
+    the input or the left padding. `ordered` (max/min pools): integer and bool x as well."""
     need(isinstance(layout, str) and layout in LAYOUTS, "layout")
-    float_array(x, "x")
+    (real_array if ordered else float_array)(x, "x")
+    need(not (isinstance(padding, str) and padding.upper() == "CAUSAL"), "CAUSAL pool")
     need(x.ndim >= 3, "rank")
     nd = x.ndim - 2
     nb, size, c = split(x.shape, layout)
@@ -82,6 +83,23 @@ def reduce_window(s: PoolS, x, init, op, cfg=None):
     return y[tuple(slice(0, e) for e in s.out_shape)]
 
 
+def real_array(a, name: str) -> None:
+    """Floating, integer or bool (what lax's max/min reduce_window takes), not complex."""
+    need(is_array(a), f"{name} is not an array")
+    kind = np.dtype(a.dtype).kind
+    need(kind in "fiub" or a.dtype == jnp.bfloat16, f"{name}.dtype {a.dtype} is not real")
+
+
+def extreme(dtype, op):
+    """The padding value of a max (op="max") or min pool: it never wins."""
+    if jnp.issubdtype(dtype, jnp.floating):
+        return -np.inf if op == "max" else np.inf
+    if dtype == np.bool_:
+        return op == "min"
+    info = np.iinfo(dtype)
+    return info.min if op == "max" else info.max
+
+
 def ref_max_pool(
     x,
     window,
@@ -93,24 +111,30 @@ def ref_max_pool(
     ties="first",
     return_indices=False,
     layout="channels_last",
+    op="max",
 ):
-    s = pool_setup(x, window, stride, padding, dilation, ceil_mode, layout)
+    """max_pool (op="max") and min_pool: lax.reduce_window max/min over padding that never
+    wins; any real dtype."""
+    s = pool_setup(x, window, stride, padding, dilation, ceil_mode, layout, ordered=True)
     need(isinstance(ties, str) and ties in ("first", "last", "split"), "ties")
     need(is_flag(return_indices), "return_indices")
+    fill = extreme(x.dtype, op)
 
     def f(x, *_, **__):
-        return reduce_window(s, x, -jnp.inf, lax.max)
+        return reduce_window(s, x, fill, lax.max if op == "max" else lax.min)
 
-    def post(kw, res):  # indices: flat into the unpadded input, at the max; -1 for all-padding
+    def post(kw, res):  # indices: flat into the unpadded input, at the winner; -1: all padding
         if not return_indices:
             return
         y, idx = np.asarray(res[0]), np.asarray(res[1])
         assert idx.dtype == np.int32 and idx.shape == y.shape, (idx.dtype, idx.shape)
+        if y.size == 0:  # nothing to point at (and no -1 to place)
+            return
         xs = np.asarray(kw["x"])
         if layout == "channels_first":
             xs, y, idx = np.moveaxis(xs, 1, -1), np.moveaxis(y, 1, -1), np.moveaxis(idx, 1, -1)
         flat = xs.reshape(xs.shape[0], -1, xs.shape[-1])
-        assert np.all((idx == -1) == np.isneginf(y)), "index -1 exactly for windows of padding"
+        assert np.all(y[idx == -1] == fill), "index -1 only for windows of padding"
         got = np.take_along_axis(
             flat, np.maximum(idx, 0).reshape(idx.shape[0], -1, idx.shape[-1]), 1
         )
@@ -119,8 +143,13 @@ def ref_max_pool(
 
     # lax's max VJP cannot dilate; with ties its winner rule is its own: no VJP check then.
     distinct = np.unique(np.asarray(x)).size == np.asarray(x).size
-    diff = ("x",) if max(s.cfg["window_dilation"]) == 1 and distinct else ()
+    floating = jnp.issubdtype(x.dtype, jnp.floating)
+    diff = ("x",) if max(s.cfg["window_dilation"]) == 1 and distinct and floating else ()
     return Ref(f, diff, post)
+
+
+def ref_min_pool(x, window, **kw):
+    return ref_max_pool(x, window, **kw, op="min")
 
 
 def avg_divisor(s: PoolS, x, include_pad):
@@ -176,9 +205,9 @@ def ref_lp_pool(
     return Ref(f, ("x",))
 
 
-def global_setup(x, layout):
+def global_setup(x, layout, ordered=False):
     need(isinstance(layout, str) and layout in LAYOUTS, "layout")
-    float_array(x, "x")
+    (real_array if ordered else float_array)(x, "x")
     need(x.ndim >= 3, "rank")
     return tuple(range(1, x.ndim - 1)) if layout == "channels_last" else tuple(range(2, x.ndim))
 
@@ -190,7 +219,7 @@ def ref_global_avg_pool(x, *, layout="channels_last"):
 
 
 def ref_global_max_pool(x, *, layout="channels_last"):
-    axes = global_setup(x, layout)
+    axes = global_setup(x, layout, ordered=True)
     # The max over no cells has no value (jnp.max raises): must be rejected.
     need(all(x.shape[a] >= 1 for a in axes), "no spatial cells")
     distinct = np.unique(np.asarray(x)).size == np.asarray(x).size

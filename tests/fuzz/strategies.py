@@ -150,7 +150,7 @@ def padding_setting(nd, big):
     i = st.integers(0, 2)
     pair = st.tuples(i, i)
     return st.one_of(
-        st.sampled_from(["VALID", "SAME", "FULL", "same", "valid"]),
+        st.sampled_from(["VALID", "SAME", "FULL", "same", "valid", "CAUSAL", "causal"]),
         i,
         st.tuples(*[i] * nd),
         st.tuples(*[pair] * nd),

@@ -38,9 +38,13 @@ def pool_calls(draw, fn):
         shape = draw(st.sampled_from([shape[:2], shape[:1], ()]))
     values = {
         "max_pool": draw(st.sampled_from(["distinct", "distinct", "ties"])),
+        "min_pool": draw(st.sampled_from(["distinct", "distinct", "ties"])),
         "lp_pool": "positive",
     }.get(fn, "normal")
-    x = arg(draw, shape, draw(st.sampled_from(["f64", "f64", "f64", "f32"])), values=values)
+    kinds = ["f64", "f64", "f64", "f32"]
+    if fn in ("max_pool", "min_pool"):  # integer and bool inputs are valid there
+        kinds += ["i32", "i8", "bool"]
+    x = arg(draw, shape, draw(st.sampled_from(kinds)), values=values)
     window = pick(draw, st.one_of(st.just(win), st.just(list(win)), st.just(win[0])), bad_ints(nd))
     kw = {}
     if layout != "channels_last" or draw(st.booleans()):
@@ -53,10 +57,10 @@ def pool_calls(draw, fn):
         st.tuples(*[i] * nd),
         st.tuples(*[st.tuples(i, i)] * nd),
     )
-    settle(draw, kw, "padding", good_pad, bad_padding(nd) + [2, 3], 12, include=60)
+    settle(draw, kw, "padding", good_pad, bad_padding(nd) + [2, 3, "CAUSAL"], 12, include=60)
     settle(draw, kw, "ceil_mode", [False, True, np.bool_(True)], [1, "yes", None], 6)
     args = (x, window)
-    if fn == "max_pool":
+    if fn in ("max_pool", "min_pool"):
         settle(draw, kw, "dilation", int_setting(nd, 1, 2, 3), bad_ints(nd), include=40)
         settle(draw, kw, "ties", ["first", "last", "split"], ["random", None, "FIRST"], 6)
         settle(draw, kw, "return_indices", [False, True], [1, "no", None], 6, include=40)
@@ -85,7 +89,8 @@ def global_pool_calls(draw, fn):
     shape = [draw(st.sampled_from([1, 2, 3, 4, 0])) for _ in range(ndim)]
     layout = draw(st.sampled_from(LAYOUTS))
     values = "distinct" if draw(st.booleans()) else "ties"
-    x = arg(draw, tuple(shape), draw(st.sampled_from(["f64", "f64", "f32"])), values=values)
+    kinds = ["f64", "f64", "f32"] + (["i32", "bool"] if fn == "global_max_pool" else [])
+    x = arg(draw, tuple(shape), draw(st.sampled_from(kinds)), values=values)
     kw = {}
     if layout != "channels_last" or draw(st.booleans()):
         kw["layout"] = pick(draw, [layout], BAD_LAYOUTS, 8)

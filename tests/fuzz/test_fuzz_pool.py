@@ -1,4 +1,4 @@
-"""Fuzz pooling: max_pool, avg_pool, lp_pool, the global pools and max_unpool (the
+"""Fuzz pooling: max_pool, min_pool, avg_pool, lp_pool, the global pools and max_unpool (the
 contract: `harness.py`)."""
 
 from __future__ import annotations
@@ -22,6 +22,14 @@ F64 = np.ones((1, 3, 2))
 @example(call=Call("max_pool", (F64, 2), {"ceil_mode": np.True_, "return_indices": np.True_}))
 @example(call=Call("max_pool", (F64, 2), {"stride": (2**64,)}))
 def test_fuzz_max_pool(call):
+    check(call)
+
+
+@fuzzes("min_pool")
+@settings(max_examples=80)
+@given(call=pool_calls("min_pool"))
+@example(call=Call("min_pool", (np.zeros((1, 4, 1), np.int8), 3), {"padding": 1}))
+def test_fuzz_min_pool(call):
     check(call)
 
 

@@ -143,6 +143,15 @@ def _ops():
         lambda x: oracle.max_pool(x, 2, stride=1, dilation=2, ties="last"),
         random_inputs(11, (1, 6, 5, 2)),
     )
+    mn = dict(stride=2, padding=1, ties="last", layout="channels_first")
+    yield Op(
+        "min_pool",
+        "min_pool",
+        lambda x: jc.min_pool(x, 3, **mn),
+        lambda x: oracle.min_pool(x, 3, **mn),
+        random_inputs(21, (2, 3, 5, 6)),
+        nonfinite=(np.inf, -np.inf),  # NaN: max_pool's rule (NaN wins), tests/pool/
+    )
     avg = dict(stride=2, padding=1, count_include_pad=False)
     yield Op(
         "avg_pool",
