@@ -20,13 +20,21 @@ precedes each timed call, so OpenMP/Eigen worker threads still spinning after th
 variant do not steal the next one's cores. The compiled
 executables' ``memory_analysis()`` temp bytes are recorded too.
 
-Outputs (``--out``, default experiments/results/): benchmark.md (table, ratios, targets),
-benchmark.csv (every variant's raw numbers), benchmark.png (ms per config and variant).
+A second table, the spatial ops (issue 22; experiments/layers.py `SPATIAL`): per case
+``jaxconv`` (``jit(vjp)`` of the `jaxconv` op), ``autodiff`` (``jit(vjp)`` of the plain-JAX
+forward of the same name in `jaxconv.testing.oracle`) and ``torch`` (the `torch.nn.functional`
+op, same memory formats x threads; none for conv_local), timed and checked the same way; jaxconv
+is also checked against torch's (y, dx) (F.unfold's (N, C K, L) turned into our channels-last
+order; fractional_max_pool given the same samples as ``_random_samples``).
+
+Outputs (``--out``, default experiments/results/): benchmark.md (tables, ratios, targets),
+benchmark.csv (every variant's raw numbers, both tables), benchmark.png (ms per config and
+variant, one panel per table).
 
 Usage::
 
-    python experiments/benchmark.py [--quick] [--rounds 15] [--configs a,b] [--threads 1,2]
-                                    [--no-torch] [--budget 2.5] [--out DIR]
+    python experiments/benchmark.py [--quick] [--spatial-only] [--rounds 15] [--configs a,b]
+                                    [--threads 1,2] [--no-torch] [--budget 2.5] [--out DIR]
 """
 
 from __future__ import annotations
@@ -48,7 +56,15 @@ import _common  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from layers import LAYERS, Config, conv_layer, is_conv, pad_pairs  # noqa: E402, F401
+from layers import (  # noqa: E402, F401
+    LAYERS,
+    SPATIAL,
+    Config,
+    SpatialCase,
+    conv_layer,
+    is_conv,
+    pad_pairs,
+)
 
 import jaxconv as jc  # noqa: E402
 from jaxconv.testing import oracle  # noqa: E402
@@ -61,6 +77,16 @@ FAST = ("depthwise", "conv3d_small", "conv_transpose_up", "maxpool_2x2", "maxpoo
 
 CONFIGS = LAYERS  # experiments/layers.py
 QUICK = ("lenet_c2", "avgpool_2x2")
+QUICK_SPATIAL = ("interp_bilinear_2x", "unfold_3x3")
+# issue 22's goal: <= 1.0x autodiff and <= 1.0x PyTorch on these
+SPATIAL_GOAL = (
+    "interp_bilinear_2x",
+    "interp_bilinear_2x_ac",
+    "adaptive_avg_7x7",
+    "adaptive_avg_1x1",
+    "pixel_shuffle_2x",
+    "unfold_3x3",
+)
 
 
 # ----------------------------------------------------------------------------- JAX functions
@@ -187,13 +213,33 @@ def torch_variants(cfg: Config, arrays, threads, want) -> tuple[dict[str, Callab
             return convt_fn(xt, wt, None, cfg.stride, pad, 0, cfg.groups, cfg.dilation)
         return pool_fn(xt, cfg.window, cfg.stride, pad)
 
+    variants = torch_format_variants(forward, x, g, w, nd, threads)
+    # correctness, once (the outputs back in channels-last numpy)
+    out = next(iter(variants.values()))()
+    got = [np.moveaxis(out[0].detach().numpy(), 1, -1)]
+    got += [np.moveaxis(out[1].numpy(), 1, -1)]
+    if w is not None:
+        got.append(np.moveaxis(out[2].numpy(), (0, 1), (-1, -2)))
+    err = rel_error(got, want)
+    if err > RTOL:
+        print(f"   torch {cfg.name}: mismatch vs autodiff, rel error {err:.2e}")
+    return variants, err
+
+
+def torch_format_variants(forward, x, g, w, nd: int, threads) -> dict[str, Callable]:
+    """{"<format>/<t>thr": closure running ``forward(x, w)`` + ``autograd.grad`` of (x[, w])
+    with the cotangent g} for every memory format (contiguous NCHW; channels_last for 2-D/3-D)
+    x thread count; x, g, w channels-first tensors (w None: x alone; a g of another rank than
+    x, e.g. F.unfold's (N, C K, L), stays contiguous)."""
+    import torch
+
     formats = {"nchw": torch.contiguous_format}
     if nd in (2, 3):
         formats["channels_last"] = torch.channels_last if nd == 2 else torch.channels_last_3d
     variants = {}
     for fmt_name, fmt in formats.items():
         xt = x.to(memory_format=fmt).requires_grad_(True)
-        gt = g.to(memory_format=fmt)
+        gt = g.to(memory_format=fmt) if g.dim() == x.dim() else g
         wt = w.to(memory_format=fmt).requires_grad_(True) if w is not None else None
         inputs = (xt, wt) if wt is not None else (xt,)
 
@@ -208,16 +254,7 @@ def torch_variants(cfg: Config, arrays, threads, want) -> tuple[dict[str, Callab
                 return run()
 
             variants[f"{fmt_name}/{t}thr"] = call
-    # correctness, once (the outputs back in channels-last numpy)
-    out = next(iter(variants.values()))()
-    got = [np.moveaxis(out[0].detach().numpy(), 1, -1)]
-    got += [np.moveaxis(out[1].numpy(), 1, -1)]
-    if w is not None:
-        got.append(np.moveaxis(out[2].numpy(), (0, 1), (-1, -2)))
-    err = rel_error(got, want)
-    if err > RTOL:
-        print(f"   torch {cfg.name}: mismatch vs autodiff, rel error {err:.2e}")
-    return variants, err
+    return variants
 
 
 # ----------------------------------------------------------------------------- timing
@@ -231,6 +268,7 @@ class Variant:
     status: str = "ok"  # "ok", "FAIL", "n/a"
     note: str = ""
     times: list = field(default_factory=list)
+    torch_err: float | None = None  # spatial table: jaxconv's rel error vs PyTorch's outputs
 
     @property
     def median_ms(self) -> float:
@@ -300,6 +338,146 @@ def bench_config(cfg: Config, args, bar) -> dict[str, Variant]:
             variants.append(
                 Variant(f"torch[{name}]", call, err=err, status="ok" if err <= RTOL else "FAIL")
             )
+    interleave(variants, args.rounds, args.min_rounds, args.budget, bar)
+    return {v.name: v for v in variants}
+
+
+# ----------------------------------------------------------------------------- spatial ops
+def spatial_extras(case: SpatialCase, x) -> dict:
+    """Per-case constants shared by jaxconv, the oracle and torch: fractional_max_pool's
+    samples (N, C, D) in [0, 1) (PyTorch's ``_random_samples``, the same in all three)."""
+    if case.op != "fractional_max_pool":
+        return {}
+    rng = np.random.default_rng(1)
+    shape = (x.shape[0], x.shape[-1], case.nd)
+    return {"samples": rng.uniform(0.0, 1.0, shape).astype(np.float32)}
+
+
+def spatial_forwards(case: SpatialCase, extras: dict) -> tuple[Callable, Callable]:
+    """(jaxconv's op, the oracle's plain-JAX op of the same name) with the case's settings, each
+    (x[, w]) -> y. The oracle's fractional_max_pool takes `output_size` (here int(L ratio))
+    where jaxconv takes `output_ratio`."""
+    ours, plain = getattr(jc, case.op), getattr(oracle, case.op)
+    kw, okw = dict(case.kwargs), dict(case.kwargs)
+    if case.op == "fractional_max_pool":
+        samples = jnp.asarray(extras["samples"])
+        kw["samples"] = okw["samples"] = samples
+        ratio = okw.pop("output_ratio")
+        ratios = ratio if isinstance(ratio, (tuple, list)) else (ratio,) * case.nd
+        okw["output_size"] = tuple(int(n * r) for n, r in zip(case.x[1:-1], ratios))
+    a = case.args
+    return (lambda *ops: ours(*ops, *a, **kw)), (lambda *ops: plain(*ops, *a, **okw))
+
+
+def torch_spatial_forward(case: SpatialCase, extras: dict) -> Callable | None:
+    """(x, w) -> y with PyTorch's op on channels-first tensors; None where torch has none."""
+    import torch
+    import torch.nn.functional as F
+
+    nd, a, kw = case.nd, case.args, case.kwargs
+    if case.op == "interpolate":
+        return lambda xt, wt: F.interpolate(xt, *a, **kw)
+    if case.op in ("adaptive_avg_pool", "adaptive_max_pool"):
+        fn = getattr(F, f"{case.op}{nd}d")
+        return lambda xt, wt: fn(xt, *a, **kw)
+    if case.op == "pixel_shuffle" and nd == 2:
+        return lambda xt, wt: F.pixel_shuffle(xt, *a)
+    if case.op == "unfold" and nd == 2:
+        return lambda xt, wt: F.unfold(xt, *a, **kw)
+    if case.op == "fractional_max_pool" and nd in (2, 3):
+        fn = getattr(F, f"fractional_max_pool{nd}d")
+        ratio = kw["output_ratio"]
+        ratio = (
+            tuple(ratio) if isinstance(ratio, (tuple, list)) else (ratio,) * nd
+        )  # 2.13: no float
+        samples = torch.from_numpy(extras["samples"])
+        return lambda xt, wt: fn(xt, *a, output_ratio=ratio, _random_samples=samples)
+    return None
+
+
+def unfold_cl_to_cf(cols: np.ndarray, nd: int, window) -> np.ndarray:
+    """Our channels_last unfold (N, *o, K C) (offsets major) -> F.unfold's (N, C K, L)."""
+    k = math.prod((window,) * nd if isinstance(window, int) else window)
+    n, c = cols.shape[0], cols.shape[-1] // k
+    cf = np.transpose(cols.reshape(n, -1, k, c), (0, 3, 2, 1))  # (N, C, K, L)
+    return np.ascontiguousarray(cf.reshape(n, c * k, -1))
+
+
+def unfold_cf_to_cl(cols: np.ndarray, o: tuple, window) -> np.ndarray:
+    """F.unfold's (N, C K, L) (channels major) -> our channels_last (N, *o, K C)."""
+    k = math.prod((window,) * len(o) if isinstance(window, int) else window)
+    n, c = cols.shape[0], cols.shape[1] // k
+    cl = np.transpose(cols.reshape(n, c, k, -1), (0, 3, 2, 1))  # (N, L, K, C)
+    return cl.reshape(n, *o, k * c)
+
+
+def torch_spatial_variants(case: SpatialCase, arrays, extras, threads):
+    """({name: closure}, torch's (y, dx) in channels-last numpy) for a spatial case; ({}, None)
+    where PyTorch has no such op."""
+    import torch
+
+    forward = torch_spatial_forward(case, extras)
+    if forward is None:
+        return {}, None
+    x, g = np.asarray(arrays[0]), np.asarray(arrays[-1])
+    unfold = case.op == "unfold"
+    g_cf = unfold_cl_to_cf(g, case.nd, case.args[0]) if unfold else np.moveaxis(g, -1, 1)
+    xt = torch.from_numpy(np.array(np.moveaxis(x, -1, 1), order="C"))
+    gt = torch.from_numpy(np.array(g_cf, order="C"))
+    variants = torch_format_variants(forward, xt, gt, None, case.nd, threads)
+    out = next(iter(variants.values()))()
+    y = out[0].detach().numpy()
+    y = unfold_cf_to_cl(y, g.shape[1:-1], case.args[0]) if unfold else np.moveaxis(y, 1, -1)
+    return variants, [y, np.moveaxis(out[1].numpy(), 1, -1)]
+
+
+def bench_spatial(case: SpatialCase, args, bar) -> dict[str, Variant]:
+    """Variants "jaxconv", "autodiff" (jit(vjp) of the oracle's op) and torch[...]; each
+    Variant's `err` is its rel error vs autodiff, jaxconv's `note` also vs torch."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal(case.x, dtype=np.float32))
+    operands = [x]
+    if case.w is not None:
+        fan_in = math.prod(case.w[case.nd : -1])
+        operands.append(jnp.asarray(rng.standard_normal(case.w, dtype=np.float32) / fan_in**0.5))
+    extras = spatial_extras(case, x)
+    ours, plain = spatial_forwards(case, extras)
+    g = jnp.asarray(rng.standard_normal(jax.eval_shape(plain, *operands).shape, dtype=np.float32))
+    jargs = (*operands, g)
+    n = len(operands)
+
+    exe, temp, secs = compile_jax(vjp_function(plain, n), jargs)
+    want = [np.asarray(a) for a in exe(*jargs)]
+    autodiff = Variant("autodiff", block(exe, jargs), temp, secs)
+    v = Variant("jaxconv", lambda: None)
+    got = None
+    try:
+        exe, v.temp, v.compile_s = compile_jax(vjp_function(ours, n), jargs)
+        v.call = block(exe, jargs)
+        got = [np.asarray(a) for a in exe(*jargs)]
+        v.err = rel_error(got, want)
+        if not v.err <= RTOL:
+            v.status, v.note = "FAIL", f"rel error {v.err:.2e} vs autodiff"
+    except Exception as e:  # noqa: BLE001 - record and go on
+        v.status, v.note = "n/a", f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+    variants = [v, autodiff]
+    if not args.no_torch:
+        try:
+            tv, tout = torch_spatial_variants(case, [np.asarray(a) for a in jargs], extras,
+                                              args.threads)  # fmt: skip
+        except ImportError:
+            tv, tout = {}, None
+        if tout is not None:
+            err = rel_error(tout, want[:2])
+            if err > RTOL:
+                print(f"   torch {case.name}: mismatch vs autodiff, rel error {err:.2e}")
+            if got is not None:
+                v.torch_err = rel_error(got[:2], tout)
+                if not v.torch_err <= RTOL and v.status == "ok":
+                    v.status, v.note = "FAIL", f"rel error {v.torch_err:.2e} vs torch"
+            for name, call in tv.items():
+                status = "ok" if err <= RTOL else "FAIL"
+                variants.append(Variant(f"torch[{name}]", call, err=err, status=status))
     interleave(variants, args.rounds, args.min_rounds, args.budget, bar)
     return {v.name: v for v in variants}
 
@@ -434,6 +612,76 @@ def summary(results) -> list[str]:
     return lines
 
 
+SPATIAL_HEADER = [
+    "case",
+    "jaxconv ms",
+    "autodiff ms",
+    "torch best ms (variant)",
+    "jaxconv/autodiff",
+    "jaxconv/torch",
+    "rel error vs autodiff / torch",
+]
+
+
+def spatial_rows(spatial):
+    rows = []
+    for name, res in spatial.items():
+        ours, tb = res["jaxconv"], best_torch(res)
+        if ours.status == "n/a":
+            check = "n/a"
+        else:
+            vs_t = "n/a" if ours.torch_err is None else f"{ours.torch_err:.1e}"
+            check = ("ok" if ours.status == "ok" else "**FAIL**") + f" ({ours.err:.1e} / {vs_t})"
+        rows.append(
+            [
+                f"{name}: {SPATIAL[name].op} {SPATIAL[name].label}",
+                ms(ours),
+                ms(res["autodiff"]),
+                "n/a" if tb is None else f"{ms(tb)} ({tb.name[6:-1]})",
+                fmt_ratio(ratio(ours, res["autodiff"])),
+                fmt_ratio(ratio(ours, tb)),
+                check,
+            ]
+        )
+    return rows
+
+
+def spatial_summary(spatial) -> list[str]:
+    vs_ad = {n: ratio(r["jaxconv"], r["autodiff"]) for n, r in spatial.items()}
+    vs_t = {n: ratio(r["jaxconv"], best_torch(r)) for n, r in spatial.items()}
+    lines = []
+    for label, ratios in (("autodiff", vs_ad), ("torch best", vs_t)):
+        known = {n: r for n, r in ratios.items() if r is not None}
+        if known:
+            worst = max((r, n) for n, r in known.items())
+            lines.append(
+                f"- geometric mean jaxconv/{label}: **{geomean(known.values()):.2f}×** over "
+                f"{len(known)} cases; max {worst[0]:.2f}× ({worst[1]})"
+            )
+        else:
+            lines.append(f"- jaxconv/{label}: not measured")
+    goal = [n for n in SPATIAL_GOAL if n in spatial]
+    if goal:
+        miss = [
+            f"{n} ({fmt_ratio(vs_ad[n])} autodiff, {fmt_ratio(vs_t[n])} torch)"
+            for n in goal
+            if vs_ad[n] is None or vs_ad[n] > 1.0 or vs_t[n] is None or vs_t[n] > 1.0
+        ]
+        lines.append(
+            f"- goal ≤ 1.0× autodiff and ≤ 1.0× torch: {len(goal) - len(miss)}/{len(goal)} cases"
+            + (f"; missed: {', '.join(miss)}" if miss else "")
+        )
+    bad = [
+        f"{n} [{v.name}]: {v.status} {v.note}".rstrip()
+        for n, r in spatial.items()
+        for v in r.values()
+        if v.status != "ok"
+    ]
+    if bad:
+        lines.append("- not ok: " + "; ".join(bad))
+    return lines
+
+
 def r_temp(res) -> int | None:
     """autodiff's compiled temp bytes for one config's results."""
     return res["autodiff"].temp
@@ -454,7 +702,9 @@ def csv_fields(v: Variant) -> list:
     ]
 
 
-def write_csv(path: Path, results) -> None:
+def write_csv(path: Path, results, spatial=None) -> None:
+    """Every variant's raw numbers, the conv/pool layers' then the spatial cases' (rel_error:
+    vs autodiff)."""
     with open(path, "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(
@@ -471,20 +721,56 @@ def write_csv(path: Path, results) -> None:
                 "note",
             ]
         )
-        for name, res in results.items():
+        for name, res in {**results, **(spatial or {})}.items():
             for v in res.values():
                 wr.writerow([name, *csv_fields(v)])
 
 
-def plot(path: Path, results) -> None:
+def plot(path: Path, results, spatial=None) -> None:
+    """Horizontal bars of median ms per variant: the conv/pool layers, then (a second panel)
+    the spatial cases; a panel without rows is left out."""
     import matplotlib.pyplot as plt
 
     series = [("autodiff", "JAX autodiff", "0.55")]
     series += [(a, f"jaxconv {a}", c) for a, c in zip(ALGORITHMS, ("C0", "C5", "C2", "C1", "C4"))]
     series.append(("torch", "PyTorch (best)", "C3"))
+    spatial_series = [
+        ("autodiff", "JAX autodiff (oracle)", "0.55"),
+        ("jaxconv", "jaxconv", "C0"),
+        ("torch", "PyTorch (best)", "C3"),
+    ]
+    panels = [
+        (results, series, [f"{n}\n{CONFIGS[n].label}" for n in results],
+         "jaxconv vs JAX autodiff vs PyTorch CPU (float32)"),
+        (spatial or {}, spatial_series,
+         [f"{n}\n{SPATIAL[n].op} {SPATIAL[n].label}" for n in spatial or {}],
+         "spatial ops: jaxconv vs JAX autodiff of the oracle vs PyTorch CPU (float32)"),
+    ]  # fmt: skip
+    panels = [p for p in panels if p[0]]
+    sizes = [0.6 + 0.75 * len(p[0]) for p in panels]
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(10, 0.4 + sum(sizes)), squeeze=False,
+        gridspec_kw={"height_ratios": sizes},
+    )  # fmt: skip
+    for ax, (res, ser, labels, title) in zip(axes[:, 0], panels):
+        _bars(ax, res, ser)
+        ax.set_yticks(range(len(res)))
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("fwd + bwd median time (ms, log scale; shorter is faster)")
+        ax.set_title(title)
+        ax.grid(axis="x", which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _bars(ax, results, series) -> None:
+    """One group of bars per row of `results`, one bar per (key, label, color) of `series`."""
     names = list(results)
     height = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.75 * len(names)))
     for j, (key, label, color) in enumerate(series):
         ys, widths, fails = [], [], []
         for i, n in enumerate(names):
@@ -499,17 +785,6 @@ def plot(path: Path, results) -> None:
             if fail:
                 b.set_hatch("xx")
                 ax.text(b.get_width(), b.get_y() + height / 2, " FAIL", va="center", fontsize=7)
-    ax.set_yticks(range(len(names)))
-    ax.set_yticklabels([f"{n}\n{CONFIGS[n].label}" for n in names], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_xlabel("fwd + bwd median time (ms, log scale; shorter is faster)")
-    ax.set_title("jaxconv vs JAX autodiff vs PyTorch CPU (float32)")
-    ax.grid(axis="x", which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def markdown_head(title: str, script: str, args, info, seconds) -> list[str]:
@@ -531,12 +806,14 @@ def markdown_head(title: str, script: str, args, info, seconds) -> list[str]:
     ]
 
 
-def write_markdown(path: Path, results, args, info, seconds) -> str:
-    table = _common.markdown_table(HEADER, table_rows(results))
-    title = "Benchmark: fwd+bwd of (y, dx, dw), float32, channels-last"
-    text = "\n".join(
-        [
-            *markdown_head(title, "benchmark.py", args, info, seconds),
+def write_markdown(path: Path, results, args, info, seconds, spatial=None) -> str:
+    """benchmark.md: the conv/pool table and its summary, then the spatial ops' table (each
+    left out when it has no rows); returns the tables."""
+    parts, tables = [], []
+    if results:
+        table = _common.markdown_table(HEADER, table_rows(results))
+        tables.append(table)
+        parts += [
             "autodiff = `jit(vjp)` of plain lax (NHWC/HWIO); jaxconv columns = `backward=` "
             "algorithm (pools have one); torch best over {NCHW, channels_last} × "
             f"{{{', '.join(map(str, args.threads))}}} threads; ratios < 1 mean jaxconv is faster; "
@@ -548,18 +825,55 @@ def write_markdown(path: Path, results, args, info, seconds) -> str:
             *summary(results),
             "",
         ]
-    )
+    if spatial:
+        table = _common.markdown_table(SPATIAL_HEADER, spatial_rows(spatial))
+        tables.append(table)
+        parts += [
+            "### Spatial ops",
+            "",
+            "jaxconv = `jit(vjp)` of `jaxconv.<op>` (channels-last); autodiff = `jit(vjp)` of "
+            "the plain-JAX forward of the same name in `jaxconv.testing.oracle`; torch = "
+            "`torch.nn.functional`'s op on channels-first tensors, best over "
+            f"{{NCHW, channels_last}} × {{{', '.join(map(str, args.threads))}}} threads (none for "
+            "conv_local: PyTorch has no locally connected convolution); ratios < 1 mean jaxconv "
+            "is faster; rel error = max |a - b| / max |b| of (y, dx[, dw]) against autodiff's and "
+            f"of (y, dx) against torch's, FAIL beyond {RTOL:g} (unfold compared in F.unfold's "
+            "channel-major order; fractional_max_pool given the same samples as "
+            "`_random_samples`). Goal (issue 22): ≤ 1.0× autodiff and ≤ 1.0× torch for "
+            f"{', '.join(SPATIAL_GOAL)}.",
+            "",
+            table,
+            "",
+            *spatial_summary(spatial),
+            "",
+        ]
+    title = "Benchmark: fwd+bwd of (y, dx, dw), float32, channels-last"
+    text = "\n".join([*markdown_head(title, "benchmark.py", args, info, seconds), *parts])
     path.write_text(text)
-    return table
+    return "\n\n".join(tables)
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help=f"CI-sized: {', '.join(QUICK)}, 3 rounds")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"CI-sized: {', '.join(QUICK + QUICK_SPATIAL)}, 3 rounds",
+    )
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--min-rounds", type=int, default=5)
     ap.add_argument("--budget", type=float, default=2.5, help="seconds per variant and config")
-    ap.add_argument("--configs", default=None, help=f"comma list from {', '.join(CONFIGS)}")
+    ap.add_argument(
+        "--configs",
+        default=None,
+        help=f"comma list from {', '.join(CONFIGS)} (conv/pool table) and "
+        f"{', '.join(SPATIAL)} (spatial ops' table); only these run",
+    )
+    ap.add_argument(
+        "--spatial-only",
+        action="store_true",
+        help="only the spatial ops' table (with --quick: its quick cases)",
+    )
     ap.add_argument("--threads", default="1,2", help="torch thread counts, comma list")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
@@ -576,10 +890,18 @@ def main(argv=None) -> dict:
         _common.reexec_with_tuned_malloc()
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.threads = [int(t) for t in args.threads.split(",")]
-    names = args.configs.split(",") if args.configs else list(QUICK if args.quick else CONFIGS)
-    unknown = [n for n in names if n not in CONFIGS]
-    if unknown:
-        ap.error(f"unknown config(s) {unknown}; choose from {list(CONFIGS)}")
+    if args.configs:  # only the named ones, of either table
+        listed = args.configs.split(",")
+        unknown = [n for n in listed if n not in CONFIGS and n not in SPATIAL]
+        if unknown:
+            ap.error(f"unknown config(s) {unknown}; choose from {[*CONFIGS, *SPATIAL]}")
+        names = [n for n in listed if n in CONFIGS]
+        spatial_names = [n for n in listed if n in SPATIAL]
+    else:
+        names = list(QUICK if args.quick else CONFIGS)
+        spatial_names = list(QUICK_SPATIAL if args.quick else SPATIAL)
+    if args.spatial_only:
+        names = []
     if args.quick:
         args.rounds, args.min_rounds = min(args.rounds, 3), min(args.min_rounds, 3)
     args.min_rounds = min(args.min_rounds, args.rounds)
@@ -593,29 +915,37 @@ def main(argv=None) -> dict:
     info = _common.environment(extra=("torch",))
     info["malloc"] = _common.malloc_setting()
     _common.print_banner("benchmark: jaxconv fwd+bwd vs JAX autodiff vs PyTorch", info)
-    print(f"   rounds {args.rounds}, configs {', '.join(names)}")
+    print(f"   rounds {args.rounds}, configs {', '.join(names + spatial_names)}")
 
-    results = {}
+    results, spatial = {}, {}
     torch_threads = None if args.no_torch else sys.modules["torch"].get_num_threads()
     t0 = time.perf_counter()
-    with _common.progress(len(names) * args.rounds, "rounds", args.no_progress) as bar:
+    total = (len(names) + len(spatial_names)) * args.rounds
+    with _common.progress(total, "rounds", args.no_progress) as bar:
         for name in names:
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(name)
             results[name] = bench_config(CONFIGS[name], args, bar)
+        for name in spatial_names:
+            if hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str(name)
+            spatial[name] = bench_spatial(SPATIAL[name], args, bar)
     seconds = time.perf_counter() - t0
     if torch_threads is not None:
         sys.modules["torch"].set_num_threads(torch_threads)
 
-    table = write_markdown(out / "benchmark.md", results, args, info, seconds)
-    write_csv(out / "benchmark.csv", results)
-    plot(out / "benchmark.png", results)
+    table = write_markdown(out / "benchmark.md", results, args, info, seconds, spatial)
+    write_csv(out / "benchmark.csv", results, spatial)
+    plot(out / "benchmark.png", results, spatial)
     print(table)
-    print("\n".join(summary(results)))
+    if results:
+        print("\n".join(summary(results)))
+    if spatial:
+        print("spatial ops:\n" + "\n".join(spatial_summary(spatial)))
     print(f"{seconds:.0f} s; wrote {out / 'benchmark.md'}, benchmark.csv, benchmark.png")
     return {
         n: {k: {"status": v.status, "median_ms": v.median_ms, "temp": v.temp} for k, v in r.items()}
-        for n, r in results.items()
+        for n, r in {**results, **spatial}.items()
     }
 
 

@@ -4,12 +4,13 @@ tests/test_memory.py) and the documentation of that rule (the table in
 jaxconv/convolution/lowering/choice.py; a test checks its names are these).
 
 Shapes are channels-last, kernels ``(*k, C_in // groups, C_out)``. Plain Python (no jax), so
-anything can load it.
+anything can load it. `SPATIAL` holds the cases of benchmark.py's second table (the spatial ops:
+interpolate, adaptive/fractional pools, pixel shuffle, unfold, conv_local), kept out of `LAYERS`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -156,3 +157,102 @@ def conv_layer(cfg: Config):
 
 def is_conv(cfg: Config) -> bool:
     return cfg.op in ("conv", "conv_transpose")
+
+
+@dataclass(frozen=True)
+class SpatialCase:
+    """One case of the spatial ops' table (experiments/benchmark.py): `op` names the function
+    in `jaxconv` and in `jaxconv.testing.oracle`, called as ``op(x, *args, **kwargs)`` (and
+    ``op(x, w, ...)`` when `w` is given); shapes channels-last, float32."""
+
+    name: str
+    op: str  # "interpolate", "adaptive_avg_pool", "pixel_shuffle", "unfold", ...
+    x: tuple
+    args: tuple = ()  # positional settings after the arrays
+    kwargs: dict = field(default_factory=dict)  # keyword settings
+    w: tuple | None = None  # conv_local's kernel (*o, *k, C_in, C_out)
+    label: str = ""
+
+    @property
+    def nd(self) -> int:
+        return len(self.x) - 2
+
+
+# The spatial ops of issue 22; not in LAYERS (whose users expect conv/pool layers).
+SPATIAL = {
+    c.name: c
+    for c in (
+        SpatialCase(
+            "interp_bilinear_2x",
+            "interpolate",
+            (8, 64, 64, 32),
+            kwargs=dict(scale_factor=2, mode="bilinear", align_corners=False),
+            label="N8 64² C32 bilinear ×2",
+        ),
+        SpatialCase(
+            "interp_bilinear_2x_ac",
+            "interpolate",
+            (8, 64, 64, 32),
+            kwargs=dict(scale_factor=2, mode="bilinear", align_corners=True),
+            label="N8 64² C32 bilinear ×2 align_corners",
+        ),
+        SpatialCase(
+            "adaptive_avg_7x7",
+            "adaptive_avg_pool",
+            (32, 14, 14, 256),
+            args=(7,),
+            label="N32 14² C256 → 7²",
+        ),
+        SpatialCase(
+            "adaptive_avg_1x1",
+            "adaptive_avg_pool",
+            (32, 7, 7, 512),
+            args=(1,),
+            label="N32 7² C512 → 1²",
+        ),
+        SpatialCase(
+            "adaptive_avg_5x5",
+            "adaptive_avg_pool",
+            (32, 14, 14, 256),
+            args=(5,),
+            label="N32 14² C256 → 5² (overlapping)",
+        ),
+        SpatialCase(
+            "pixel_shuffle_2x",
+            "pixel_shuffle",
+            (16, 32, 32, 64),
+            args=(2,),
+            label="N16 32² C64 ×2",
+        ),
+        SpatialCase(
+            "unfold_3x3",
+            "unfold",
+            (16, 32, 32, 16),
+            args=(3,),
+            kwargs=dict(padding=1),
+            label="N16 32² C16 k3 p1",
+        ),
+        SpatialCase(
+            "adaptive_max_7x7",
+            "adaptive_max_pool",
+            (32, 14, 14, 256),
+            args=(7,),
+            label="N32 14² C256 → 7²",
+        ),
+        SpatialCase(
+            "fractional_max_2x2",
+            "fractional_max_pool",
+            (16, 32, 32, 32),
+            args=(2,),
+            kwargs=dict(output_ratio=0.5),
+            label="N16 32² C32 k2 ratio 0.5",
+        ),
+        SpatialCase(
+            "conv_local_3x3",
+            "conv_local",
+            (16, 16, 16, 16),
+            w=(14, 14, 3, 3, 16, 16),
+            label="N16 16² 16→16 k3 (unshared)",
+        ),
+    )
+}

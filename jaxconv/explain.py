@@ -55,12 +55,14 @@ from jax.extend.core import Literal
 
 from jaxconv._core.residuals import RESIDUAL_NAMES
 from jaxconv._core.validate import byte_size
+from jaxconv.convolution import local, unfold
 from jaxconv.convolution.api import conv, conv_input_grad, conv_transpose, conv_weight_grad
 from jaxconv.convolution.general import conv_general_dilated, general_p
 from jaxconv.convolution.lowering.choice import explain_geometry
 from jaxconv.convolution.rules import conv_p, input_grad_p, weight_grad_p
 from jaxconv.dense import activation, linear, losses
-from jaxconv.pooling import avg_pool, lp_pool, max_pool, unpool
+from jaxconv.pooling import adaptive, avg_pool, fractional, lp_pool, max_pool, unpool
+from jaxconv.resampling import axis_map, interpolate, pixel_shuffle
 
 try:
     from jax.extend.core import jaxprs_in_params
@@ -77,6 +79,10 @@ _PUBLIC = {
         conv_input_grad,
         conv_weight_grad,
         conv_general_dilated,
+        unfold.unfold,
+        unfold.fold,
+        local.conv_local,
+        local.conv_general_dilated_local,
         avg_pool.avg_pool,
         avg_pool.global_avg_pool,
         lp_pool.lp_pool,
@@ -84,6 +90,12 @@ _PUBLIC = {
         max_pool.min_pool,
         unpool.global_max_pool,
         unpool.max_unpool,
+        adaptive.adaptive_avg_pool,
+        adaptive.adaptive_max_pool,
+        fractional.fractional_max_pool,
+        interpolate.interpolate,
+        pixel_shuffle.pixel_shuffle,
+        pixel_shuffle.pixel_unshuffle,
         activation.relu,
         linear.linear,
         losses.mse_loss,
@@ -98,6 +110,11 @@ _PRIMITIVES = {
     input_grad_p: ("conv_input_grad", ("conv_input_grad", "conv_transpose")),
     weight_grad_p: ("conv_weight_grad", ("conv_weight_grad",)),
     general_p: ("conv_general_dilated", ("conv_general_dilated",)),
+    unfold.unfold_p: ("unfold", ("unfold",)),
+    unfold.fold_p: ("fold", ("fold",)),
+    local.local_p: ("conv_local", ("conv_local", "conv_general_dilated_local")),
+    local.input_grad_p: ("conv_local", ()),
+    local.weight_grad_p: ("conv_local", ()),
     avg_pool.average_p: ("avg_pool", ("avg_pool",)),
     avg_pool.adjoint_p: ("avg_pool", ()),
     avg_pool.mean_p: ("global_avg_pool", ("global_avg_pool",)),
@@ -110,6 +127,11 @@ _PRIMITIVES = {
     unpool.place_p: ("global_max_pool", ()),
     lp_pool.tangent_p: ("lp_pool", ()),
     lp_pool.backward_p: ("lp_pool", ()),
+    adaptive.adaptive_average_p: ("adaptive_avg_pool", ("adaptive_avg_pool",)),
+    adaptive.adaptive_adjoint_p: ("adaptive_avg_pool", ()),
+    axis_map.axis_map_p: ("interpolate", ("interpolate",)),
+    pixel_shuffle.shuffle_p: ("pixel_shuffle", ("pixel_shuffle",)),
+    pixel_shuffle.unshuffle_p: ("pixel_unshuffle", ("pixel_unshuffle",)),
     activation.masked_p: ("relu", ()),
     linear.matmul_p: ("linear", ("linear",)),
     linear.dx_p: ("linear", ()),
@@ -132,6 +154,8 @@ _CUSTOM = {
         (activation._relu, "relu"),
         (max_pool._max_pool, "max_pool"),
         (max_pool._min_pool, "min_pool"),
+        (adaptive._adaptive_max, "adaptive_max_pool"),
+        (fractional._fractional_max, "fractional_max_pool"),
         (max_pool._with_residual, "max_pool"),
         (lp_pool._lp_pool, "lp_pool"),
         (unpool._global_max_pool, "global_max_pool"),

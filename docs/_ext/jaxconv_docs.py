@@ -1,4 +1,5 @@
-"""Sphinx extension of jaxconv's docs: build-time figures and a completeness check of the API.
+"""Sphinx extension of jaxconv's docs: build-time figures, docstring escaping and a completeness
+check of the API.
 
 - ``builder-inited``: draw the four figures of ``experiments/figures.py`` (the seeds' backward
   passes on real numbers, each checked against ``jax.vjp``) into ``docs/_generated/figures/``,
@@ -9,15 +10,6 @@
   ``(N, *spatial, C)`` (a star that opens an emphasis that never ends), absolute values
   ``|x|`` (a substitution), ```Residual`s`` (markup followed by a letter). Outside literals,
   roles, math, code and doctest blocks these are escaped, so they render as written.
-- ``readme-section`` directive: the README stays the one place where the numbers and tables
-  are written; a page takes a section of it, or one table of a section, by heading text::
-
-      ```{readme-section} Memory
-      :table: 0
-      ```
-
-  Relative links (README anchors, repository paths) become plain text. A heading or table
-  that is not there is an error, so a renamed README section fails the build.
 - ``env-check-consistency``: every public name -- ``jaxconv.__all__``, the public functions of
   ``jaxconv.reference`` and ``jaxconv.testing.__all__`` -- must be documented by an autodoc
   directive somewhere; a missing one is a warning, i.e. an error under ``-W``.
@@ -31,9 +23,7 @@ import re
 import sys
 from pathlib import Path
 
-from docutils.parsers.rst import directives
 from sphinx.util import logging
-from sphinx.util.docutils import SphinxDirective
 
 logger = logging.getLogger(__name__)
 
@@ -171,78 +161,7 @@ def check_api_documented(app, env) -> None:
         )
 
 
-# --------------------------------------------------------------------------- README sections
-README = ROOT / "README.md"
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
-_LINK = re.compile(r"\[([^\]]+)\]\((?![a-z]+://)[^)]*\)")
-
-
-def readme_section(title: str) -> list[str]:
-    """The body of the README section whose heading starts with `title` (up to the next heading
-    of the same or a higher level), fenced code blocks respected."""
-    lines = README.read_text(encoding="utf-8").splitlines()
-    start = level = None
-    fenced = False
-    for i, line in enumerate(lines):
-        if line.startswith("```"):
-            fenced = not fenced
-        m = None if fenced else _HEADING.match(line)
-        if not m:
-            continue
-        if start is None:
-            if m.group(2).startswith(title):
-                start, level = i + 1, len(m.group(1))
-        elif len(m.group(1)) <= level:
-            return lines[start:i]
-    if start is None:
-        raise ValueError(f"README.md has no section headed {title!r}")
-    return lines[start:]
-
-
-def tables(lines: list[str]) -> list[list[str]]:
-    out, cur = [], []
-    for line in lines + [""]:
-        if line.startswith("|"):
-            cur.append(line)
-        elif cur:
-            out.append(cur)
-            cur = []
-    return out
-
-
-class ReadmeSection(SphinxDirective):
-    """Insert a README section (or its n-th table) here, parsed as MyST markdown."""
-
-    required_arguments = 1
-    final_argument_whitespace = True
-    option_spec = {"table": directives.nonnegative_int}
-
-    def run(self):
-        self.env.note_dependency(str(README))
-        try:
-            body = readme_section(self.arguments[0])
-            if "table" in self.options:
-                found = tables(body)
-                n = self.options["table"]
-                if n >= len(found):
-                    raise ValueError(
-                        f"README section {self.arguments[0]!r} has {len(found)} tables, "
-                        f"no table {n}"
-                    )
-                body = found[n]
-        except ValueError as e:
-            raise self.error(str(e)) from None
-        text = [_LINK.sub(r"\1", line) for line in body]
-        from docutils import nodes
-        from docutils.statemachine import StringList
-
-        container = nodes.container(classes=["readme-section"])
-        self.state.nested_parse(StringList(text, source=str(README)), 0, container)
-        return [container]
-
-
 def setup(app):
-    app.add_directive("readme-section", ReadmeSection)
     app.connect("builder-inited", draw_figures)
     app.connect("autodoc-process-docstring", escape_plain_text)
     app.connect("env-check-consistency", check_api_documented)

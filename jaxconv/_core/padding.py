@@ -14,7 +14,7 @@ from jaxconv._core.validate import PADDING_MODES, PADDING_STRINGS, as_int, check
 
 
 def padding_pairs(fn: str, padding, nd: int, k_eff, stride, size) -> tuple[tuple[int, int], ...]:
-    """Every padding form of the API (README) -> one (lo, hi) pair per spatial dim.
+    """Every padding form of the API (docs/semantics.md) -> one (lo, hi) pair per spatial dim.
 
     "VALID": none. "SAME": output size ceil(n / stride), the extra cell high (as lax/TF).
     "FULL": k_eff - 1 on each side. "CAUSAL": k_eff - 1 low, none high (Flax's causal

@@ -209,7 +209,10 @@ _min_pool.defjvp(_pool_jvp)
 def _with_residual(x, win: Window, ties: str, op: str):
     """(y, offsets, *tie words) written by one XLA loop (`one_pass`): the backward reads the
     stored offsets instead of XLA re-inlining the K-way argmax into it."""
-    return one_pass(*_reduce(x, win, ties, op))
+    out = _reduce(x, win, ties, op)
+    # One cell per window: nothing to re-inline, and the offsets are a constant, which with a
+    # folded vmap axis crashed XLA:CPU's compiler inside the variadic reduce (jax 0.10.2).
+    return one_pass(*out) if win.cells > 1 else tuple(out)
 
 
 @_with_residual.defjvp

@@ -14,6 +14,12 @@ the strided 1-D conv as a matrix C, backward Cᵀ); the Q&A on dE/dW (seed 003: 
 (seed 004: "multiple kernels with stride" forward, backward and gradient step).
 """
 
+from ._adaptive import adaptive_avg_pool as adaptive_avg_pool
+from ._adaptive import adaptive_avg_pool_grad as adaptive_avg_pool_grad
+from ._adaptive import adaptive_max_pool as adaptive_max_pool
+from ._adaptive import adaptive_max_pool_grad as adaptive_max_pool_grad
+from ._adaptive import fractional_max_pool as fractional_max_pool
+from ._adaptive import fractional_max_pool_grad as fractional_max_pool_grad
 from ._conv import conv as conv
 from ._conv import conv_bias_grad as conv_bias_grad
 from ._conv import conv_input_grad as conv_input_grad
@@ -28,9 +34,17 @@ from ._dense import relu as relu
 from ._dense import relu_grad as relu_grad
 from ._dense import softmax_cross_entropy as softmax_cross_entropy
 from ._dense import softmax_cross_entropy_grad as softmax_cross_entropy_grad
+from ._interpolate import interpolate as interpolate
+from ._interpolate import interpolate_grad as interpolate_grad
 from ._pool import avg_pool as avg_pool
 from ._pool import avg_pool_grad as avg_pool_grad
 from ._pool import lp_pool as lp_pool
 from ._pool import lp_pool_grad as lp_pool_grad
 from ._pool import max_pool as max_pool
 from ._pool import max_pool_grad as max_pool_grad
+from ._spatial import conv_local as conv_local
+from ._spatial import conv_local_grad as conv_local_grad
+from ._spatial import fold as fold
+from ._spatial import pixel_shuffle as pixel_shuffle
+from ._spatial import pixel_unshuffle as pixel_unshuffle
+from ._spatial import unfold as unfold

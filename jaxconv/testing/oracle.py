@@ -19,6 +19,8 @@ Example:
 from __future__ import annotations
 
 import itertools
+import math
+import string
 from typing import NamedTuple
 
 import jax
@@ -398,3 +400,399 @@ def softmax_cross_entropy(logits, labels):
     """−mean over the batch of log_softmax(logits)[n, labels[n]], logits (N, K)."""
     picked = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=1), labels[:, None], axis=1)
     return -jnp.mean(picked)
+
+
+# ------------------------------------------------------------------------------ resampling
+
+
+def _cubic_keys(t, a):
+    t = np.abs(t)
+    return np.where(
+        t <= 1,
+        ((a + 2) * t - (a + 3)) * t * t + 1,
+        np.where(t < 2, ((a * t - 5 * a) * t + 8 * a) * t - 4 * a, 0.0),
+    )
+
+
+def _floor_f32(c):
+    return np.floor(np.asarray(c, np.float64).astype(np.float32)).astype(np.int64)
+
+
+def _interp_weights(n, o, scale, mode, corners, antialias, rank, f64):
+    """(idx, w), each (o, taps), or None for a copied dim."""
+    out = np.arange(o)
+    if mode in ("nearest", "nearest-exact"):
+        if rank == 2 and mode == "nearest" and o in (n, 2 * n):
+            idx = out if o == n else out // 2
+        else:
+            dt = np.float64 if f64 else np.float32
+            r = dt(1.0 / scale) if scale is not None else dt(n) / dt(o)
+            pos = out.astype(dt) + dt(0.5 if mode == "nearest-exact" else 0.0)
+            idx = np.minimum(_floor_f32(pos * r), n - 1)
+        return idx[:, None], np.ones((o, 1))
+    if mode == "area":
+        lo, hi = (out * n) // o, ((out + 1) * n + o - 1) // o
+        k = np.arange(int(np.max(hi - lo)))
+        valid = k[None] < (hi - lo)[:, None]
+        return np.minimum(lo[:, None] + k, n - 1), valid / (hi - lo)[:, None]
+    if corners:
+        r = (n - 1) / (o - 1) if o > 1 else 0.0
+    else:
+        r = 1.0 / scale if scale is not None else n / o
+    cubic = mode == "bicubic"
+    if antialias or (not cubic and o == n):
+        if o == n:
+            return None
+        support = (2.0 if cubic else 1.0) * max(r, 1.0)
+        k = np.arange(2 * math.ceil(support) + 1)
+        centre = r * (out + 0.5)
+        lo = np.maximum(np.trunc(centre - support + 0.5), 0).astype(np.int64)
+        hi = np.minimum(np.trunc(centre + support + 0.5).astype(np.int64), n)
+        t = (k[None] + lo[:, None] - centre[:, None] + 0.5) / max(r, 1.0)
+        w = _cubic_keys(t, -0.5) if cubic else np.maximum(1 - np.abs(t), 0.0)
+        w = np.where(k[None] < (hi - lo)[:, None], w, 0.0)
+        total = w.sum(1, keepdims=True)
+        return np.minimum(lo[:, None] + k, n - 1), w / np.where(total == 0, 1.0, total)
+    if not cubic:
+        c = r * out if corners else np.maximum(r * (out + 0.5) - 0.5, 0.0)
+        i = np.minimum(_floor_f32(c), n - 1)
+        lam = np.clip(c - i, 0, 1)
+        return np.stack([i, np.minimum(i + 1, n - 1)], 1), np.stack([1 - lam, lam], 1)
+    c = r * out if corners else r * (out + 0.5) - 0.5
+    i = np.minimum(_floor_f32(c), n - 1)
+    t = np.clip(c - i, 0, 1)[:, None]
+    w = np.concatenate(
+        [
+            _cubic_keys(t + 1, -0.75),
+            _cubic_keys(t, -0.75),
+            _cubic_keys(1 - t, -0.75),
+            _cubic_keys(2 - t, -0.75),
+        ],
+        1,
+    )
+    return np.clip(i[:, None] + np.arange(-1, 3), 0, n - 1), w
+
+
+def interpolate(
+    x,
+    size=None,
+    *,
+    scale_factor=None,
+    mode="nearest",
+    align_corners=None,
+    recompute_scale_factor=None,
+    antialias=False,
+    layout="channels_last",
+):
+    """`jaxconv.interpolate` in plain jnp: per dim ``sum_r w[:, r] * take(x, idx[:, r])``."""
+    first = 1 if layout == "channels_last" else 2
+    nd = x.ndim - 2
+    spatial = x.shape[first : first + nd]
+    if size is not None:
+        out = tuple(size) if isinstance(size, (tuple, list)) else (size,) * nd
+        scales = (None,) * nd
+    else:
+        sf = (
+            tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * nd
+        )
+        out = tuple(math.floor(n * s) for n, s in zip(spatial, sf))
+        scales = (None,) * nd if recompute_scale_factor or mode == "area" else sf
+    kind = "linear" if mode in ("linear", "bilinear", "trilinear") else mode
+    f64 = x.dtype == jnp.float64
+    acc = jnp.float32 if x.dtype in (jnp.float16, jnp.bfloat16) else x.dtype
+    y = x.astype(acc)
+    for d, (n, o, s) in enumerate(zip(spatial, out, scales)):
+        table = _interp_weights(n, o, s, kind, bool(align_corners), antialias, nd, f64)
+        if table is None:
+            continue
+        idx, w = table
+        axis = first + d
+        shape = [1] * x.ndim
+        shape[axis] = o
+        y = sum(
+            jnp.asarray(w[:, r].reshape(shape), acc)
+            * jnp.take(y, jnp.asarray(idx[:, r]), axis=axis)
+            for r in range(idx.shape[1])
+        )
+    return y.astype(x.dtype)
+
+
+# ------------------------------------------------------------- shuffles, unfold/fold, local
+
+
+def _sp_per_dim(v, nd):
+    return tuple(int(a) for a in v) if isinstance(v, (tuple, list)) else (int(v),) * nd
+
+
+def _sp_pairs(padding, nd):
+    if isinstance(padding, (tuple, list)):
+        return tuple(
+            (int(p), int(p)) if np.ndim(p) == 0 else (int(p[0]), int(p[1])) for p in padding
+        )
+    return ((int(padding), int(padding)),) * nd
+
+
+def _sp_to_cl(x, layout):
+    return x if layout == "channels_last" else jnp.moveaxis(x, 1, -1)
+
+
+def _sp_from_cl(x, layout):
+    return x if layout == "channels_last" else jnp.moveaxis(x, -1, 1)
+
+
+def _sp_shuffle_index(sp, c_out, r):
+    """Flat source index (into (*sp, C R)) of every cell of the shuffled (*sp r, C) array."""
+    R = math.prod(r)
+    out_sp = tuple(n * f for n, f in zip(sp, r))
+    idx = np.zeros((*out_sp, c_out), np.int64)
+    src_shape = (*sp, c_out * R)
+    for pos in np.ndindex(*out_sp):
+        i = tuple(p // f for p, f in zip(pos, r))
+        o = tuple(p % f for p, f in zip(pos, r))
+        q = int(np.ravel_multi_index(o, r)) if r else 0
+        for c in range(c_out):
+            idx[(*pos, c)] = np.ravel_multi_index((*i, c * R + q), src_shape)
+    return idx
+
+
+def pixel_shuffle(x, upscale_factor, layout="channels_last"):
+    x = _sp_to_cl(x, layout)
+    nd = x.ndim - 2
+    r = _sp_per_dim(upscale_factor, nd)
+    idx = _sp_shuffle_index(x.shape[1:-1], x.shape[-1] // math.prod(r), r)
+    y = jnp.take(x.reshape(x.shape[0], -1), jnp.asarray(idx.ravel()), axis=1)
+    return _sp_from_cl(y.reshape(x.shape[0], *idx.shape), layout)
+
+
+def pixel_unshuffle(x, downscale_factor, layout="channels_last"):
+    x = _sp_to_cl(x, layout)
+    nd = x.ndim - 2
+    r = _sp_per_dim(downscale_factor, nd)
+    sp = tuple(n // f for n, f in zip(x.shape[1:-1], r))
+    idx = _sp_shuffle_index(sp, x.shape[-1], r)  # shuffled cell <- source flat index
+    inv = np.argsort(idx.ravel())  # source flat index -> shuffled flat cell
+    y = jnp.take(x.reshape(x.shape[0], -1), jnp.asarray(inv), axis=1)
+    return _sp_from_cl(y.reshape(x.shape[0], *sp, x.shape[-1] * math.prod(r)), layout)
+
+
+def _sp_dn(nd):
+    sp = string.ascii_uppercase[:nd].replace("C", "Z").replace("N", "Y")
+    return ("N" + sp + "C", sp + "IO", "N" + sp + "C")
+
+
+def _sp_geometry(size, window, stride, padding, dilation):
+    nd = len(size)
+    k, s, d, pads = (_sp_per_dim(window, nd), _sp_per_dim(stride, nd), _sp_per_dim(dilation, nd),
+                     _sp_pairs(padding, nd))  # fmt: skip
+    o = tuple(
+        (n + lo + hi - dd * (kk - 1) - 1) // ss + 1
+        for n, kk, ss, dd, (lo, hi) in zip(size, k, s, d, pads)
+    )
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(size, pads))
+    idx = np.zeros((math.prod(o), math.prod(k)), np.int64)  # (block, tap) -> padded flat cell
+    for jf, j in enumerate(np.ndindex(*o)):
+        for q, m in enumerate(np.ndindex(*k)):
+            pos = tuple(jj * ss + mm * dd for jj, mm, ss, dd in zip(j, m, s, d))
+            idx[jf, q] = np.ravel_multi_index(pos, padded)
+    return o, pads, padded, idx
+
+
+def unfold(x, window, *, stride=1, padding=0, dilation=1, layout="channels_last"):
+    x = _sp_to_cl(x, layout)
+    n, size, C = x.shape[0], x.shape[1:-1], x.shape[-1]
+    o, pads, padded, idx = _sp_geometry(size, window, stride, padding, dilation)
+    xp = jnp.pad(x, ((0, 0), *pads, (0, 0))).reshape(n, -1, C)
+    cols = jnp.take(xp, jnp.asarray(idx), axis=1)  # (N, L, K, C)
+    K = idx.shape[1]
+    if layout == "channels_first":
+        return jnp.transpose(cols, (0, 3, 2, 1)).reshape(n, C * K, -1)
+    return cols.reshape(n, *o, K * C)
+
+
+def unfold_patches(x, window, *, stride=1, padding=0, dilation=1):
+    """channels_first unfold by lax's `conv_general_dilated_patches` (an identity-kernel
+    convolution; its channel order (c, taps) is F.unfold's)."""
+    nd = x.ndim - 2
+    p = lax.conv_general_dilated_patches(
+        x,
+        _sp_per_dim(window, nd),
+        _sp_per_dim(stride, nd),
+        _sp_pairs(padding, nd),
+        rhs_dilation=_sp_per_dim(dilation, nd),
+        precision=lax.Precision.HIGHEST,
+    )
+    return p.reshape(p.shape[0], p.shape[1], -1)
+
+
+def fold(cols, output_size, window, *, stride=1, padding=0, dilation=1, layout="channels_last"):
+    if isinstance(output_size, (tuple, list)):
+        nd = len(output_size)
+    elif isinstance(window, (tuple, list)):
+        nd = len(window)
+    else:
+        nd = cols.ndim - 2 if layout == "channels_last" else 2
+    size = _sp_per_dim(output_size, nd)
+    o, pads, padded, idx = _sp_geometry(size, window, stride, padding, dilation)
+    N, K = cols.shape[0], idx.shape[1]
+    if layout == "channels_last":
+        C = cols.shape[-1] // K
+        c = cols.reshape(N, math.prod(o), K, C)
+    else:
+        C = cols.shape[1] // K
+        c = jnp.transpose(cols.reshape(N, C, K, math.prod(o)), (0, 3, 2, 1))
+    xp = jnp.zeros((N, math.prod(padded), C), cols.dtype)
+    xp = xp.at[:, jnp.asarray(idx.ravel())].add(c.reshape(N, -1, C))
+    xp = xp.reshape(N, *padded, C)
+    x = xp[(slice(None), *(slice(lo, lo + n) for n, (lo, _) in zip(size, pads)), slice(None))]
+    return _sp_from_cl(x, layout)
+
+
+def conv_local(x, w, bias=None, *, stride=1, padding=0, dilation=1, layout="channels_last"):
+    """w: channels_last (*o, *k, C_in, C_out), channels_first (C_out, C_in, *k, *o)."""
+    nd = x.ndim - 2
+    if layout == "channels_last":
+        o, k, cin, cout = w.shape[:nd], w.shape[nd : 2 * nd], w.shape[-2], w.shape[-1]
+        # (*o, *k, C, O) -> (*o, C, *k, O) -> (*o, C K, O): lax's (c, taps) order
+        wl = jnp.moveaxis(w, 2 * nd, nd).reshape(*o, cin * math.prod(k), cout)
+        dn = _sp_dn(nd)
+    else:
+        cout, cin, k, o = w.shape[0], w.shape[1], w.shape[2 : 2 + nd], w.shape[2 + nd :]
+        wl = w.reshape(cout, cin * math.prod(k), *o)
+        dn = None
+    y = lax.conv_general_dilated_local(
+        x,
+        wl,
+        _sp_per_dim(stride, nd),
+        _sp_pairs(padding, nd),
+        tuple(k),
+        rhs_dilation=_sp_per_dim(dilation, nd),
+        dimension_numbers=dn,
+        precision=lax.Precision.HIGHEST,
+    )
+    if bias is not None:
+        shape = (1,) * (nd + 1) + (cout,) if layout == "channels_last" else (1, cout) + (1,) * nd
+        y = y + bias.reshape(shape)
+    return y
+
+
+conv_general_dilated_local = lax.conv_general_dilated_local
+
+
+# ------------------------------------------------------------- adaptive and fractional pools
+
+
+def _ad_cl(x, layout):
+    return x if layout == "channels_last" else jnp.moveaxis(x, 1, -1)
+
+
+def _ad_back(y, layout):
+    return y if layout == "channels_last" else jnp.moveaxis(y, -1, 1)
+
+
+def _ad_out(spatial, output_size):
+    if isinstance(output_size, int):
+        return (output_size,) * len(spatial)
+    return tuple(n if o is None else o for n, o in zip(spatial, output_size))
+
+
+def _ad_window(n, o, i):
+    return i * n // o, -(-(i + 1) * n // o)
+
+
+def _ad_box(x, spatial, out, i):
+    """x (N, *spatial, C) cropped to adaptive window i; its start per dim."""
+    lims = [_ad_window(n, o, ii) for n, o, ii in zip(spatial, out, i)]
+    start = [0, *(s for s, _ in lims), 0]
+    limit = [x.shape[0], *(e for _, e in lims), x.shape[-1]]
+    return lax.slice(x, start, limit), [s for s, _ in lims]
+
+
+def adaptive_avg_pool(x, output_size, layout="channels_last"):
+    """jnp.mean over each adaptive window."""
+    x = _ad_cl(x, layout)
+    spatial = x.shape[1:-1]
+    out = _ad_out(spatial, output_size)
+    axes = tuple(range(1, len(spatial) + 1))
+    ys = [jnp.mean(_ad_box(x, spatial, out, i)[0], axis=axes) for i in np.ndindex(*out)]
+    y = jnp.stack(ys, axis=1).reshape(x.shape[0], *out, x.shape[-1])
+    return _ad_back(y, layout)
+
+
+def _ad_pick(cells, ties):
+    """(value, position) of the winner along axis 1 of cells (N, K, C)."""
+    k = cells.shape[1]
+    if ties == "last":
+        pos = k - 1 - jnp.argmax(cells[:, ::-1], axis=1)
+    else:
+        pos = jnp.argmax(cells, axis=1)
+    value = jnp.take_along_axis(cells, pos[:, None], axis=1)[:, 0]
+    return value, pos
+
+
+def adaptive_max_pool(x, output_size, ties="first", return_indices=False, layout="channels_last"):
+    """Each adaptive window's winner (argmax over its row-major cells) and its flat index."""
+    x = _ad_cl(x, layout)
+    spatial = x.shape[1:-1]
+    out = _ad_out(spatial, output_size)
+    ys, idxs = [], []
+    for i in np.ndindex(*out):
+        box, start = _ad_box(x, spatial, out, i)
+        value, pos = _ad_pick(box.reshape(x.shape[0], -1, x.shape[-1]), ties)
+        local = jnp.unravel_index(pos, box.shape[1:-1])
+        flat = 0
+        for p, s, n in zip(local, start, spatial):
+            flat = flat * n + p + s
+        ys.append(value)
+        idxs.append(jnp.asarray(flat, jnp.int32))
+    shape = (x.shape[0], *out, x.shape[-1])
+    y = _ad_back(jnp.stack(ys, axis=1).reshape(shape), layout)
+    idx = _ad_back(jnp.stack(idxs, axis=1).reshape(shape), layout)
+    return (y, idx) if return_indices else y
+
+
+def fractional_starts(u, n, k, o):
+    """PyTorch's starts (..., o) for samples u (...), in u's dtype."""
+    if o == 1:
+        return jnp.full((*u.shape, 1), n - k, jnp.int32)
+    alpha = jnp.asarray(n - k, u.dtype) / jnp.asarray(o - 1, u.dtype)
+    firsts = [
+        ((jnp.asarray(i, u.dtype) + u) * alpha).astype(jnp.int32) - (u * alpha).astype(jnp.int32)
+        for i in range(o - 1)
+    ]
+    return jnp.stack([*firsts, jnp.full(u.shape, n - k, jnp.int32)], axis=-1)
+
+
+def fractional_max_pool(
+    x, window, output_size, samples, return_indices=False, layout="channels_last"
+):
+    """Every window's cells gathered by flat index per (n, c), the first maximum taken."""
+    x = _ad_cl(x, layout)
+    spatial = x.shape[1:-1]
+    d = len(spatial)
+    k = (window,) * d if isinstance(window, int) else tuple(window)
+    out = (output_size,) * d if isinstance(output_size, int) else tuple(output_size)
+    cols = (1, 0) if d == 2 else tuple(range(d))
+    u = samples.astype(x.dtype)
+    st = [fractional_starts(u[..., cols[a]], spatial[a], k[a], out[a]) for a in range(d)]
+    n, c = x.shape[0], x.shape[-1]
+    flat_x = jnp.moveaxis(x.reshape(n, -1, c), -1, 1)  # (N, C, P)
+    ys, idxs = [], []
+    for i in np.ndindex(*out):
+        cells = []
+        for m in itertools.product(*(range(kk) for kk in k)):
+            flat = jnp.zeros((n, c), jnp.int32)
+            for a in range(d):
+                flat = flat * spatial[a] + st[a][..., i[a]] + m[a]
+            cells.append(flat)
+        pos = jnp.stack(cells, axis=-1)  # (N, C, K)
+        vals = jnp.take_along_axis(flat_x, pos, axis=2)
+        w = jnp.argmax(vals, axis=2)
+        ys.append(jnp.take_along_axis(vals, w[..., None], axis=2)[..., 0])
+        idxs.append(jnp.take_along_axis(pos, w[..., None], axis=2)[..., 0])
+    shape = (n, c, *out)
+    y = jnp.stack(ys, axis=-1).reshape(shape)
+    idx = jnp.stack(idxs, axis=-1).reshape(shape)
+    y, idx = jnp.moveaxis(y, 1, -1), jnp.moveaxis(idx, 1, -1)
+    assert math.prod(out) == len(ys)
+    y, idx = _ad_back(y, layout), _ad_back(idx, layout)
+    return (y, idx) if return_indices else y

@@ -68,8 +68,8 @@ def test_auto_is_never_slower_than_a_named_algorithm_in_the_recorded_runs(name):
     median is within 10 % of each single algorithm's (`transpose`, `phase`, `matmul`) in the
     geometric mean of the two recorded runs, with the tuned allocator
     (experiments/results/benchmark.csv) and with glibc's defaults (malloc_default/): the
-    README's condition for a choice is a win under both. Timings on this machine move by about
-    ±20 % from run to run, so the bound is on the pair, not on either run alone."""
+    condition for a choice (docs/performance.md) is a win under both. Timings on this machine
+    move by about ±20 % from run to run, so the bound is on the pair, not on either run alone."""
     runs = [
         _recorded(RESULTS / "benchmark.csv"),
         _recorded(RESULTS / "malloc_default" / "benchmark.csv"),

@@ -17,7 +17,7 @@ each call to one contract:
 
 Nothing else may happen: no other exception type (no XLA error, IndexError, AssertionError...),
 no call accepted that the reference has no value for (`Invalid`), and no call rejected that the
-reference computes. The reference states the documented rules (README "API"); where plain lax
+reference computes. The reference states the documented rules (docs/semantics.md); where plain lax
 disagrees with them the builder says why in a comment.
 
 Half of the examples draw good values only (`Moody`), so that many calls are valid; the other
@@ -62,13 +62,28 @@ from tests.fuzz.refs_pool import (
     ref_relu,
     ref_softmax_cross_entropy,
 )
+from tests.fuzz.refs_spatial import (
+    ref_adaptive_avg_pool,
+    ref_adaptive_max_pool,
+    ref_conv_general_dilated_local,
+    ref_conv_local,
+    ref_fold,
+    ref_fractional_max_pool,
+    ref_interpolate,
+    ref_pixel_shuffle,
+    ref_pixel_unshuffle,
+    ref_unfold,
+)
 from tests.fuzz.strategies import Call, describe
 
 # Every callable public name but `explain`, which reads a traced function and is no array op.
 PUBLIC = [n for n in jaxconv.__all__ if callable(getattr(jaxconv, n)) and n != "explain"]
 PARAMS = {name: tuple(inspect.signature(getattr(jaxconv, name)).parameters) for name in PUBLIC}
 # Parameters that take arrays: traced under jit (any other argument is closed over).
+# fractional_max_pool's `samples` (and `key`) are closed over: their range [0, 1) is checked
+# on concrete values only (a traced sample cannot be), so they stay concrete under jit here.
 ARRAY_PARAMS = {"x", "w", "bias", "y", "g", "lhs", "rhs", "indices", "t", "logits", "labels"}
+ARRAY_PARAMS |= {"cols"}
 ALLOWED = (ValueError, TypeError, NotImplementedError)
 TOL = {"float64": 1e-12, "float32": 1e-5, "float16": 1e-2, "bfloat16": 2e-2}
 FAST = {"xla_backend_optimization_level": 0}
@@ -87,6 +102,16 @@ REFS = {
     "max_pool": ref_max_pool,
     "max_unpool": ref_max_unpool,
     "min_pool": ref_min_pool,
+    "interpolate": ref_interpolate,
+    "adaptive_avg_pool": ref_adaptive_avg_pool,
+    "adaptive_max_pool": ref_adaptive_max_pool,
+    "fractional_max_pool": ref_fractional_max_pool,
+    "pixel_shuffle": ref_pixel_shuffle,
+    "pixel_unshuffle": ref_pixel_unshuffle,
+    "unfold": ref_unfold,
+    "fold": ref_fold,
+    "conv_local": ref_conv_local,
+    "conv_general_dilated_local": ref_conv_general_dilated_local,
     "avg_pool": ref_avg_pool,
     "lp_pool": ref_lp_pool,
     "global_avg_pool": ref_global_avg_pool,

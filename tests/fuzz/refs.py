@@ -1,7 +1,7 @@
 """The fuzz's reference semantics: shared rules and the conv family.
 
 Each `ref_<fn>` takes a call's arguments and returns the `Ref` of what the documented semantics
-(README "API") give it -- plain lax/jnp, the convolutions through `oracle` (testing.oracle),
+(docs/semantics.md) give it -- plain lax/jnp, the convolutions through `oracle` (testing.oracle),
 independent of jaxconv's code -- or raises `Invalid` when they give it no value (then jaxconv
 must reject the call). The argument rules are the fuzz's own; where plain lax disagrees with the
 documented rules the builder says why in a comment. Pooling, relu, linear and the losses:
@@ -21,7 +21,7 @@ from jaxconv.convolution.api import BACKWARDS
 from jaxconv.testing import oracle
 
 LAYOUTS = ("channels_last", "channels_first")
-# BACKWARDS: the algorithm names (README: "auto", "transpose", "phase", "matmul", ...). Every
+# BACKWARDS: the algorithm names (docs/semantics.md: "auto", "transpose", "phase", ...). Every
 # one must give the same values, so the registry itself is the list of good names.
 
 
@@ -76,8 +76,8 @@ def ints(v, nd: int, minimum: int, name: str) -> tuple[int, ...]:
 
 
 def pad_pairs(p, nd, k_eff, stride, size, name="padding"):
-    """README: "VALID", "SAME" (ceil(n / s) outputs), "FULL" (k_eff - 1), "CAUSAL" (k_eff - 1
-    low), int, ints, pairs."""
+    """docs/semantics.md: "VALID", "SAME" (ceil(n / s) outputs), "FULL" (k_eff - 1), "CAUSAL"
+    (k_eff - 1 low), int, ints, pairs."""
     if isinstance(p, str):
         need(p.upper() in ("VALID", "SAME", "FULL", "CAUSAL"), f"padding {p!r}")
         if p.upper() == "CAUSAL":
@@ -167,7 +167,7 @@ class ConvS(NamedTuple):
 
 
 def conv_setup(x_shape, w_shape, dtype, kw) -> ConvS:
-    """The conv family's documented rules (README "API" and `conv`'s docstring)."""
+    """The conv family's documented rules (docs/semantics.md and `conv`'s docstring)."""
     layout = kw.get("layout", "channels_last")
     need(isinstance(layout, str) and layout in LAYOUTS, f"layout {layout!r}")
     need(kw.get("backward", "auto") in BACKWARDS, "backward")

@@ -1,6 +1,6 @@
 """The fuzz's reference semantics of pooling, relu, linear and the losses (see `refs.py`).
 
-PyTorch's pooling rules (README "Pooling conventions") on `lax.reduce_window`; relu, linear and
+PyTorch's pooling rules (docs/semantics.md) on `lax.reduce_window`; relu, linear and
 the losses in jnp. Each `ref_<fn>` returns a `Ref` or raises `Invalid` (no documented value).
 """
 
@@ -43,7 +43,7 @@ class PoolS(NamedTuple):
 
 
 def pool_setup(x, window, stride, padding, dilation, ceil_mode, layout, ordered=False) -> PoolS:
-    """PyTorch's pooling rules (README "Pooling conventions"): padding <= half the dilated
+    """PyTorch's pooling rules (docs/semantics.md): padding <= half the dilated
     window per side, the window fits the padded input, ceil_mode's last window starts inside
     the input or the left padding. `ordered` (max/min pools): integer and bool x as well."""
     need(isinstance(layout, str) and layout in LAYOUTS, "layout")
@@ -238,7 +238,7 @@ def ref_max_unpool(y, indices, output_shape, *, layout="channels_last"):
         need(split(shape, layout)[0::2] == (nb, c), "N/C of output_shape")
         shape = split(shape, layout)[1]
     need(len(shape) == y.ndim - 2, "output_shape length")
-    # An empty output spatial shape is rejected (README: max_pool's input, which has cells).
+    # An empty output spatial shape is rejected (docs/semantics.md: max_pool's input has cells).
     need(min(shape) >= 1, "output_shape >= 1")
     size = math.prod(shape)
 

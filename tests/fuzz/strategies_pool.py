@@ -1,4 +1,5 @@
-"""The fuzz's strategies for pooling, relu, linear and the losses (see `strategies.py`)."""
+"""The fuzz's strategies for pooling, relu, linear and the losses (see `strategies.py`;
+resampling and the spatial ops: `strategies_spatial.py`)."""
 
 from __future__ import annotations
 

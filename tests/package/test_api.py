@@ -1,4 +1,4 @@
-"""The public names of jaxconv and their signatures, pinned to the API table (README "API").
+"""The public names of jaxconv and their signatures, pinned to the API table (docs/semantics.md).
 
 Names and signatures are the contract users (and tests written by others) depend on: keep
 them exactly, add freely. So each signature below must start with exactly the
@@ -230,8 +230,84 @@ LATER_SIGNATURES = {
     "linear": ([("x", REQUIRED), ("w", REQUIRED), ("bias", None)], []),
     "mse_loss": ([("y", REQUIRED), ("t", REQUIRED), ("reduction", "sum")], []),
     "softmax_cross_entropy": ([("logits", REQUIRED), ("labels", REQUIRED)], []),
+    # the spatial toolbox (issue 22's table: "signature to keep exactly")
+    "min_pool": (
+        [("x", REQUIRED), ("window", REQUIRED)],
+        [
+            ("stride", None),
+            ("padding", "VALID"),
+            ("dilation", 1),
+            ("ceil_mode", False),
+            ("ties", "first"),
+            ("return_indices", False),
+        ],
+    ),
+    "adaptive_avg_pool": ([("x", REQUIRED), ("output_size", REQUIRED)], []),
+    "adaptive_max_pool": (
+        [("x", REQUIRED), ("output_size", REQUIRED)],
+        [("ties", "first"), ("return_indices", False)],
+    ),
+    "fractional_max_pool": (
+        [("x", REQUIRED), ("window", REQUIRED)],
+        [
+            ("output_size", None),
+            ("output_ratio", None),
+            ("samples", None),
+            ("key", None),
+            ("return_indices", False),
+        ],
+    ),
+    "interpolate": (
+        [("x", REQUIRED), ("size", None)],
+        [
+            ("scale_factor", None),
+            ("mode", "nearest"),
+            ("align_corners", None),
+            ("recompute_scale_factor", None),
+            ("antialias", False),
+        ],
+    ),
+    "pixel_shuffle": ([("x", REQUIRED), ("upscale_factor", REQUIRED)], []),
+    "pixel_unshuffle": ([("x", REQUIRED), ("downscale_factor", REQUIRED)], []),
+    "unfold": (
+        [("x", REQUIRED), ("window", REQUIRED)],
+        [("stride", 1), ("padding", 0), ("dilation", 1)],
+    ),
+    "fold": (
+        [("cols", REQUIRED), ("output_size", REQUIRED), ("window", REQUIRED)],
+        [("stride", 1), ("padding", 0), ("dilation", 1)],
+    ),
+    "conv_local": (
+        [("x", REQUIRED), ("w", REQUIRED), ("bias", None)],
+        [("stride", 1), ("padding", "VALID"), ("dilation", 1)],
+    ),
 }
-POOLS_WITH_LAYOUT = ["max_pool", "max_unpool", "avg_pool", "lp_pool"]
+POOLS_WITH_LAYOUT = [
+    "max_pool",
+    "max_unpool",
+    "avg_pool",
+    "lp_pool",
+    "min_pool",
+    "adaptive_avg_pool",
+    "adaptive_max_pool",
+    "fractional_max_pool",
+    "interpolate",
+    "pixel_shuffle",
+    "pixel_unshuffle",
+    "unfold",
+    "fold",
+    "conv_local",
+]
+
+
+def test_local_dropin_signature_is_lax():
+    """conv_general_dilated_local: lax.conv_general_dilated_local's parameters, in order."""
+    ours = [(n, k, d) for n, k, d in params(jaxconv.conv_general_dilated_local)]
+    want = [
+        (p.name, p.kind, p.default)
+        for p in inspect.signature(jax.lax.conv_general_dilated_local).parameters.values()
+    ]
+    assert ours[: len(want)] == want, (ours, want)
 
 
 @pytest.mark.parametrize("name", list(LATER_SIGNATURES))
@@ -363,14 +439,15 @@ def _module_imports():
     return graph, local
 
 
-FAMILIES = ("convolution", "pooling", "dense")
+FAMILIES = ("convolution", "pooling", "dense", "resampling")
 
 
 def layer_violations(graph) -> list[str]:
     """The imports of `graph` ({module: modules it imports}) that break the package's layers:
 
     - ``_core`` (what every family shares) imports only ``_core``;
-    - a family (``convolution``, ``pooling``, ``dense``) imports only ``_core`` and itself,
+    - a family (``convolution``, ``pooling``, ``dense``, ``resampling``) imports only ``_core``
+      and itself,
       never another family;
     - a family's ``lowering`` modules (how a value is computed) never import the rules or the
       public functions above them;

@@ -1,4 +1,5 @@
-"""Smoke test: experiments/benchmark.py --quick runs in-process and writes its three outputs.
+"""Smoke test: experiments/benchmark.py --quick runs in-process and writes its three outputs,
+with both tables (conv/pool layers and the spatial ops); --spatial-only runs the second alone.
 
 Only the plumbing is checked (every variant measured and correct, files written); timings are
 never asserted. Skips when matplotlib or tqdm (the experiments extra) is missing.
@@ -33,11 +34,15 @@ def bench(monkeypatch):
 def test_benchmark_quick(bench, tmp_path):
     results = bench.main(["--quick", "--no-progress", "--out", str(tmp_path)])
 
-    assert set(results) == set(bench.QUICK)
+    assert bench.QUICK_SPATIAL and set(bench.QUICK_SPATIAL) <= set(bench.SPATIAL)
+    assert set(results) == set(bench.QUICK) | set(bench.QUICK_SPATIAL)
     for name, res in results.items():
-        expected = {"autodiff", "auto"}
-        if bench.is_conv(bench.CONFIGS[name]):
-            expected |= set(bench.ALGORITHMS)
+        if name in bench.SPATIAL:
+            expected = {"autodiff", "jaxconv"}
+        else:
+            expected = {"autodiff", "auto"}
+            if bench.is_conv(bench.CONFIGS[name]):
+                expected |= set(bench.ALGORITHMS)
         assert expected <= set(res), (name, sorted(res))
         for variant in expected:
             assert res[variant]["status"] == "ok", (name, variant, res[variant])
@@ -49,13 +54,38 @@ def test_benchmark_quick(bench, tmp_path):
         assert f"| {name}: " in md
     assert "geometric mean auto/autodiff" in md
 
+    # the spatial ops' table: its header, one row per quick case, correct, its summary
+    spatial = md[md.index("### Spatial ops") :]
+    assert "| case | jaxconv ms | autodiff ms |" in spatial
+    for name in bench.QUICK_SPATIAL:
+        row = next(line for line in spatial.splitlines() if line.startswith(f"| {name}: "))
+        assert "| ok (" in row, row  # rel error vs autodiff and torch within RTOL
+    assert "geometric mean jaxconv/autodiff" in spatial
+
     with open(tmp_path / "benchmark.csv") as f:
         rows = list(csv.DictReader(f))
-    assert {r["config"] for r in rows} == set(bench.QUICK)
+    assert {r["config"] for r in rows} == set(bench.QUICK) | set(bench.QUICK_SPATIAL)
     assert all(int(r["rounds"]) >= 1 for r in rows if r["status"] != "n/a")
 
     png = tmp_path / "benchmark.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_benchmark_spatial_only(bench, tmp_path):
+    """--spatial-only runs the spatial ops' table alone (here one case, one round): no conv
+    table in benchmark.md, only that case in the CSV."""
+    name = "adaptive_avg_1x1"
+    argv = ["--spatial-only", "--configs", name, "--rounds", "1", "--no-progress"]
+    results = bench.main([*argv, "--out", str(tmp_path)])
+
+    assert set(results) == {name}
+    assert results[name]["jaxconv"]["status"] == "ok"
+    md = (tmp_path / "benchmark.md").read_text()
+    assert "### Spatial ops" in md and f"| {name}: " in md
+    assert "| config | autodiff ms |" not in md
+    with open(tmp_path / "benchmark.csv") as f:
+        assert {r["config"] for r in csv.DictReader(f)} == {name}
+    assert (tmp_path / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_malloc_setting_and_reexec(monkeypatch):

@@ -26,22 +26,32 @@ import numpy as np
 import pytest
 
 from jaxconv import (
+    adaptive_avg_pool,
+    adaptive_max_pool,
     avg_pool,
     conv,
     conv_general_dilated,
+    conv_general_dilated_local,
     conv_input_grad,
+    conv_local,
     conv_transpose,
     conv_weight_grad,
+    fold,
+    fractional_max_pool,
     global_avg_pool,
     global_max_pool,
+    interpolate,
     linear,
     lp_pool,
     max_pool,
     max_unpool,
     min_pool,
     mse_loss,
+    pixel_shuffle,
+    pixel_unshuffle,
     relu,
     softmax_cross_entropy,
+    unfold,
 )
 from tests.support import registry
 
@@ -555,9 +565,132 @@ DENSE = [
          {}, V, r"softmax_cross_entropy: `logits.shape` \(=\(3,\)\) must be \(N, K\)"),
 ]
 
+
+_i = "interpolate"
+XI, XI1 = ones((1, 4, 4, 2)), ones((1, 4, 2))
+RESAMPLING = [
+    case("interp-size-and-scale", interpolate, (XI, 8), {"scale_factor": 2}, V,
+         say(_i, "scale_factor", 2, rest=r".*when `size`")),
+    case("interp-neither", interpolate, (XI,), {}, V,
+         say(_i, "size", None, rest=r".*`scale_factor` must be given")),
+    case("interp-recompute-with-size", interpolate, (XI, 8),
+         {"mode": "linear", "recompute_scale_factor": True}, V,
+         say(_i, "recompute_scale_factor", True, rest=r".*with `size`")),
+    case("interp-corners-nearest", interpolate, (XI, 8), {"align_corners": False}, V,
+         say(_i, "align_corners", False, rest=r".*nearest")),
+    case("interp-corners-area", interpolate, (XI, 8), {"mode": "area", "align_corners": True},
+         V, say(_i, "align_corners", True)),
+    case("interp-bilinear-rank", interpolate, (XI1, 8), {"mode": "bilinear"}, V,
+         say(_i, "mode", "bilinear", rest=r".*2 spatial dims")),
+    case("interp-trilinear-rank", interpolate, (XI, 8), {"mode": "trilinear"}, V,
+         say(_i, "mode", "trilinear", rest=r".*3 spatial dims")),
+    case("interp-bad-mode", interpolate, (XI, 8), {"mode": "cubic"}, V,
+         say(_i, "mode", "cubic", rest=r".*one of")),
+    case("interp-antialias-nearest", interpolate, (XI, 8), {"antialias": True}, V,
+         say(_i, "antialias", True, rest=r".*'nearest'")),
+    case("interp-antialias-int", interpolate, (XI, 8), {"mode": "linear", "antialias": 1}, T,
+         say(_i, "antialias", 1)),
+    case("interp-size-zero", interpolate, (XI, 0), {}, V, say(_i, "size", 0, rest=r".*>= 1")),
+    case("interp-size-dims", interpolate, (XI, (4, 4, 4)), {}, V,
+         say(_i, "size", (4, 4, 4), rest=r".*one entry per spatial dim")),
+    case("interp-size-float", interpolate, (XI, 2.5), {}, T, say(_i, "size", 2.5)),
+    case("interp-scale-empty", interpolate, (XI,), {"scale_factor": 0.1}, V,
+         say(_i, "scale_factor", 0.1, rest=r".*empty output")),
+    case("interp-scale-negative", interpolate, (XI,), {"scale_factor": -2}, V,
+         say(_i, "scale_factor", -2, rest=r".*> 0")),
+    case("interp-scale-dims", interpolate, (XI,), {"scale_factor": (2, 2, 2)}, V,
+         say(_i, "scale_factor", (2, 2, 2))),
+    case("interp-scale-str", interpolate, (XI,), {"scale_factor": "2"}, T,
+         say(_i, "scale_factor", "2")),
+    case("interp-scale-bool", interpolate, (XI,), {"scale_factor": True}, T,
+         say(_i, "scale_factor", True)),
+    case("interp-int-x", interpolate, (ones((1, 4, 4, 2), jnp.int32), 8), {}, T,
+         say(_i, "x.dtype", "int32")),
+    case("interp-empty-spatial", interpolate, (ones((1, 0, 4, 2)), 8), {}, V,
+         say(_i, "x.shape", (1, 0, 4, 2))),
+]
+
+SPATIAL = [
+    case("pixel-shuffle-channels", pixel_shuffle, (ones((1, 2, 2, 6)), 2), {}, V,
+         say("pixel_shuffle", "x.shape", (1, 2, 2, 6),
+             rest=r" must have channels \(=6\) divisible by prod\(`upscale_factor`\) \(=4")),
+    case("pixel-shuffle-factor-zero", pixel_shuffle, (ones((1, 2, 4)), 0), {}, V,
+         say("pixel_shuffle", "upscale_factor", 0)),
+    case("pixel-shuffle-factor-float", pixel_shuffle, (ones((1, 2, 4)), 2.0), {}, T,
+         say("pixel_shuffle", "upscale_factor", 2.0)),
+    case("pixel-unshuffle-indivisible", pixel_unshuffle, (ones((1, 5, 4, 1)), 2), {}, V,
+         say("pixel_unshuffle", "x.shape", (1, 5, 4, 1),
+             rest=r" must have spatial sizes \(5, 4\) divisible")),
+    case("unfold-window-too-large", unfold, (ones((1, 4, 4, 2)), 5), {}, V,
+         say("unfold", "window", (5, 5), rest=r" has a window")),
+    case("unfold-stride-zero", unfold, (ones((1, 4, 4, 2)), 2), {"stride": 0}, V,
+         say("unfold", "stride", 0)),
+    case("unfold-padding-negative", unfold, (ones((1, 4, 4, 2)), 2), {"padding": -1}, V,
+         say("unfold", "padding", -1)),
+    case("fold-columns-not-divisible", fold, (ones((1, 10, 9)), (4, 4), 2),
+         {"layout": "channels_first"}, V,
+         say("fold", "cols.shape", (1, 10, 9), rest=r" must have C \* prod\(window\) columns")),
+    case("fold-block-count", fold, (ones((1, 8, 8)), (4, 4), 2), {"layout": "channels_first"},
+         V, say("fold", "cols.shape", (1, 8, 8), rest=r" must have 3 \* 3 = 9 blocks")),
+    case("fold-rank", fold, (ones((1, 3, 8)), (4, 4), 2), {}, V,
+         say("fold", "cols.shape", (1, 3, 8))),
+    case("conv-local-grid", conv_local, (ones((1, 4, 4, 2)), ones((2, 2, 2, 2, 2, 5))), {}, V,
+         say("conv_local", "w.shape", (2, 2, 2, 2, 2, 5),
+             rest=r" must have one kernel per output position")),
+    case("conv-local-channels", conv_local, (ones((1, 4, 4, 2)), ones((3, 3, 2, 2, 3, 5))), {},
+         V, say("conv_local", "w.shape", rest=r".*3 input channels but x has 2")),
+    case("conv-local-bias", conv_local,
+         (ones((1, 4, 4, 2)), ones((3, 3, 2, 2, 2, 5)), ones((4,))), {}, V,
+         say("conv_local", "bias.shape", (4,))),
+    case("local-dropin-rhs", conv_general_dilated_local,
+         (ones((1, 2, 4, 4)), ones((5, 8, 2, 2)), (1, 1), "VALID", (2, 2)), {}, V,
+         say("conv_general_dilated_local", "rhs.shape", (5, 8, 2, 2))),
+    case("local-dropin-string-pad-lhs-dil", conv_general_dilated_local,
+         (ones((1, 2, 4, 4)), ones((5, 8, 3, 3)), (1, 1), "SAME", (2, 2), (2, 1)), {}, V,
+         say("conv_general_dilated_local", "padding", "SAME", rest=r" must be explicit")),
+]
+
+XA, UA = ones((1, 6, 6, 2)), jnp.full((1, 2, 2), 0.5, F32)
+ADAPTIVE = [
+    case("aap-out-zero", adaptive_avg_pool, (XA, 0), {}, V,
+         r"adaptive_avg_pool: `output_size` \(=0\) must be >= 1 in every dim"),
+    case("aap-out-rank", adaptive_avg_pool, (XA, (2, 2, 2)), {}, V,
+         r"adaptive_avg_pool: `output_size` \(=\(2, 2, 2\)\) must have one entry per spatial "
+         r"dim \(2\)"),
+    case("aap-out-float", adaptive_avg_pool, (XA, 2.5), {}, T,
+         r"adaptive_avg_pool: `output_size` \(=2.5\) must be an int"),
+    case("aap-int-x", adaptive_avg_pool, (XA.astype(jnp.int32), 2), {}, T,
+         r"adaptive_avg_pool: `x.dtype` \(='int32'\) must be a floating dtype"),
+    case("aap-empty", adaptive_avg_pool, (ones((1, 0, 2)), 2), {}, V,
+         r"adaptive_avg_pool: `x.shape` \(=\(1, 0, 2\)\) must have at least one cell"),
+    case("amp-ties", adaptive_max_pool, (XA, 2), {"ties": "random"}, V,
+         r"adaptive_max_pool: `ties` \(='random'\) must be one of"),
+    case("amp-complex", adaptive_max_pool, (XA.astype(jnp.complex64), 2), {}, T,
+         r"adaptive_max_pool: `x.dtype` \(='complex64'\) must be a real floating, integer "
+         r"or bool"),
+    case("fmp-no-samples", fractional_max_pool, (XA, 2), {"output_size": 3}, V,
+         r"fractional_max_pool: `samples` \(=None\) must be given, or a `key` to draw them"),
+    case("fmp-size-and-ratio", fractional_max_pool, (XA, 2),
+         {"output_size": 3, "output_ratio": 0.5, "samples": UA}, V,
+         r"fractional_max_pool: .*exactly one must be given"),
+    case("fmp-not-fit", fractional_max_pool, (XA, 4), {"output_size": 4, "samples": UA}, V,
+         r"fractional_max_pool: `window` \(=4\) does not fit: output size \+ window - 1 "
+         r"\(=4 \+ 4 - 1\)"),
+    case("fmp-ratio", fractional_max_pool, (XA, 2), {"output_ratio": 1.5, "samples": UA}, V,
+         r"fractional_max_pool: `output_ratio` \(=1.5\) must be in \(0, 1\)"),
+    case("fmp-ratio-empty", fractional_max_pool, (XA, 2), {"output_ratio": 0.1, "samples": UA},
+         V, r"fractional_max_pool: .*gives an empty output"),
+    case("fmp-samples-shape", fractional_max_pool, (XA, 2),
+         {"output_size": 3, "samples": jnp.full((1, 2, 3), 0.5, F32)}, V,
+         r"fractional_max_pool: `samples.shape` \(=\(1, 2, 3\)\) must be \(1, 2, 2\)"),
+    case("fmp-samples-range", fractional_max_pool, (XA, 2),
+         {"output_size": 3, "samples": jnp.full((1, 2, 2), 1.0, F32)}, V,
+         r"fractional_max_pool: .*must be >= 0 and < 1 \(found 1.0\)"),
+]
+
 # fmt: on
 
-CASES = CONV + CT + IG + WG + CGD + POOL + DENSE
+CASES = CONV + CT + IG + WG + CGD + POOL + DENSE + RESAMPLING + SPATIAL + ADAPTIVE
 
 
 def _params(cases):

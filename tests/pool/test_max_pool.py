@@ -1,6 +1,6 @@
 """max_pool: values, explicit VJP, indices, ties, NaN and residuals.
 
-How its backward is proven (README "How correctness is proven"):
+How its backward is proven (docs/testing.md):
 - hypothesis over ranks 1-3, windows, strides, every padding form, ceil_mode, layouts,
   float32/float64: the explicit VJP == `jax.vjp` of a plain `lax.reduce_window` forward
   (`oracle.max_pool`; ceil_mode as extra high padding, which lax's autodiff handles);
@@ -249,3 +249,18 @@ def test_max_pool_residual_comes_from_the_forward_loop():
         lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), window), x
     )
     np.testing.assert_array_equal(jax.jit(fb)(x, g)[1], ref(g)[0])
+
+
+@pytest.mark.parametrize("window", [(1, 1), (1, 2)])
+def test_one_cell_windows_under_jit_vmap_jvp(window):
+    """A window of one cell (constant winner offsets) under jit(vmap(jvp)) and vmap(grad): this
+    crashed XLA:CPU's compiler inside `reduce.one_pass` (found by the adaptive pools' tests);
+    one-cell windows skip it now."""
+    xs = jnp.asarray(np.random.default_rng(0).normal(size=(3, 1, 2, 2, 1)))
+
+    def tangent(x):
+        return jax.jvp(lambda x: max_pool(x, window, stride=1), (x,), (x,))[1]
+
+    assert_close(jax.jit(jax.vmap(tangent))(xs), jax.vmap(tangent)(xs))
+    dx = jax.jit(jax.vmap(jax.grad(lambda x: max_pool(x, window, stride=1).sum())))(xs)
+    assert dx.shape == xs.shape

@@ -4,7 +4,7 @@ Every jaxconv backward pass is a fixed sequence of XLA ops (no scatter with coll
 no atomics): the same inputs give the same bits, call after call and compile after compile.
 On GPU, XLA's convolution and reduction kernels may pick different algorithms or split sums
 differently from run to run; set ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` there for
-bitwise repeatability (README, "Errors and edge cases").
+bitwise repeatability (docs/semantics.md, "Errors and edge cases").
 """
 
 import jax

@@ -14,7 +14,8 @@ Each `Op`:
   distinct values for the max-type ops so no tie sits on a kink);
 - ``nonfinite``: the non-finite values that may be planted in each argument (within the domain:
   none below zero for a positive-domain op) for tests/properties/test_nonfinite.py; ``()`` where
-  a dedicated test owns the topic (the conv family's grouping and padding models).
+  a dedicated test owns the topic (the conv family's grouping and padding models);
+  ``nonfinite_g``: whether a non-finite cotangent is planted too.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class Op:
     ref: Callable
     args: tuple
     nonfinite: tuple = ()
+    # False where a non-finite cotangent meets zero-weight taps (interpolate: 0 * inf = NaN
+    # wherever a formulation keeps such a tap), so its NaN pattern is the formulation's
+    nonfinite_g: bool = True
 
 
 def vjp_x(f, x_shape):
@@ -58,6 +62,7 @@ DN = ("NCHW", "OIHW", "NHWC")
 LABELS = jnp.asarray([2, 0, 1])
 (_IDX_X,) = random_inputs(100, (1, 4, 4, 2))
 _, IDX = jc.max_pool(_IDX_X, 2, return_indices=True)
+SAMPLES = jnp.asarray([[[0.3, 0.7], [0.6, 0.1]]])  # fractional_max_pool's u, (N, C, 2)
 
 
 def _ops():
@@ -192,6 +197,146 @@ def _ops():
         lambda y: oracle.max_unpool(y, IDX, (4, 4)),
         random_inputs(16, (1, 2, 2, 2)),
         nonfinite=NAN_INF,
+    )
+    for name, seed, shape, f in (
+        ("interpolate_bilinear", 30, (2, 4, 5, 3), dict(scale_factor=2, mode="bilinear")),
+        (
+            "interpolate_bicubic_corners_cf",
+            31,
+            (2, 3, 5, 4),
+            dict(size=(7, 3), mode="bicubic", align_corners=True, layout="channels_first"),
+        ),
+        (
+            "interpolate_antialias_3d",
+            33,
+            (1, 5, 6, 4, 2),
+            dict(size=(2, 3, 2), mode="trilinear", antialias=True),
+        ),
+    ):
+        yield Op(
+            name,
+            "interpolate",
+            lambda x, f=f: jc.interpolate(x, **f),
+            lambda x, f=f: oracle.interpolate(x, **f),
+            random_inputs(seed, shape),
+            # NaN only: a zero-weight tap turns inf into NaN (as PyTorch's kernels do), so
+            # infinities need not land where autodiff of the gathers puts them
+            nonfinite=(np.nan,),
+            nonfinite_g=False,
+        )
+    yield Op(
+        "interpolate_area_nearest_exact_1d",
+        "interpolate",
+        lambda x: jc.interpolate(
+            jc.interpolate(x, 3, mode="area"), scale_factor=1.3, mode="nearest-exact"
+        ),
+        lambda x: oracle.interpolate(
+            oracle.interpolate(x, 3, mode="area"), scale_factor=1.3, mode="nearest-exact"
+        ),
+        random_inputs(32, (2, 7, 3)),
+        nonfinite=(np.nan,),
+        nonfinite_g=False,
+    )
+    yield Op(
+        "adaptive_avg_pool",
+        "adaptive_avg_pool",
+        lambda x: jc.adaptive_avg_pool(x, (3, 2)),
+        lambda x: oracle.adaptive_avg_pool(x, (3, 2)),
+        random_inputs(40, (2, 7, 5, 3)),
+        nonfinite=NAN_INF,
+    )
+    yield Op(
+        "adaptive_avg_pool_tiling_cf",
+        "adaptive_avg_pool",
+        lambda x: jc.adaptive_avg_pool(x, (2, None), layout="channels_first"),
+        lambda x: oracle.adaptive_avg_pool(x, (2, None), layout="channels_first"),
+        random_inputs(41, (2, 3, 6, 4)),
+        nonfinite=NAN_INF,
+    )
+    yield Op(
+        "adaptive_max_pool",
+        "adaptive_max_pool",
+        lambda x: jc.adaptive_max_pool(x, (3, 2)),
+        lambda x: oracle.adaptive_max_pool(x, (3, 2)),
+        random_inputs(42, (2, 7, 5, 3)),
+        nonfinite=(np.inf, -np.inf),
+    )
+    yield Op(
+        "adaptive_max_pool_last_cf",
+        "adaptive_max_pool",
+        lambda x: jc.adaptive_max_pool(x, 4, ties="last", layout="channels_first"),
+        lambda x: oracle.adaptive_max_pool(x, 4, ties="last", layout="channels_first"),
+        random_inputs(43, (1, 2, 6, 9)),
+        nonfinite=(np.inf, -np.inf),
+    )
+    yield Op(
+        "fractional_max_pool",
+        "fractional_max_pool",
+        lambda x: jc.fractional_max_pool(x, 2, output_size=(4, 3), samples=SAMPLES),
+        lambda x: oracle.fractional_max_pool(x, 2, (4, 3), SAMPLES),
+        random_inputs(44, (1, 8, 7, 2)),
+        nonfinite=(np.inf, -np.inf),
+    )
+    yield Op(
+        "pixel_shuffle",
+        "pixel_shuffle",
+        lambda x: jc.pixel_shuffle(x, (2, 3)),
+        lambda x: oracle.pixel_shuffle(x, (2, 3)),
+        random_inputs(50, (2, 2, 3, 12)),
+        nonfinite=NAN_INF,
+    )
+    yield Op(
+        "pixel_unshuffle_cf",
+        "pixel_unshuffle",
+        lambda x: jc.pixel_unshuffle(x, 2, layout="channels_first"),
+        lambda x: oracle.pixel_unshuffle(x, 2, layout="channels_first"),
+        random_inputs(51, (2, 3, 4, 6)),
+        nonfinite=NAN_INF,
+    )
+    unf = dict(stride=(2, 1), padding=((1, 0), (1, 1)), dilation=(1, 2))
+    yield Op(
+        "unfold",
+        "unfold",
+        lambda x: jc.unfold(x, (3, 2), **unf),
+        lambda x: oracle.unfold(x, (3, 2), **unf),
+        random_inputs(52, (2, 5, 6, 3)),
+        nonfinite=NAN_INF,
+    )
+    yield Op(
+        "unfold_cf",
+        "unfold",
+        lambda x: jc.unfold(x, 2, padding=1, layout="channels_first"),
+        lambda x: oracle.unfold(x, 2, padding=1, layout="channels_first"),
+        random_inputs(53, (2, 3, 4, 5)),
+        nonfinite=NAN_INF,
+    )
+    yield Op(
+        "fold",
+        "fold",
+        lambda c: jc.fold(c, (5, 6), (3, 2), **unf),
+        lambda c: oracle.fold(c, (5, 6), (3, 2), **unf),
+        random_inputs(54, (2, 2, 6, 18)),
+        nonfinite=NAN_INF,
+    )
+    loc = dict(stride=(2, 1), padding=((1, 0), (0, 1)), dilation=(1, 2))
+    yield Op(
+        "conv_local",
+        "conv_local",
+        lambda x, w, b: jc.conv_local(x, w, b, **loc),
+        lambda x, w, b: oracle.conv_local(x, w, b, **loc),
+        random_inputs(55, (2, 5, 4, 2), (3, 3, 2, 2, 2, 3), (3,)),
+        # no non-finite values: lax's local conv (the oracle) spreads inf as NaN through its
+        # identity-kernel patches, where the rules keep it in place
+    )
+    gl = ((1, 2), ((1, -1), (0, 2)), (2, 3), (2, 1), None, ("NWHC", "WHIO", "CNHW"))
+    yield Op(
+        "conv_general_dilated_local",
+        "conv_general_dilated_local",
+        lambda lhs, rhs: jc.conv_general_dilated_local(lhs, rhs, *gl),
+        lambda lhs, rhs: lax.conv_general_dilated_local(
+            lhs, rhs, *gl, precision=lax.Precision.HIGHEST
+        ),
+        random_inputs(56, (2, 3, 4, 2), (4, 2, 12, 3)),
     )
     yield Op("relu", "relu", jc.relu, oracle.relu, random_inputs(17, (3, 4, 5)), nonfinite=NAN_INF)
     yield Op(

@@ -80,11 +80,12 @@ def auto_algorithms(x_shape, w_shape, stride, dilation, groups, itemsize=4, pads
     not add up to a layer: in one jitted forward+backward, XLA schedules and fuses them together
     (im2col's patches serve both the forward and the weight gradient), so the rule below was
     settled on whole-layer medians (experiments/results/benchmark.md, columns transpose / phase
-    / matmul and auto), and only where a choice wins under both allocator settings of the
-    README (glibc's defaults and the tuned one the benchmark uses). Per-tap forward and weight
-    gradients win some layers with the tuned allocator only (conv3d_small 8.0 vs 9.2 ms, but
-    19 vs 8.0 with glibc's defaults, page-faulting their per-tap buffers) and are not used;
-    the same holds for im2col on the dilated layer (11.6 vs 18.0 ms tuned, 21.9 vs 18.4).
+    / matmul and auto), and only where a choice wins under both allocator settings of
+    docs/performance.md (glibc's defaults and the tuned one the benchmark uses). Per-tap
+    forward and weight gradients win some layers with the tuned allocator only (conv3d_small
+    8.0 vs 9.2 ms, but 19 vs 8.0 with glibc's defaults, page-faulting their per-tap buffers)
+    and are not used; the same holds for im2col on the dilated layer (11.6 vs 18.0 ms tuned,
+    21.9 vs 18.4).
 
     - depthwise: shifted multiply-adds for all three (XLA:CPU's grouped convolutions run at a
       fraction of a GFLOP/s);

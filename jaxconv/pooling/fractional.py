@@ -1,0 +1,272 @@
+"""Fractional max pooling (Graham 2014): `fractional_max_pool`, PyTorch's windows, N-d.
+
+One spatial dim of size L pooled to O outputs with a window of k cells, and a sample u in
+[0, 1) drawn per (n, c, dim). PyTorch's pseudo-random interval rule, in x's floating type::
+
+    alpha   = (L - k) / (O - 1)
+    start_i = int((i + u) alpha) - int(u alpha)     for i < O - 1
+    start_{O-1} = L - k                             (also when O = 1)
+
+window i covers [start_i, start_i + k); a box window is the product of the per-dim ones. Where
+alpha is a whole number the starts are i * alpha whatever u (the sample moves nothing). The
+windows differ per (n, c) and may depend on traced samples, so they are data: per dim the k
+cells of every window are gathered at start + m, the winner (row-major first maximum, NaN above
+every number) found by comparisons over the k^D cells of each box, and its flat row-major index
+r into the spatial input of (n, c) recorded::
+
+    y[i]   = x[r[i]]
+    t_y[i] = t[r[i]]                      (the tangent: forward mode, `unpool_gather_p`)
+    dx[t]  = sum_{i : r[i] = t} g[i]      (the backward: its transpose `scatter_p`)
+
+`fractional_max_pool` is a `jax.custom_jvp` whose tangent is that gather of the input tangent
+(linear, the indices constant), so reverse mode runs the registered transpose, g placed on the
+winners (windows sharing a winner accumulate): no autodiff of the forward's gathers. The
+samples get no gradient (the output is piecewise constant in them).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxconv._core import validate as v
+from jaxconv._core.layout import split_layout
+from jaxconv._core.sharding import auto_partitioned
+from jaxconv._core.types import Array, ArrayLike, Ints
+from jaxconv.pooling.unpool import unpool_gather_p
+
+_I32 = jnp.int32
+
+
+class FractionalCfg(NamedTuple):
+    """Static, hashable geometry of one fractional max pooling call."""
+
+    layout: str
+    axes: tuple[int, ...]  # spatial axes of x
+    size: tuple[int, ...]  # L per dim
+    window: tuple[int, ...]  # k per dim
+    out: tuple[int, ...]  # O per dim
+    sample_of: tuple[int, ...]  # per spatial dim: which column of `samples` drives it
+
+
+def sample_columns(nd: int) -> tuple[int, ...]:
+    """The column of `samples` driving each spatial dim: 2-D reversed (PyTorch:
+    ``samples[..., 0]`` drives W, ``[..., 1]`` H), every other rank in order (PyTorch's 3-D
+    reads T, H, W)."""
+    return (1, 0) if nd == 2 else tuple(range(nd))
+
+
+def fractional_max_pool(
+    x: ArrayLike,
+    window: Ints,
+    *,
+    output_size: Ints | None = None,
+    output_ratio: float | Sequence[float] | None = None,
+    samples: ArrayLike | None = None,
+    key: ArrayLike | None = None,
+    return_indices: bool = False,
+    layout: str = "channels_last",
+) -> Array | tuple[Array, Array]:
+    r"""N-d fractional max pooling (Graham 2014) with PyTorch's windows; gradient to the winner.
+
+    Per dim of size L pooled to O with window k and sample u:
+    :math:`\alpha = (L - k)/(O - 1)`, window i starts at
+    :math:`\lfloor (i + u)\alpha \rfloor - \lfloor u\alpha \rfloor` (i < O - 1), the last at
+    L - k, computed in x's dtype as PyTorch does.
+
+    .. math:: y_i = \max_{t \in W_i} x_t, \qquad
+              \frac{\partial E}{\partial x_t} = \sum_{i:\ \mathrm{winner}(i) = t} g_i
+
+    The tangent is the input tangent at the recorded winners (a gather by flat index); the
+    backward is its transpose, g placed on the winners. `samples` gets no gradient.
+
+    Args:
+      x: (N, *spatial, C) for ``layout="channels_last"``, (N, C, *spatial) for "channels_first";
+        any number (>= 1) of spatial dims (PyTorch: 2 or 3), floating dtype.
+      window: k, an int or one per spatial dim.
+      output_size: O, an int or one per dim; exactly one of `output_size` and `output_ratio`.
+      output_ratio: a number or one per dim in (0, 1); O = int(L * ratio).
+      samples: (N, C, D) in [0, 1), D = number of spatial dims: PyTorch's ``_random_samples``
+        (cast to x's dtype). For D = 2 column 0 drives the last spatial dim (W) and column 1
+        the first (H), as in PyTorch's 2-D op; for every other D column d drives spatial dim d
+        (PyTorch's 3-D order: T, H, W).
+      key: a `jax.random` key drawing `samples` uniformly (in x's dtype) when `samples` is None.
+      return_indices: also return each winner's flat row-major index into the spatial input of
+        its (n, c), int32, y's shape (`max_unpool` takes them).
+
+    Returns:
+      y: (N, *O, C) or (N, C, *O), and the indices if asked.
+
+    Ties go to the row-major first maximum; NaN counts as larger than every number and the
+    first NaN of a window wins (PyTorch's index is its last NaN).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> x = jnp.array([1., 5., 2., 0., 3., 4.]).reshape(1, 6, 1)
+      >>> u = jnp.full((1, 1, 1), 0.5)
+      >>> fractional_max_pool(x, 2, output_size=3, samples=u).ravel().tolist()
+      [5.0, 2.0, 4.0]
+      >>> jax.grad(lambda x: fractional_max_pool(x, 2, output_size=3, samples=u).sum())(
+      ...     x).ravel().tolist()
+      [0.0, 1.0, 1.0, 0.0, 0.0, 1.0]
+    """
+    fn = "fractional_max_pool"
+    v.check_layout(fn, layout)
+    v.check_float(fn, "x", x)
+    nd = v.spatial_rank(fn, x)
+    n, size, c = split_layout(x.shape, layout)
+    win = v.int_tuple(fn, "window", window, nd)
+    out = _output_size(fn, size, output_size, output_ratio)
+    for d, (l_, k, o) in enumerate(zip(size, win, out)):
+        if k > l_ or o + k - 1 > l_:
+            v.fail(
+                fn,
+                "window",
+                window,
+                f"does not fit: output size + window - 1 (={o} + {k} - 1) must be <= the input "
+                f"size (={l_}) in spatial dim {d}",
+            )
+    v.check_bool(fn, "return_indices", return_indices)
+    if samples is None:
+        if key is None:
+            v.fail(fn, "samples", None, "must be given, or a `key` to draw them")
+        samples = jax.random.uniform(key, (n, c, nd), x.dtype)
+    elif key is not None:
+        v.fail(fn, "key", "a key", "must be None when `samples` is given (one source of samples)")
+    else:
+        _check_samples(fn, samples, (n, c, nd))
+    axes = tuple(range(1, nd + 1)) if layout == "channels_last" else tuple(range(2, nd + 2))
+    cfg = FractionalCfg(layout, axes, tuple(size), win, out, sample_columns(nd))
+
+    def body(x, u):
+        y, idx = _fractional_max(x, u, cfg)
+        return (y, idx) if return_indices else y
+
+    return auto_partitioned(body, x, samples, batch=(0, 1))
+
+
+def _output_size(fn, size, output_size, output_ratio) -> tuple[int, ...]:
+    nd = len(size)
+    if (output_size is None) == (output_ratio is None):
+        v.fail(
+            fn,
+            "output_size",
+            output_size,
+            f"and `output_ratio` (={v.show(output_ratio)!r}): exactly one must be given",
+        )
+    if output_size is not None:
+        return v.int_tuple(fn, "output_size", output_size, nd)
+    if isinstance(output_ratio, Sequence) and not isinstance(output_ratio, str):
+        if len(output_ratio) != nd:
+            v.fail(fn, "output_ratio", output_ratio, f"must have one entry per spatial dim ({nd})")
+        ratios = tuple(output_ratio)
+    else:
+        ratios = (output_ratio,) * nd
+    for r in ratios:
+        if isinstance(r, bool) or not isinstance(r, (int, float, np.integer, np.floating)):
+            v.fail(fn, "output_ratio", output_ratio, "must be a number or one per dim", TypeError)
+        if not 0 < r < 1:
+            v.fail(fn, "output_ratio", output_ratio, "must be in (0, 1) in every dim")
+    out = tuple(int(n * float(r)) for n, r in zip(size, ratios))
+    if any(o < 1 for o in out):
+        v.fail(
+            fn,
+            "output_ratio",
+            output_ratio,
+            f"gives an empty output (int(input size * ratio) = {out} for input size {size})",
+        )
+    return out
+
+
+def _check_samples(fn, samples, shape):
+    v.check_float(fn, "samples", samples)
+    v.check_shape(fn, "samples", samples.shape, shape, "(N, C, number of spatial dims)")
+    if isinstance(samples, jax.core.Tracer):
+        return
+    u = np.asarray(samples, np.float64)
+    if u.size and not (np.all(u >= 0) and np.all(u < 1)):
+        bad = u[~((u >= 0) & (u < 1))].ravel()[0]
+        v.fail(fn, "samples", u, f"must be >= 0 and < 1 (found {float(bad)!r})")
+
+
+def starts(u, n: int, k: int, o: int):
+    """Window starts (..., o) int32 for samples u (...), PyTorch's rule in u's dtype."""
+    if o == 1:
+        return jnp.full((*u.shape, 1), n - k, _I32)
+    dt = u.dtype
+    alpha = jnp.asarray(n - k, dt) / jnp.asarray(o - 1, dt)
+    i = jnp.arange(o - 1, dtype=dt).reshape((1,) * u.ndim + (o - 1,))
+    first = ((i + u[..., None]) * alpha).astype(_I32) - (u * alpha).astype(_I32)[..., None]
+    last = jnp.full((*u.shape, 1), n - k, _I32)
+    return jnp.clip(jnp.concatenate([first, last], axis=-1), 0, n - k)
+
+
+def _gt(a, b):
+    """a > b with NaN above every number (NaN vs NaN: not greater): the first maximum wins."""
+    return (a > b) | (jnp.isnan(a) & ~jnp.isnan(b))
+
+
+def _winners(x, u, cfg: FractionalCfg):
+    """(y, flat winner index) of every window; u (N, C, D) already in x's dtype.
+
+    Per dim the k cells of every window (start + m, start per (n, c)) are gathered along the
+    axis (take_along_axis: it holds O * k cells, offset m of every window the slice m::k); the
+    k^D cells of each box are then compared row-major."""
+    c_axis = x.ndim - 1 if cfg.layout == "channels_last" else 1
+
+    def along(table, a):  # (N, C, O) per-(n, c) table broadcast to x's rank, O at axis a
+        t = jnp.moveaxis(table, 1, -1) if cfg.layout == "channels_last" else table
+        shape = [1] * x.ndim
+        shape[0], shape[c_axis], shape[a] = table.shape[0], table.shape[1], table.shape[2]
+        return t.reshape(shape)
+
+    cells, tables = x, []
+    for d, (a, n, k, o) in enumerate(zip(cfg.axes, cfg.size, cfg.window, cfg.out)):
+        s = starts(u[..., cfg.sample_of[d]], n, k, o)  # (N, C, O)
+        tables.append(s)
+        pos = (s[..., None] + jnp.arange(k, dtype=_I32).reshape(1, 1, 1, k)).reshape(
+            *s.shape[:2], o * k
+        )
+        cells = jnp.take_along_axis(cells, along(pos, a), axis=a, mode="clip")
+    y = off = None
+    for r, m in enumerate(itertools.product(*(range(k) for k in cfg.window))):
+        start, limit, step = [0] * x.ndim, list(cells.shape), [1] * x.ndim
+        for a, mm, k in zip(cfg.axes, m, cfg.window):
+            start[a], step[a] = mm, k
+        xr = lax.slice(cells, start, limit, step)
+        if y is None:
+            y, off = xr, jnp.zeros(xr.shape, _I32)
+            continue
+        take = _gt(xr, y)
+        y, off = jnp.where(take, xr, y), jnp.where(take, r, off)
+    rem, ms = off, []
+    for k in reversed(cfg.window):
+        ms.append(rem % k)
+        rem = rem // k
+    idx = jnp.zeros(off.shape, _I32)
+    for a, n, s, mm in zip(cfg.axes, cfg.size, tables, reversed(ms)):
+        idx = idx * n + along(s, a) + mm
+    return y, idx
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _fractional_max(x, u, cfg: FractionalCfg):
+    """(y, flat winner indices); differentiated only by the rule below."""
+    return _winners(x, lax.convert_element_type(u, x.dtype), cfg)
+
+
+@_fractional_max.defjvp
+def _fractional_max_jvp(cfg: FractionalCfg, primals, tangents):
+    """The tangent at the winners (`unpool_gather_p`, whose transpose places g on them); the
+    samples' tangent is dropped (the output is piecewise constant in them)."""
+    (x, u), (t, _) = primals, tangents
+    y, idx = _fractional_max(x, u, cfg)  # a second derivative runs this rule again
+    ty = unpool_gather_p.bind(t, idx, layout=cfg.layout, shape=cfg.size)
+    return (y, idx), (ty, np.zeros(idx.shape, jax.dtypes.float0))

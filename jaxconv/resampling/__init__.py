@@ -1,0 +1,1 @@
+"""Resampling ops: interpolate, pixel shuffle"""

@@ -1,0 +1,267 @@
+r"""A static sparse linear map along one axis, as one primitive that is its own transpose's kind.
+
+Every separable resampling (each mode of `interpolate`) is, per spatial dim, a fixed O×L matrix
+A applied along that dim's axis: with the nonzeros of row o at columns I[o, r] and weights
+W[o, r],
+
+.. math:: y[\ldots, o, \ldots] = \sum_r W[o, r] \, x[\ldots, I[o, r], \ldots]
+
+`axis_map_p` applies such an A, given as a hashable `AxisTable` (its nonzeros in coordinate
+form, sorted by row then column, duplicates summed). The map is linear in x, so
+
+- JVP: the same map on the tangent;
+- transpose (the backward pass): ``dx = A^T g``, the same primitive with the transposed table
+  (rows and columns exchanged: `transposed`). A^T of a banded map is banded, so the backward is
+  a gather too, never a scatter; transposing twice gives the original table back, so every
+  derivative order runs on this one primitive;
+- batching: the mapped axis folded into axis 0 (N), which the map never touches.
+
+How A is applied (decided once per table, in NumPy, at trace time; `_plan`):
+
+- **periodic** ("polyphase"): when the rows repeat with a shift -- row o + P reads row o's
+  columns moved by D, with the same weights -- the interior rows are P phases, each a fixed
+  combination of strided slices ``x[c + D q]`` (q = 0, 1, ...), interleaved by a reshape; the
+  few border rows that break the pattern (clamped indices) are gathered. Integer scale factors
+  (2×: P = 2, D = 1), their transposes (P = 1, D = 2) and uniform 'area' windows land here:
+  no gather over the interior.
+- **gather** otherwise: for each tap r, ``W[:, r] * take(x, I[:, r])`` summed (rows padded to
+  the widest with zero weights).
+
+16-bit inputs compute in float32 and are cast back (`_core.dtypes.accumulation`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxconv._core.dtypes import accumulation
+from jaxconv._core.linmap import fold_rule
+from jaxconv._core.primitive import linear, primitive
+
+_MAX_PERIOD = 8  # phases tried for the periodic plan
+_WEIGHT_ATOL = 1e-13  # weights equal up to rounding count as the same phase
+
+
+class AxisTable(NamedTuple):
+    """The nonzeros of an O×L matrix: ``A[rows[k], cols[k]] = weights[k]``, sorted by (row,
+    col), no duplicate (row, col); a row may be empty (a cell no output reads, in A^T)."""
+
+    in_size: int  # L
+    out_size: int  # O
+    rows: tuple[int, ...]
+    cols: tuple[int, ...]
+    weights: tuple[float, ...]
+
+
+def make_table(in_size: int, idx, w) -> AxisTable:
+    """The table of ``y[o] = sum_r w[o, r] x[idx[o, r]]`` (idx, w: (O, R) arrays); repeated
+    columns of a row (clamped taps) are summed into one entry."""
+    idx, w = np.asarray(idx, np.int64), np.asarray(w, np.float64)
+    out_size = idx.shape[0]
+    rows = np.repeat(np.arange(out_size), idx.shape[1])
+    return _canonical(in_size, out_size, rows, idx.ravel(), w.ravel())
+
+
+def _canonical(in_size, out_size, rows, cols, w) -> AxisTable:
+    key = rows * (in_size + 1) + cols
+    uniq, inverse = np.unique(key, return_inverse=True)
+    summed = np.zeros(len(uniq))
+    np.add.at(summed, inverse, w)
+    r, c = np.divmod(uniq, in_size + 1)
+    return AxisTable(
+        int(in_size),
+        int(out_size),
+        tuple(int(i) for i in r),
+        tuple(int(i) for i in c),
+        tuple(float(i) for i in summed),
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def transposed(t: AxisTable) -> AxisTable:
+    """The table of A^T (L×O): rows and columns exchanged."""
+    return _canonical(
+        t.out_size,
+        t.in_size,
+        np.asarray(t.cols, np.int64),
+        np.asarray(t.rows, np.int64),
+        np.asarray(t.weights),
+    )
+
+
+def dense(t: AxisTable) -> np.ndarray:
+    """A as a dense float64 (O, L) matrix (tests, small tables)."""
+    a = np.zeros((t.out_size, t.in_size))
+    a[np.asarray(t.rows, np.int64), np.asarray(t.cols, np.int64)] = t.weights
+    return a
+
+
+# --------------------------------------------------------------------------- plans
+
+
+class _Gather(NamedTuple):
+    rows: tuple[int, ...]  # the output rows this gather produces, in order
+    idx: np.ndarray  # (len(rows), R) int
+    w: np.ndarray  # (len(rows), R) float64
+
+
+class _Periodic(NamedTuple):
+    lo: _Gather | None  # rows [0, a)
+    cols: np.ndarray  # (P, R) first-period columns
+    w: np.ndarray  # (P, R)
+    step: int  # D
+    periods: int  # Q
+    hi: _Gather | None  # rows [a + P Q, O)
+
+
+def _row_lists(t: AxisTable):
+    rows = np.asarray(t.rows, np.int64)
+    cols = np.asarray(t.cols, np.int64)
+    w = np.asarray(t.weights)
+    starts = np.searchsorted(rows, np.arange(t.out_size + 1))
+    return [(cols[a:b], w[a:b]) for a, b in zip(starts[:-1], starts[1:])]
+
+
+def _gather(lists, which) -> _Gather | None:
+    if len(which) == 0:
+        return None
+    width = max(1, max(len(lists[o][0]) for o in which))
+    idx = np.zeros((len(which), width), np.int64)
+    w = np.zeros((len(which), width))
+    for k, o in enumerate(which):
+        c, ww = lists[o]
+        idx[k, : len(c)], w[k, : len(c)] = c, ww
+        idx[k, len(c) :] = c[0] if len(c) else 0  # padding taps: weight 0 on a valid index
+    return _Gather(tuple(int(o) for o in which), idx, w)
+
+
+def _same(a, b, shift) -> bool:
+    (ca, wa), (cb, wb) = a, b
+    return (
+        len(ca) == len(cb)
+        and bool(np.all(cb == ca + shift))
+        and bool(np.all(np.abs(wb - wa) <= _WEIGHT_ATOL))
+    )
+
+
+def _periodic(lists, out_size):
+    """The smallest period P (with shift D >= 1) that covers all but a few border rows."""
+    if out_size < 4:
+        return None
+    m = out_size // 2
+    for p in range(1, _MAX_PERIOD + 1):
+        if m + p >= out_size:
+            break
+        if not (len(lists[m][0]) and len(lists[m + p][0])):
+            continue
+        step = int(lists[m + p][0][0] - lists[m][0][0])
+        if step < 1:
+            continue
+        good = [_same(lists[o], lists[o + p], step) for o in range(out_size - p)]
+        if not good[m]:
+            continue
+        lo = m
+        while lo > 0 and good[lo - 1]:
+            lo -= 1
+        hi = m
+        while hi + 1 < len(good) and good[hi + 1]:
+            hi += 1
+        a, b = lo, hi + p + 1  # rows [a, b) follow the period
+        periods = (b - a) // p
+        b = a + p * periods
+        if periods < 2 or out_size - (b - a) > max(8, out_size // 4):
+            continue
+        width = max(len(lists[a + k][0]) for k in range(p))
+        if width == 0 or any(len(lists[a + k][0]) != width for k in range(p)):
+            continue
+        cols = np.stack([lists[a + k][0] for k in range(p)])
+        w = np.stack([lists[a + k][1] for k in range(p)])
+        return _Periodic(
+            _gather(lists, range(a)),
+            cols,
+            w,
+            step,
+            periods,
+            _gather(lists, range(b, out_size)),
+        )
+    return None
+
+
+@functools.lru_cache(maxsize=512)
+def _plan(t: AxisTable):
+    lists = _row_lists(t)
+    return _periodic(lists, t.out_size) or _gather(lists, range(t.out_size))
+
+
+# --------------------------------------------------------------------------- application
+
+
+def _along(v, axis, ndim):
+    shape = [1] * ndim
+    shape[axis] = v.shape[0]
+    return v.reshape(shape)
+
+
+def _apply_gather(x, g: _Gather, axis):
+    y = None
+    for r in range(g.idx.shape[1]):
+        w = jnp.asarray(_along(g.w[:, r], axis, x.ndim), x.dtype)
+        part = w * jnp.take(x, jnp.asarray(g.idx[:, r], jnp.int32), axis=axis, mode="clip")
+        y = part if y is None else y + part
+    return y
+
+
+def _apply_periodic(x, plan: _Periodic, axis):
+    p, taps = plan.cols.shape
+    q, d = plan.periods, plan.step
+    phases = []
+    for k in range(p):
+        y = None
+        for r in range(taps):
+            c = int(plan.cols[k, r])
+            part = lax.slice_in_dim(x, c, c + d * (q - 1) + 1, d, axis)
+            part = part * jnp.asarray(plan.w[k, r], x.dtype)
+            y = part if y is None else y + part
+        phases.append(y)
+    if p == 1:
+        mid = phases[0]
+    else:
+        mid = jnp.stack(phases, axis=axis + 1)
+        shape = list(x.shape)
+        shape[axis] = q * p
+        mid = mid.reshape(shape)
+    pieces = [_apply_gather(x, g, axis) for g in (plan.lo,) if g is not None]
+    pieces.append(mid)
+    pieces += [_apply_gather(x, g, axis) for g in (plan.hi,) if g is not None]
+    return mid if len(pieces) == 1 else jnp.concatenate(pieces, axis=axis)
+
+
+def _axis_map(x, *, table: AxisTable, axis: int):
+    acc = accumulation(x.dtype)
+    xa = x if acc is None else x.astype(acc)
+    plan = _plan(table)
+    if isinstance(plan, _Periodic):
+        y = _apply_periodic(xa, plan, axis)
+    else:
+        y = _apply_gather(xa, plan, axis)
+    assert y.shape[axis] == table.out_size, (y.shape, table.out_size)
+    return y.astype(x.dtype)
+
+
+axis_map_p = primitive("axis_map", _axis_map, ("table", "axis"))
+linear(
+    axis_map_p,
+    (0,),
+    lambda ct, x, table, axis: (axis_map_p.bind(ct, table=transposed(table), axis=axis),),
+    fold_rule(axis_map_p),
+)
+
+
+def axis_map(x, table: AxisTable, axis: int):
+    """``y = A x`` along `axis` (A given by `table`); its transpose is ``A^T`` along `axis`."""
+    return axis_map_p.bind(x, table=table, axis=axis)

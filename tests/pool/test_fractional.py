@@ -1,0 +1,366 @@
+"""fractional_max_pool: PyTorch's windows given the same samples, rules, indices, errors.
+
+How it is proven:
+- hypothesis over ranks 1-3, sizes, windows, output sizes, layouts, samples: values, indices
+  and VJP against the literal NumPy loops (`jaxconv/reference/_adaptive.py`, float64);
+- `check_rules(order=2)` against JAX's autodiff of the plain jnp oracle (`oracle_adaptive.py`);
+- PyTorch's fractional_max_pool2d/3d (values, gradients, indices; 16-bit starts too);
+- max_unpool of the indices is the VJP; jvp/hessian with JAX's own rules switched off; vmap of
+  x and of samples (incl. size 0), jit; keys; output_ratio; every bad argument.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jaxconv.pooling.fractional import fractional_max_pool
+from jaxconv.pooling.unpool import max_unpool
+from jaxconv.reference import _adaptive as ref
+from jaxconv.testing import check_rules, oracle
+from tests.properties.test_forward_mode import jax_rules_off
+from tests.support.numerics import assert_close
+
+F0 = jax.dtypes.float0
+
+
+def _value_vjp(f, x, g):
+    y, vjp = jax.vjp(f, x)
+    return y, vjp((g, np.zeros(y[1].shape, F0)))[0]
+
+
+@st.composite
+def fractional_cases(draw):
+    nd = draw(st.integers(1, 3))
+    window = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    out = tuple(draw(st.integers(1, 4 if nd < 3 else 3)) for _ in range(nd))
+    size = tuple(o + k - 1 + draw(st.integers(0, 4)) for o, k in zip(out, window))
+    return dict(
+        window=window,
+        out=out,
+        size=size,
+        layout=draw(st.sampled_from(["channels_last", "channels_first"])),
+        n=draw(st.integers(1, 2)),
+        c=draw(st.integers(1, 2)),
+        seed=draw(st.integers(0, 2**16)),
+    )
+
+
+@given(fractional_cases())
+def test_against_numpy_reference(case):
+    rng = np.random.default_rng(case["seed"])
+    n, c, lay = case["n"], case["c"], case["layout"]
+    shape_cl = (n, *case["size"], c)
+    xc = rng.permutation(int(np.prod(shape_cl))).reshape(shape_cl).astype(np.float64)
+    x = jnp.asarray(xc if lay == "channels_last" else np.moveaxis(xc, -1, 1))
+    u = rng.uniform(size=(n, c, len(case["size"])))
+    k, o = case["window"], case["out"]
+    f = lambda x: fractional_max_pool(  # noqa: E731
+        x, k, output_size=o, samples=u, return_indices=True, layout=lay
+    )
+    y_shape = jax.eval_shape(f, x)[0].shape
+    g = jnp.asarray(rng.normal(size=y_shape))
+    (y, idx), dx = jax.jit(lambda x, g: _value_vjp(f, x, g))(x, g)
+    to_cl = (
+        (lambda a: np.asarray(a))
+        if lay == "channels_last"
+        else (lambda a: np.moveaxis(np.asarray(a), 1, -1))
+    )
+    y_ref, idx_ref = ref.fractional_max_pool(xc, k, o, u)
+    assert_close(to_cl(y), y_ref)
+    np.testing.assert_array_equal(to_cl(idx), idx_ref)
+    assert_close(to_cl(dx), ref.fractional_max_pool_grad(xc.shape, idx_ref, to_cl(g)))
+    np.testing.assert_allclose(max_unpool(g, idx, x.shape, layout=lay), dx, rtol=1e-12)
+
+
+RULE_CASES = [
+    ((2, 7, 2), 2, 4, "channels_last"),
+    ((1, 9, 8, 2), (3, 2), (4, 5), "channels_first"),
+    ((1, 5, 6, 5, 1), 2, (3, 3, 2), "channels_last"),
+]
+
+
+@pytest.mark.parametrize("shape, k, o, layout", RULE_CASES)
+def test_check_rules(shape, k, o, layout):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.permutation(int(np.prod(shape))).reshape(shape) / 7.0)
+    if layout == "channels_first":
+        x = jnp.moveaxis(x, -1, 1)
+    u = jnp.asarray(rng.uniform(size=(shape[0], shape[-1], len(shape) - 2)))
+    check_rules(
+        lambda x, u: fractional_max_pool(x, k, output_size=o, samples=u, layout=layout),
+        x,
+        u,
+        reference=lambda x, u: oracle.fractional_max_pool(x, k, o, u, layout=layout),
+        order=2,
+    )
+
+
+@pytest.mark.parametrize(
+    "nd, size, k, o",
+    [(2, (10, 13), 2, (6, 7)), (2, (25, 17), (3, 2), (10, 13)), (3, (7, 8, 9), 2, (4, 5, 6))],
+)
+def test_against_torch(nd, size, k, o):
+    torch = pytest.importorskip("torch")
+    tf = getattr(torch.nn.functional, f"fractional_max_pool{nd}d")
+    rng = np.random.default_rng(nd)
+    x = rng.normal(size=(2, 3, *size))
+    u = rng.uniform(size=(2, 3, nd))
+    xt = torch.tensor(x, requires_grad=True)
+    yt, it = tf(xt, k, output_size=o, return_indices=True, _random_samples=torch.tensor(u))
+    g = rng.normal(size=tuple(yt.shape))
+    yt.backward(torch.tensor(g))
+    f = lambda x: fractional_max_pool(  # noqa: E731
+        x, k, output_size=o, samples=u, return_indices=True, layout="channels_first"
+    )
+    (y, idx), dx = jax.jit(lambda x, g: _value_vjp(f, x, g))(jnp.asarray(x), jnp.asarray(g))
+    assert_close(y, yt.detach().numpy())
+    np.testing.assert_array_equal(idx, it.numpy())
+    assert_close(dx, xt.grad.numpy())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_window_starts_in_input_dtype_match_torch(dtype):
+    """PyTorch computes the starts in x's type: so do we (16-bit included)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(3, 4, 37, 41))
+    u = rng.uniform(size=(3, 4, 2)) * 0.99
+    tdt = getattr(torch, dtype)
+    _, it = torch.nn.functional.fractional_max_pool2d(
+        torch.tensor(x).to(tdt),
+        2,
+        output_size=(23, 29),
+        return_indices=True,
+        _random_samples=torch.tensor(u).to(tdt),
+    )
+    jdt = jnp.dtype(dtype)
+    f = jax.jit(
+        lambda x, u: fractional_max_pool(
+            x, 2, output_size=(23, 29), samples=u, return_indices=True, layout="channels_first"
+        )[1]
+    )
+    np.testing.assert_array_equal(f(jnp.asarray(x, jdt), jnp.asarray(u, jdt)), it.numpy())
+
+
+def test_sample_columns_and_whole_alpha():
+    """2-D: samples[..., 0] moves W (last dim), [..., 1] H; where alpha is whole, no sample
+    moves anything; 3-D reads its samples in order."""
+    # increasing row-major: each box's winner is its last cell, so the index shows the window
+    x = jnp.arange(2 * 10 * 10, dtype=float).reshape(2, 10, 10, 1)
+
+    def idx(u, o=(4, 4), k=2, x=x):
+        u = jnp.asarray(u, float).reshape(x.shape[0], 1, x.ndim - 2)
+        return fractional_max_pool(x, k, output_size=o, samples=u, return_indices=True)[1]
+
+    a, b = idx([[0.1, 0.1], [0.1, 0.1]]), idx([[0.9, 0.1], [0.9, 0.1]])
+    rows = lambda i: np.asarray(i) // 10  # noqa: E731
+    np.testing.assert_array_equal(rows(a), rows(b))  # column 0 left H alone
+    assert not np.array_equal(np.asarray(a) % 10, np.asarray(b) % 10)  # and moved W
+    # (10 - 2) / (5 - 1) = 2: a whole alpha, the samples move nothing
+    np.testing.assert_array_equal(idx([[0.1, 0.7]] * 2, o=5), idx([[0.9, 0.2]] * 2, o=5))
+    x3 = x.reshape(2, 10, 10, 1, 1)[:, :, :, :, :].repeat(3, axis=3)  # (2, 10, 10, 3, 1)
+    a = fractional_max_pool(
+        x3, (2, 2, 1), output_size=(4, 4, 3), samples=jnp.full((2, 1, 3), 0.1), return_indices=True
+    )[1]
+    b = fractional_max_pool(
+        x3,
+        (2, 2, 1),
+        output_size=(4, 4, 3),
+        samples=jnp.asarray([[[0.1, 0.9, 0.5]]] * 2),
+        return_indices=True,
+    )[1]
+    assert np.array_equal(np.asarray(a) // 30, np.asarray(b) // 30)  # dim 0 unmoved
+    assert not np.array_equal(np.asarray(a) // 3 % 10, np.asarray(b) // 3 % 10)  # dim 1 moved
+
+
+def test_runs_with_jax_rules_off():
+    x = jnp.asarray(np.random.default_rng(5).permutation(40).reshape(1, 5, 4, 2) / 10.0)
+    u = jnp.full((1, 2, 2), 0.3)
+    f = lambda x: fractional_max_pool(x, 2, output_size=(3, 2), samples=u)  # noqa: E731
+    s = lambda x: jnp.sum(jnp.sin(f(x)))  # noqa: E731
+    jax.clear_caches()
+    with jax_rules_off():
+        jax.jit(lambda x: jax.jvp(f, (x,), (x,)))(x)
+        jax.jit(jax.hessian(s))(x)
+        jax.jit(jax.grad(lambda x: jnp.sum(jax.grad(s)(x) ** 2)))(x)
+    jax.clear_caches()
+
+
+@pytest.mark.parametrize("size", [0, 3])
+def test_vmap_of_x_and_samples(size):
+    rng = np.random.default_rng(6)
+    xs = jnp.asarray(rng.normal(size=(size, 2, 7, 6, 3)))
+    us = jnp.asarray(rng.uniform(size=(size, 2, 3, 2)))
+    f = lambda x, u: fractional_max_pool(x, 2, output_size=(4, 3), samples=u)  # noqa: E731
+    loss = lambda x, u: jnp.sum(f(x, u) ** 2)  # noqa: E731
+
+    @jax.jit
+    def run(xs, us):
+        batched = (
+            jax.vmap(f)(xs, us),
+            jax.vmap(f, (None, 0))(xs[0] if size else xs[:0].sum(0), us),
+            jax.vmap(jax.grad(loss))(xs, us),
+            jax.vmap(lambda x, u: jax.jvp(lambda x: f(x, u), (x,), (x,))[1])(xs, us),
+        )
+        single = [
+            (f(x, u), f(xs[0], u), jax.grad(loss)(x, u), jax.jvp(partial(f, u=u), (x,), (x,))[1])
+            for x, u in zip(xs, us)
+        ]
+        return batched, single
+
+    batched, single = run(xs, us)
+    assert batched[0].shape == (size, 2, 4, 3, 3)
+    for b, one in enumerate(single):
+        for a, e in zip(batched, one):
+            assert_close(a[b], e)
+    du = jax.grad(lambda u: jnp.sum(f(xs[0] if size else xs.sum(0), u)))(
+        us[0] if size else us.sum(0)
+    )
+    assert not np.any(du)
+
+
+def test_key_and_output_ratio():
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 9, 11, 3)))
+    key = jax.random.key(0)
+    y1 = fractional_max_pool(x, 2, output_ratio=0.5, key=key)
+    y2 = fractional_max_pool(x, 2, output_ratio=(0.5, 0.5), key=key)
+    u = jax.random.uniform(key, (2, 3, 2), x.dtype)
+    y3 = fractional_max_pool(x, 2, output_size=(4, 5), samples=u)
+    assert y1.shape == (2, 4, 5, 3)
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(y1, y3)
+
+
+def test_doc_example():
+    x = jnp.array([1.0, 5.0, 2.0, 0.0, 3.0, 4.0]).reshape(1, 6, 1)
+    u = jnp.full((1, 1, 1), 0.5)
+    assert fractional_max_pool(x, 2, output_size=3, samples=u).ravel().tolist() == [5, 2, 4]
+
+
+X = jnp.ones((1, 6, 6, 2))
+U = jnp.full((1, 2, 2), 0.5)
+FN = fractional_max_pool
+ERRORS = [
+    (
+        (X, 2),
+        {"output_size": 3},
+        ValueError,
+        r"fractional_max_pool: `samples` \(=None\) must be given, or a `key` to draw them",
+    ),
+    (
+        (X, 2),
+        {"samples": U},
+        ValueError,
+        r"fractional_max_pool: `output_size` \(=None\) and `output_ratio` \(=None\): exactly one",
+    ),
+    (
+        (X, 2),
+        {"output_size": 3, "output_ratio": 0.5, "samples": U},
+        ValueError,
+        r"`output_size` \(=3\) and `output_ratio` \(=0.5\): exactly one must be given",
+    ),
+    (
+        (X, 4),
+        {"output_size": 4, "samples": U},
+        ValueError,
+        r"`window` \(=4\) does not fit: output size \+ window - 1 \(=4 \+ 4 - 1\)",
+    ),
+    ((X, 7), {"output_size": 1, "samples": U}, ValueError, r"`window` \(=7\) does not fit"),
+    (
+        (X, 2),
+        {"output_size": 0, "samples": U},
+        ValueError,
+        r"`output_size` \(=0\) must be >= 1 in every dim",
+    ),
+    (
+        (X, 2),
+        {"output_ratio": 1.5, "samples": U},
+        ValueError,
+        r"`output_ratio` \(=1.5\) must be in \(0, 1\) in every dim",
+    ),
+    (
+        (X, 2),
+        {"output_ratio": (0.5,), "samples": U},
+        ValueError,
+        r"`output_ratio` \(=\(0.5,\)\) must have one entry per spatial dim \(2\)",
+    ),
+    (
+        (X, 2),
+        {"output_ratio": "half", "samples": U},
+        TypeError,
+        r"`output_ratio` \(='half'\) must be a number or one per dim",
+    ),
+    (
+        (X, 2),
+        {"output_ratio": 0.1, "samples": U},
+        ValueError,
+        r"`output_ratio` \(=0.1\) gives an empty output",
+    ),
+    (
+        (X, 2),
+        {"output_size": 3, "samples": jnp.full((1, 2, 3), 0.5)},
+        ValueError,
+        r"`samples.shape` \(=\(1, 2, 3\)\) must be \(1, 2, 2\)",
+    ),
+    (
+        (X, 2),
+        {"output_size": 3, "samples": jnp.full((1, 2, 2), 1.0)},
+        ValueError,
+        r"`samples` \(=.*\) must be >= 0 and < 1 \(found 1.0\)",
+    ),
+    (
+        (X, 2),
+        {"output_size": 3, "samples": jnp.full((1, 2, 2), -0.1)},
+        ValueError,
+        r"must be >= 0 and < 1 \(found -0.1",
+    ),
+    (
+        (X, 2),
+        {"output_size": 3, "samples": jnp.zeros((1, 2, 2), jnp.int32)},
+        TypeError,
+        r"`samples.dtype` \(='int32'\) must be a floating dtype",
+    ),
+    (
+        (X, 2),
+        {"output_size": 3, "samples": U, "key": jax.random.key(0)},
+        ValueError,
+        r"`key` \(=.*\) must be None when `samples` is given",
+    ),
+    (
+        (X.astype(jnp.int32), 2),
+        {"output_size": 3, "samples": U},
+        TypeError,
+        r"`x.dtype` \(='int32'\) must be a floating dtype",
+    ),
+    (
+        (X, (2, 2, 2)),
+        {"output_size": 3, "samples": U},
+        ValueError,
+        r"`window` \(=\(2, 2, 2\)\) must have one entry per spatial dim \(2\)",
+    ),
+    (
+        (X, 2),
+        {"output_size": 3, "samples": U, "layout": "NHWC"},
+        ValueError,
+        r"`layout` \(='NHWC'\) must be one of",
+    ),
+    (
+        (X, 2),
+        {"output_size": 3, "samples": U, "return_indices": None},
+        TypeError,
+        r"`return_indices` \(=None\) must be True or False",
+    ),
+]
+
+
+@pytest.mark.parametrize("args, kwargs, exc, match", ERRORS)
+def test_errors(args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        FN(*args, **kwargs)
