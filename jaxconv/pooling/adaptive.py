@@ -55,7 +55,7 @@ from jaxconv._core.primitive import linear, primitive
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike
 from jaxconv._core.window import Window
-from jaxconv.pooling.avg_pool import AvgCfg, average
+from jaxconv.pooling.avg_pool import AvgCfg, average, mean
 from jaxconv.pooling.max_pool import max_pool
 from jaxconv.pooling.unpool import unpool_gather_p
 
@@ -162,6 +162,10 @@ def adaptive_avg_pool(
       [0.5, 1.0, 1.0, 0.5]
     """
     cfg = adaptive_geometry("adaptive_avg_pool", x, output_size, layout)
+    if all(o == 1 for o in cfg.out) and all(n > 0 for n in cfg.size):
+        # one window: the global mean (its primitive pair), the pooled dims kept as size 1
+        y_shape = tuple(1 if a in cfg.axes else e for a, e in enumerate(x.shape))
+        return auto_partitioned(lambda x: mean(x, layout).reshape(y_shape), x)
     if _divides(cfg):
         win = _tiling(x, cfg)
         counts = tuple((k,) * o for k, o in zip(win.window, cfg.out))

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxconv as jc
@@ -69,6 +69,7 @@ def _kw(case):
     )
 
 
+@settings(max_examples=12)  # CI time: 12 draws (the profile's 25 elsewhere)
 @given(cases())
 def test_unfold_fold_match_reference_and_autodiff(case):
     rng = np.random.default_rng(case["seed"])

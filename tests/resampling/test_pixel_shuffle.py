@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxconv.reference import _spatial as reference
@@ -50,6 +50,7 @@ def _factors(case):
     return r if isinstance(r, tuple) else (r,) * case["nd"]
 
 
+@settings(max_examples=12)  # CI time: 12 draws (the profile's 25 elsewhere)
 @given(cases())
 def test_shuffle_matches_reference_and_autodiff(case):
     r, layout = _factors(case), case["layout"]
@@ -65,6 +66,7 @@ def test_shuffle_matches_reference_and_autodiff(case):
     assert_close(jax.jvp(ours, (jnp.asarray(x),), (t,))[1], ref(t))
 
 
+@settings(max_examples=12)  # CI time: 12 draws (the profile's 25 elsewhere)
 @given(cases())
 def test_unshuffle_matches_reference_and_autodiff(case):
     r, layout = _factors(case), case["layout"]
