@@ -82,7 +82,7 @@ def _kw(case):
     )
 
 
-@settings(max_examples=12)  # CI time: 12 draws (the profile's 25 elsewhere)
+@settings(max_examples=12)  # CI time: 12 draws (the profile's 18 elsewhere)
 @given(cases())
 def test_conv_local_matches_reference_and_autodiff(case):
     rng = np.random.default_rng(case["seed"])

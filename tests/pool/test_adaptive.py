@@ -101,7 +101,7 @@ def test_integer_and_bool_max(dtype):
     assert t.dtype == F0
 
 
-@settings(max_examples=12)  # CI time: 12 draws (the profile's 25 elsewhere)
+@settings(max_examples=12)  # CI time: 12 draws (the profile's 18 elsewhere)
 @given(adaptive_cases())
 def test_against_numpy_reference(case):
     """Values, indices and VJPs of both ops (float64) equal the NumPy loops."""

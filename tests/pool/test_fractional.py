@@ -52,7 +52,7 @@ def fractional_cases(draw):
     )
 
 
-@settings(max_examples=12)  # CI time: 12 draws (the profile's 25 elsewhere)
+@settings(max_examples=12)  # CI time: 12 draws (the profile's 18 elsewhere)
 @given(fractional_cases())
 def test_against_numpy_reference(case):
     rng = np.random.default_rng(case["seed"])

@@ -50,7 +50,7 @@ def _factors(case):
     return r if isinstance(r, tuple) else (r,) * case["nd"]
 
 
-@settings(max_examples=12)  # CI time: 12 draws (the profile's 25 elsewhere)
+@settings(max_examples=12)  # CI time: 12 draws (the profile's 18 elsewhere)
 @given(cases())
 def test_shuffle_matches_reference_and_autodiff(case):
     r, layout = _factors(case), case["layout"]
@@ -66,7 +66,7 @@ def test_shuffle_matches_reference_and_autodiff(case):
     assert_close(jax.jvp(ours, (jnp.asarray(x),), (t,))[1], ref(t))
 
 
-@settings(max_examples=12)  # CI time: 12 draws (the profile's 25 elsewhere)
+@settings(max_examples=12)  # CI time: 12 draws (the profile's 18 elsewhere)
 @given(cases())
 def test_unshuffle_matches_reference_and_autodiff(case):
     r, layout = _factors(case), case["layout"]
