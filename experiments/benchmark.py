@@ -158,17 +158,21 @@ def rel_error(got, want) -> float:
     return err
 
 
-def auto_picks(cfg: Config) -> str:
-    """The (fwd, dx, dw) algorithms `backward="auto"` chooses (conv_transpose: of its conv)."""
+def auto_picks(cfg: Config, platform: str = "cpu") -> str:
+    """The (fwd, dx, dw) algorithms `backward="auto"` chooses on `platform` (conv_transpose: of
+    its conv): the measured rule on CPU, XLA's convolutions elsewhere."""
     if not is_conv(cfg):
         return "-"
     try:
-        from jaxconv.convolution.lowering.choice import auto_algorithms
+        from jaxconv.convolution.lowering.choice import XLA_CONVOLUTIONS, auto_algorithms
     except ImportError:
         return "?"
     x, w, stride, pads, dilation, groups = conv_layer(cfg)
     try:
-        picks = auto_algorithms(x, w, stride, dilation, groups, pads=pads)
+        if platform != "cpu":
+            picks = XLA_CONVOLUTIONS
+        else:
+            picks = auto_algorithms(x, w, stride, dilation, groups, pads=pads)
     except Exception:  # noqa: BLE001 - the rule's signature may change
         return "?"
     return ("conv: " if cfg.op == "conv_transpose" else "") + "/".join(picks)

@@ -309,7 +309,7 @@ def summary(results, dtypes) -> list[str]:
             best = fastest(r)
             if bench.is_conv(bench.CONFIGS[n]) and best is not None:
                 vs_auto = bench.ratio(best, r["auto"])
-                auto = f"auto = {bench.auto_picks(bench.CONFIGS[n])}"
+                auto = f"auto = {bench.auto_picks(bench.CONFIGS[n], jax.devices()[0].platform)}"
                 if best.name != "auto" and vs_auto is not None:
                     auto += f": {bench.ms(r['auto'])} ms, best {vs_auto:.2f}× of it"
                 parts.append(f"{n} **{best.name}** {bench.ms(best)} ms ({auto})")

@@ -24,6 +24,7 @@ from jaxconv.convolution.lowering.choice import (
     lean_algorithms,
 )
 from jaxconv.convolution.lowering.geometry import ConvParams, dimension_numbers
+from tests.support.jaxprs import eqns
 from tests.support.numerics import assert_close
 
 _spec = importlib.util.spec_from_file_location(
@@ -296,17 +297,7 @@ def test_patch_bytes_in_the_operands_itemsize(limit):
 
 def _geos(f, *args):
     """The `geo` params of every conv-family primitive in the jaxpr of f(*args)."""
-    found = []
-
-    def walk(jaxpr):
-        for eqn in jaxpr.eqns:
-            if "geo" in eqn.params:
-                found.append(eqn.params["geo"])
-            for sub in jax.core.jaxprs_in_params(eqn.params):
-                walk(sub)
-
-    walk(jax.make_jaxpr(f)(*args).jaxpr)
-    return found
+    return [e.params["geo"] for e in eqns(jax.make_jaxpr(f)(*args).jaxpr) if "geo" in e.params]
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64, jnp.complex128])

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import jaxconv as jc
 from jaxconv.testing import oracle
-from tests.support.numerics import assert_close, vjp_pair
+from tests.support.numerics import assert_close, vjp_jit, vjp_pair
 
 LAYOUTS = {  # spatial rank -> a few dimension_numbers spellings (None: lax's NC.. default)
     1: [None, ("NWC", "WIO", "NWC"), ("NCW", "OIW", "NWC")],
@@ -73,13 +73,19 @@ def test_drop_in_vjp_matches_lax(dtype, case, seed):
     lhs_shape, rhs_shape, kw = case
     rng = np.random.default_rng(seed)
     lhs, rhs = (jnp.asarray(rng.standard_normal(s), dtype) for s in (lhs_shape, rhs_shape))
-    (y, grads), (y_ref, grads_ref) = vjp_pair(
-        lambda a, b: jc.conv_general_dilated(a, b, **kw),
-        lambda a, b: oracle.conv_general_dilated(a, b, **kw),
-        lhs,
-        rhs,
-        seed=seed,
-    )
+    ref = lambda a, b: oracle.conv_general_dilated(a, b, **kw)  # noqa: E731
+    try:
+        (y, grads), (y_ref, grads_ref) = vjp_pair(
+            lambda a, b: jc.conv_general_dilated(a, b, **kw), ref, lhs, rhs, seed=seed
+        )
+    except jax.errors.JaxRuntimeError:
+        # XLA:GPU (cuDNN) rejects the gradient of some lhs-dilated 1-d convolutions, lax's own
+        # autodiff too (docs/platforms.md): allowed off the CPU only where the reference fails
+        if jax.default_backend() == "cpu":
+            raise
+        with pytest.raises(jax.errors.JaxRuntimeError):
+            vjp_jit(ref, lhs, rhs, seed=seed)
+        return
     assert y.shape == y_ref.shape and y.dtype == y_ref.dtype
     assert_close(y, y_ref, dtype)
     for got, want in zip(grads, grads_ref):

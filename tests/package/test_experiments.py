@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.devices import host_devices_env
+
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 TIMEOUT = 600
 
@@ -104,8 +106,7 @@ def test_train_sharded_quick(tmp_path):
     step equals the single-device one, and a batch the devices cannot split is refused."""
     for mod in ("sklearn", "optax"):
         pytest.importorskip(mod)
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    env = host_devices_env(4, PYTHONWARNINGS="ignore")
     cmd = [sys.executable, str(EXPERIMENTS / "train_sharded.py"), "--quick", "--no-progress"]
     cmd += ["--out", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT)

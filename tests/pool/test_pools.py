@@ -14,6 +14,7 @@ from jax import lax
 from jax.test_util import check_grads
 
 from jaxconv import avg_pool, global_avg_pool, global_max_pool, lp_pool, max_pool
+from tests.support.devices import host_devices_env
 from tests.support.numerics import assert_close
 
 
@@ -182,11 +183,10 @@ print("ok")
 
 def test_batch_sharded_inputs_on_an_explicit_mesh():
     """Every op of this issue under jit + grad with x sharded over 4 host devices along N."""
-    import os
     import subprocess
     import sys
 
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = host_devices_env(4)
     out = subprocess.run(
         [sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300
     )

@@ -23,6 +23,7 @@ from jax._src.interpreters import ad
 import jaxconv
 from jaxconv import avg_pool, linear, max_pool, relu, softmax_cross_entropy
 from jaxconv.testing import oracle
+from tests.support.jaxprs import primitive_names
 from tests.support.numerics import assert_close
 
 N, H, C0, C1, C2, K = 4, 12, 2, 4, 6, 5
@@ -162,15 +163,6 @@ def test_only_our_backward_rules_run():
         assert_close(grads[name], expected[name], err_msg=name)
 
 
-def _primitives(jaxpr, out=None):
-    out = set() if out is None else out
-    for eqn in jaxpr.eqns:
-        out.add(eqn.primitive.name)
-        for sub in jax.core.jaxprs_in_params(eqn.params):
-            _primitives(sub, out)
-    return out
-
-
 def test_gradient_jaxpr_has_no_autodiff_pooling():
     layout = "channels_last"
     x, labels, params = full_params(layout)
@@ -183,7 +175,9 @@ def test_gradient_jaxpr_has_no_autodiff_pooling():
         "cumsum",
         "argmax",
     }
-    got = _primitives(jax.make_jaxpr(jax.grad(lambda *a: ours(*a, cfg)))(params, x, labels).jaxpr)
-    ref = _primitives(jax.make_jaxpr(jax.grad(lambda *a: plain(*a, cfg)))(params, x, labels).jaxpr)
+    grad = lambda f: jax.grad(lambda *a: f(*a, cfg))  # noqa: E731
+    got, ref = (
+        primitive_names(jax.make_jaxpr(grad(f))(params, x, labels).jaxpr) for f in (ours, plain)
+    )
     assert "select_and_gather_add" in ref or "select_and_scatter_add" in ref, ref
     assert not got & autodiff_only, got & autodiff_only

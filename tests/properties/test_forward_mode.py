@@ -15,7 +15,6 @@ on 4 host devices.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 
@@ -31,6 +30,8 @@ from jax.test_util import check_grads
 
 import jaxconv as jc
 from jaxconv.testing import oracle
+from tests.support.devices import host_devices_env
+from tests.support.jaxprs import primitive_names
 from tests.support.numerics import assert_close
 from tests.support.registry import FIRST, OPS, vjp_w, vjp_x
 
@@ -90,11 +91,14 @@ def _close(ours, theirs, what):
 @pytest.mark.parametrize("op", list(OPS))
 def test_transformation_matrix(op, transform):
     """Each transformation under jit (one compile per case; eager runs: `check_grads` below
-    and the rules-off test)."""
+    and the rules-off test). The oracle runs on the host CPU wherever ours runs: on a GPU,
+    JAX's own float64 max-pool JVP packs value and tangent into 64 bits (reduced precision,
+    with a warning), which would make the reference, not our rule, the inexact side."""
     ours, theirs, args = OPS[op].fn, OPS[op].ref, OPS[op].args
     run = lambda f: jax.jit(lambda a, t: TRANSFORMS[transform](f, a, t))  # noqa: E731
     t = _tangents(args)
-    _close(run(ours)(args, t), run(theirs)(args, t), op)
+    ref = run(theirs)(*jax.device_put((args, t), jax.devices("cpu")[0]))
+    _close(run(ours)(args, t), ref, op)
 
 
 @pytest.mark.parametrize("op", list(OPS))
@@ -142,20 +146,13 @@ def test_transformations_run_without_jax_rules(transform):
     jax.clear_caches()
 
 
-def _eqn_names(jaxpr):
-    for e in jaxpr.eqns:
-        yield e.primitive.name
-        for sub in jax.core.jaxprs_in_params(e.params):
-            yield from _eqn_names(sub)
-
-
 def test_jaxprs_show_jaxconv_rules():
     """The forward-mode jaxprs of the convolution family are jaxconv's primitives: the HVP of
     a conv layer has the forward, input-gradient and weight-gradient primitives and no lax
     convolution."""
     ours, args = OPS["conv"].fn, OPS["conv"].args
     hvp = TRANSFORMS["jvp_of_grad"]
-    names = list(_eqn_names(jax.make_jaxpr(lambda *a: hvp(ours, a, a))(*args).jaxpr))
+    names = primitive_names(jax.make_jaxpr(lambda *a: hvp(ours, a, a))(*args).jaxpr)
     assert "conv_general_dilated" not in names and "dot_general" not in names
     assert {"jaxconv_conv", "jaxconv_input_grad", "jaxconv_weight_grad"} <= set(names), names
 
@@ -283,8 +280,7 @@ print("ok")
 def test_forward_mode_on_sharded_inputs():
     """jvp and the HVP of a small network, batch-sharded on 4 host devices (explicit and auto
     meshes), equal the single-device values; the tangent keeps the batch sharding."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    env["JAX_ENABLE_X64"] = "1"
+    env = host_devices_env(4, JAX_ENABLE_X64="1")
     out = subprocess.run(
         [sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env, timeout=600
     )

@@ -1,9 +1,10 @@
 """Sharded inputs on 4 host devices (explicit and auto meshes): the conv family along N, and a
 small jaxconv CNN along N, along its rows (spatial) and with channel-sharded kernels."""
 
-import os
 import subprocess
 import sys
+
+from tests.support.devices import host_devices_env
 
 SCRIPT = r"""
 import jax, jax.numpy as jnp, numpy as np
@@ -49,7 +50,7 @@ print("ok")
 def test_conv_family_batch_sharded_equals_single_device():
     """Loss, dx and dw with x sharded along N over 4 devices equal the unsharded run, for every
     backward algorithm; the output and dx keep x's batch sharding."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = host_devices_env(4)
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
     )
@@ -154,7 +155,7 @@ def test_cnn_batch_height_channel_sharded_equals_single_device():
     exchanges the halo rows) and along N with the conv kernels sharded on C_out, the loss and
     every gradient equal the single-device run and each conv/pool output keeps the sharding
     (channel-sharded for C_out-sharded kernels); an uneven pooled size is replicated."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = host_devices_env(4)
     out = subprocess.run(
         [sys.executable, "-c", CNN_SCRIPT], env=env, capture_output=True, text=True, timeout=600
     )

@@ -13,16 +13,11 @@ import pytest
 from jax import lax
 from jax._src.interpreters import ad
 
+import jaxconv as jc
 from jaxconv.testing import oracle
+from tests.support.jaxprs import eqns
 from tests.support.numerics import assert_close
 from tests.support.registry import OPS, PUBLIC
-
-try:
-    from jax.extend.core import jaxprs_in_params
-except ImportError:  # jax < 0.10 (the oldest supported is 0.7.2; CI's second venv)
-    from jax.core import jaxprs_in_params
-
-import jaxconv as jc
 
 KW = dict(stride=2, padding=1, dilation=(1, 2), groups=2)
 
@@ -99,14 +94,6 @@ def test_grad_of_grad_equals_lax(xw):
         assert_close(a, b)
 
 
-def _eqns(jaxpr):
-    """(eqn, depth) for every equation, descending into sub-jaxprs."""
-    for e in jaxpr.eqns:
-        yield e
-        for sub in jaxprs_in_params(e.params):
-            yield from _eqns(sub)
-
-
 @pytest.mark.parametrize("backward", ["auto", "lean", "transpose", "phase", "matmul"])
 def test_gradient_jaxpr_runs_our_rules(xw, backward):
     """Walk the jaxpr of jax.grad: the backward pass is jaxconv's input- and weight-gradient
@@ -119,7 +106,7 @@ def test_gradient_jaxpr_runs_our_rules(xw, backward):
 
     f = lambda x, w: jc.conv(x, w, backward=backward, **KW)
     ours = grad(f)
-    names = [e.primitive.name for e in _eqns(ours)]
+    names = [e.primitive.name for e in eqns(ours)]
     bare = [n for n in names if n in ("conv_general_dilated", "dot_general")]
     assert bare == [], "a convolution ran outside jaxconv's rules"
     assert names.count("jaxconv_conv") == 1, names
