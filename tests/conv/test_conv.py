@@ -272,32 +272,46 @@ def test_causal_padding(nd, k, stride, dilation, n, layout):
     x, w = (jnp.asarray(rng.normal(size=s)) for s in (x_shape, w_shape))
     kw = dict(stride=stride, dilation=dilation, layout=layout)
     pads = (((k - 1) * dilation, 0),) * nd
-    y = jc.conv(x, w, padding="CAUSAL", **kw)
-    assert y.shape[1 if cl else 2] == -(-n // stride)
-    assert_close(y, oracle.conv(x, w, padding=pads, **kw))
-    g = jnp.asarray(rng.normal(size=y.shape))
-    ours = jax.vjp(lambda x, w: jc.conv(x, w, padding="CAUSAL", **kw), x, w)[1](g)
-    ref = jax.vjp(lambda x, w: oracle.conv(x, w, padding=pads, **kw), x, w)[1](g)
+    causal = lambda x, w: jc.conv(x, w, padding="CAUSAL", **kw)  # noqa: E731
+    ax, t = (1 if cl else 2), n // 2
+    n_t = -(-n // stride) * stride  # conv_transpose's output size, ceil(n / s) * s
+    g = jnp.asarray(rng.normal(size=jax.eval_shape(causal, x, w).shape))
+
+    @jax.jit  # one compile per example
+    def run(x, w, g):
+        y, vjp = jax.vjp(causal, x, w)
+        y_ref, vjp_ref = jax.vjp(lambda x, w: oracle.conv(x, w, padding=pads, **kw), x, w)
+        # causality along the first spatial dim: changing inputs after t leaves outputs <= t/s
+        later = jnp.arange(n).reshape([-1 if i == ax else 1 for i in range(x.ndim)]) > t
+        y2 = causal(jnp.where(later, 9.0, x), w)
+        # the adjoint: <conv(x), g> = <x, conv_transpose(g)>
+        xt = jc.conv_transpose(g, w, padding="CAUSAL", **kw)
+        spatial = _sp(x.ndim, cl)
+        x_big = lax.pad(
+            x,
+            jnp.zeros((), x.dtype),
+            [(0, n_t - n if i in spatial else 0, 0) for i in range(x.ndim)],
+        )
+        return (
+            y,
+            y_ref,
+            vjp(g),
+            vjp_ref(g),
+            y2,
+            xt,
+            jnp.vdot(causal(x_big, w), g),
+            jnp.vdot(x_big, xt),
+        )
+
+    y, y_ref, ours, ref, y2, xt, lhs, rhs = run(x, w, g)
+    assert y.shape[ax] == -(-n // stride)
+    assert_close(y, y_ref)
     for a, b in zip(ours, ref):
         assert_close(a, b)
-    # causality along the first spatial dim: changing inputs after t leaves outputs <= t/s
-    t = n // 2
-    ax = 1 if cl else 2
-    later = jnp.arange(n).reshape([-1 if i == ax else 1 for i in range(x.ndim)]) > t
-    y2 = jc.conv(jnp.where(later, 9.0, x), w, padding="CAUSAL", **kw)
     keep = t // stride + 1
     assert_close(lax.slice_in_dim(y2, 0, keep, axis=ax), lax.slice_in_dim(y, 0, keep, axis=ax))
-    # the adjoint: <conv(x), g> = <x, conv_transpose(g)>, output size n' = ceil(n / s) * s
-    xt = jc.conv_transpose(g, w, padding="CAUSAL", **kw)
-    n_t = -(-n // stride) * stride
     assert xt.shape[ax] == n_t
-    x_big = lax.pad(
-        x,
-        jnp.zeros((), x.dtype),
-        [(0, n_t - n if i in _sp(x.ndim, cl) else 0, 0) for i in range(x.ndim)],
-    )
-    lhs = jnp.vdot(jc.conv(x_big, w, padding="CAUSAL", **kw), g)
-    assert_close(lhs, jnp.vdot(x_big, xt))
+    assert_close(lhs, rhs)
 
 
 def _sp(ndim, cl):
