@@ -69,7 +69,8 @@ from layers import (  # noqa: E402, F401
 import jaxconv as jc  # noqa: E402
 from jaxconv.testing import oracle  # noqa: E402
 
-ALGORITHMS = ("auto", "lean", "transpose", "phase", "matmul")
+# "native": the oneDNN kernels (`native/`, CPU); n/a with the reason where they are not built
+ALGORITHMS = ("auto", "lean", "transpose", "phase", "matmul", "native")
 RTOL = 1e-3
 GAP = 0.002  # seconds of sleep before each timed call
 FAST = ("depthwise", "conv3d_small", "conv_transpose_up", "maxpool_2x2", "maxpool_3x3_s2_p1")
@@ -321,6 +322,11 @@ def bench_config(cfg: Config, args, bar) -> dict[str, Variant]:
     variants = [Variant("autodiff", block(exe, jargs), temp, secs)]
     for algo in ALGORITHMS if is_conv(cfg) else ("auto",):
         v = Variant(algo, lambda: None)
+        status = jc.native_available()
+        if algo == "native" and not status:
+            v.status, v.note = "n/a", f"native kernels unavailable: {status.reason[:100]}"
+            variants.append(v)
+            continue
         try:
             exe, v.temp, v.compile_s = compile_jax(
                 vjp_function(jaxconv_forward(cfg, algo), n), jargs
@@ -524,10 +530,7 @@ HEADER = [
     "autodiff ms",
     "jaxconv auto ms",
     "auto/autodiff",
-    "lean ms",
-    "transpose ms",
-    "phase ms",
-    "matmul ms",
+    *(f"{a} ms" for a in ALGORITHMS[1:]),
     "torch best ms (variant)",
     "auto/torch",
     "temp MB autodiff",
@@ -558,6 +561,37 @@ def table_rows(results):
             ]
         )
     return rows
+
+
+def native_summary(results) -> list[str]:
+    """The native kernels' lines (issue 21's goals): native/torch and native/autodiff over the
+    conv layers, and every layer with native where it ran ("auto" elsewhere: the pools)."""
+    ran = {n: r["native"] for n, r in results.items() if r.get("native") and r["native"].times}
+    if not ran:
+        return []
+    vs_t = {n: ratio(v, best_torch(results[n])) for n, v in ran.items()}
+    vs_ad = {n: ratio(v, results[n]["autodiff"]) for n, v in ran.items()}
+    lines = []
+    if None not in vs_t.values():
+        worst = max((r, n) for n, r in vs_t.items())
+        lines.append(
+            f"- native (oneDNN) conv layers: geometric mean native/torch best "
+            f"**{geomean(vs_t.values()):.2f}×**, native/autodiff {geomean(vs_ad.values()):.2f}× "
+            f"over {len(ran)} layers; max {worst[0]:.2f}× torch ({worst[1]})"
+        )
+    mixed = {n: ran.get(n, r["auto"]) for n, r in results.items()}
+    t = {n: ratio(v, best_torch(results[n])) for n, v in mixed.items()}
+    a = {n: ratio(v, results[n]["autodiff"]) for n, v in mixed.items()}
+    if None not in t.values():
+        over = [f"{n} ({t[n]:.2f}×)" for n in t if t[n] > 1.2]
+        slower = [f"{n} ({a[n]:.2f}×)" for n in a if a[n] is not None and a[n] > 1.0]
+        lines.append(
+            f"- every layer, native where it ran and auto elsewhere: geometric mean /torch best "
+            f"**{geomean(t.values()):.2f}×** (goal ≤ 0.9×), /autodiff {geomean(a.values()):.2f}×; "
+            f"> 1.2× torch: {', '.join(over) or 'none'}; > 1.0× autodiff: "
+            f"{', '.join(slower) or 'none'}"
+        )
+    return lines
 
 
 def summary(results) -> list[str]:
@@ -605,6 +639,7 @@ def summary(results) -> list[str]:
             f"(geometric mean lean/autodiff {vs:.2f}×); lean/autodiff speed: geometric mean "
             f"{geomean(ratio(lean[n], results[n]['autodiff']) for n in known):.2f}×"
         )
+    lines += native_summary(results)
     bad = [
         f"{n} [{v.name}]: {v.status} {v.note}".rstrip()
         for n, r in results.items()
@@ -736,7 +771,9 @@ def plot(path: Path, results, spatial=None) -> None:
     import matplotlib.pyplot as plt
 
     series = [("autodiff", "JAX autodiff", "0.55")]
-    series += [(a, f"jaxconv {a}", c) for a, c in zip(ALGORITHMS, ("C0", "C5", "C2", "C1", "C4"))]
+    series += [
+        (a, f"jaxconv {a}", c) for a, c in zip(ALGORITHMS, ("C0", "C5", "C2", "C1", "C4", "C6"))
+    ]
     series.append(("torch", "PyTorch (best)", "C3"))
     spatial_series = [
         ("autodiff", "JAX autodiff (oracle)", "0.55"),

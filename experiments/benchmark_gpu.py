@@ -57,6 +57,8 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 RTOL = {"float32": 1e-3, "bfloat16": 3e-2}
 # benchmark.QUICK, topped up to three small layers (a 1-d conv and a max pool)
 QUICK = tuple(dict.fromkeys((*bench.QUICK, "conv1d_mnist1d", "maxpool_2x2")))[:3]
+# the jaxconv algorithms an accelerator runs ("native" is a CPU-only lowering)
+ALGORITHMS = tuple(a for a in bench.ALGORITHMS if a != "native")
 TORCH_DEFAULTS = {"matmul.allow_tf32": False, "cudnn.allow_tf32": True}
 
 
@@ -207,7 +209,7 @@ def bench_config(cfg, dtype: str, args, torch_device, bar) -> dict[str, bench.Va
     exe, temp, secs = bench.compile_jax(bench.vjp_function(bench.lax_forward(cfg), n), jargs)
     want = [np.asarray(a) for a in exe(*jargs)]
     variants = [bench.Variant("autodiff", bench.block(exe, jargs), temp, secs)]
-    for algo in bench.ALGORITHMS if bench.is_conv(cfg) else ("auto",):
+    for algo in ALGORITHMS if bench.is_conv(cfg) else ("auto",):
         v = bench.Variant(algo, lambda: None)
         try:
             fwd = bench.jaxconv_forward(cfg, algo)
@@ -241,14 +243,11 @@ HEADER = [
     "autodiff ms",
     "auto ms",
     "auto×autodiff",
-    "lean ms",
-    "transpose ms",
-    "phase ms",
-    "matmul ms",
+    *(f"{a} ms" for a in ALGORITHMS[1:]),
     "torch ms (format)",
     "auto×torch",
 ]
-MEM_HEADER = ["config", "dtype", "autodiff", *bench.ALGORITHMS]
+MEM_HEADER = ["config", "dtype", "autodiff", *ALGORITHMS]
 
 
 def table_header(precision: str) -> list[str]:
@@ -266,7 +265,7 @@ def table_rows(results) -> list[list[str]]:
                 bench.ms(res["autodiff"]),
                 bench.ms(res["auto"]),
                 bench.fmt_ratio(bench.ratio(res["auto"], res["autodiff"])),
-                *(bench.ms(res[a]) if a in res else "—" for a in bench.ALGORITHMS[1:]),
+                *(bench.ms(res[a]) if a in res else "—" for a in ALGORITHMS[1:]),
                 "n/a" if tb is None else f"{bench.ms(tb)} ({tb.name[6:-1]})",
                 bench.fmt_ratio(bench.ratio(res["auto"], tb)),
             ]
@@ -283,7 +282,7 @@ def memory_rows(results) -> list[list[str]]:
 
 def fastest(res) -> bench.Variant | None:
     """The fastest correct jaxconv algorithm of one layer's results."""
-    ok = [res[a] for a in bench.ALGORITHMS if a in res and res[a].status == "ok" and res[a].times]
+    ok = [res[a] for a in ALGORITHMS if a in res and res[a].status == "ok" and res[a].times]
     return min(ok, key=lambda v: v.median_ms) if ok else None
 
 

@@ -4,6 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from jaxconv import reference as reference
 from jaxconv._core import version as _version  # noqa: F401  (first: a too-old jax fails here, by name)
+from jaxconv._core.native import native_available as native_available
 from jaxconv._core.residuals import RESIDUAL_NAMES as RESIDUAL_NAMES
 from jaxconv.convolution.api import conv as conv
 from jaxconv.convolution.api import conv_input_grad as conv_input_grad
@@ -62,6 +63,7 @@ __all__ = [
     "max_unpool",
     "min_pool",
     "mse_loss",
+    "native_available",
     "pixel_shuffle",
     "pixel_unshuffle",
     "reference",

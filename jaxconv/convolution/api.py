@@ -98,7 +98,9 @@ def conv(
       backward: "auto" (default: the fastest exact algorithm for the shape, measured rule in
         `lowering.choice`), "lean" (the fastest whose compiled temp memory stays at or below
         autodiff's), "transpose" (lax convolutions, what JAX's autodiff computes),
-        "phase" (polyphase input gradient), "matmul" (im2col / col2im + matrix products).
+        "phase" (polyphase input gradient), "matmul" (im2col / col2im + matrix products),
+        "native" (oneDNN's CPU kernels through XLA's FFI, float32, where
+        `jaxconv.native_available()`; elsewhere "auto", and XLA's convolutions off the CPU).
       precision, preferred_element_type: as in `jax.lax.conv_general_dilated`.
     Returns:
       y: (N, *out_spatial, C_out) (or channels-first), out = (n + lo + hi - d(k-1) - 1) // s + 1.
@@ -394,7 +396,8 @@ def conv_input_grad(
       stride, padding, dilation, groups, flip, layout, precision, preferred_element_type:
         the forward convolution's settings (zero padding), see `conv`.
       backward: the algorithm: "auto", "lean", "transpose" (zero-dilated g, one lax convolution),
-        "phase" (polyphase, stride^D stride-1 convolutions), "matmul" (im2col/col2im).
+        "phase" (polyphase, stride^D stride-1 convolutions), "matmul" (im2col/col2im),
+        "native" (oneDNN through XLA's FFI where available, see `conv`).
     Returns:
       dx of shape `input_shape`.
 
@@ -479,7 +482,7 @@ def conv_weight_grad(
     return auto_partitioned(run, x, g, out=out, batch=(0, 1))
 
 
-BACKWARDS = ("auto", "lean", "transpose", "phase", "matmul")
+BACKWARDS = ("auto", "lean", "transpose", "phase", "matmul", "native")
 
 
 class ConvSpec(NamedTuple):

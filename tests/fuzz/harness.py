@@ -75,9 +75,10 @@ from tests.fuzz.refs_spatial import (
     ref_unfold,
 )
 from tests.fuzz.strategies import Call, describe
+from tests.support.registry import NOT_OPS
 
-# Every callable public name but `explain`, which reads a traced function and is no array op.
-PUBLIC = [n for n in jaxconv.__all__ if callable(getattr(jaxconv, n)) and n != "explain"]
+# Every callable public name but the two that are no array op (tests/support/registry.NOT_OPS).
+PUBLIC = [n for n in jaxconv.__all__ if callable(getattr(jaxconv, n)) and n not in NOT_OPS]
 PARAMS = {name: tuple(inspect.signature(getattr(jaxconv, name)).parameters) for name in PUBLIC}
 # Parameters that take arrays: traced under jit (any other argument is closed over).
 # fractional_max_pool's `samples` (and `key`) are closed over: their range [0, 1) is checked

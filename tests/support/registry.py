@@ -352,5 +352,7 @@ FIRST = {op.name: op for op in FIRST.values()}
 OPS = FIRST if os.environ.get("JAXCONV_TEST_VARIANTS") == "first" else ALL_OPS
 
 # Every callable public name of jaxconv (tests/package checks that the registry covers them)
-# but `explain`, which reads a traced function and is no array op (tests/package/test_explain.py).
-PUBLIC = sorted(n for n in jc.__all__ if callable(getattr(jc, n)) and n != "explain")
+# but the two that are no array op: `explain`, which reads a traced function
+# (tests/package/test_explain.py), and `native_available` (tests/conv/test_native.py).
+NOT_OPS = ("explain", "native_available")
+PUBLIC = sorted(n for n in jc.__all__ if callable(getattr(jc, n)) and n not in NOT_OPS)

@@ -38,11 +38,13 @@ import math
 import numpy as np
 from jax import lax
 
+from jaxconv._core.native import native_status
 from jaxconv._core.padding import effective_kernel, out_size
 from jaxconv._core.validate import byte_size
 from jaxconv.convolution.lowering.depthwise import dw_shift, dx_shift, fwd_shift
 from jaxconv.convolution.lowering.geometry import Geometry, lax_params
 from jaxconv.convolution.lowering.im2col import dw_matmul, dx_matmul, dx_taps, fwd_matmul
+from jaxconv.convolution.lowering.native import dw_native, dx_native, fits, fwd_native
 from jaxconv.convolution.lowering.polyphase import dx_phase
 from jaxconv.convolution.lowering.xla import dw_xla, dx_transpose, fwd_xla
 
@@ -225,6 +227,20 @@ def _choose(backward: str, x_cl, w_cl, params, dtype):
     p = params
     groups = p.feature_group_count
     asked = f"backward={backward!r}: as asked"
+    if backward == "native":
+        status, lacks = native_status(), fits(x_cl, w_cl, p, dtype)
+        if status and not lacks:
+            return ("native",) * 3, XLA_CONVOLUTIONS, (asked, f"backward='native': {OFF_CPU}")
+        itemsize = patch_itemsize(dtype, p.preferred_element_type)
+        cpu, why = _auto_rule(
+            x_cl, w_cl, p.window_strides, p.rhs_dilation, groups, itemsize, p.padding
+        )
+        not_here = status.reason if not status else f"the native kernels take {lacks}"
+        return (
+            cpu,
+            XLA_CONVOLUTIONS,
+            (f"backward='native' not used ({not_here}): 'auto' instead: {why}", OFF_CPU),
+        )
     if backward == "transpose":
         return XLA_CONVOLUTIONS, XLA_CONVOLUTIONS, (asked, asked)
     if backward == "matmul":
@@ -303,7 +319,7 @@ def rebatched(geo: Geometry, x_cl, w_cl, groups: int) -> Geometry:
     return layer_geometry(x_cl, w_cl, params, geo.backward, dtype=geo.dtype)
 
 
-FWD = {"xla": fwd_xla, "matmul": fwd_matmul, "shift": fwd_shift}
+FWD = {"xla": fwd_xla, "matmul": fwd_matmul, "shift": fwd_shift, "native": fwd_native}
 
 DX = {
     "transpose": dx_transpose,
@@ -311,9 +327,10 @@ DX = {
     "matmul": dx_matmul,
     "taps": dx_taps,
     "shift": dx_shift,
+    "native": dx_native,
 }
 
-DW = {"xla": dw_xla, "matmul": dw_matmul, "shift": dw_shift}
+DW = {"xla": dw_xla, "matmul": dw_matmul, "shift": dw_shift, "native": dw_native}
 
 _ROLES = {"fwd": (0, FWD), "dx": (1, DX), "dw": (2, DW)}
 

@@ -1,0 +1,92 @@
+"""The optional native CPU kernels: finding, loading and registering them, once.
+
+The kernels live in a separate package, ``jaxconv-native`` (the repository's ``native/`` folder:
+C++ against oneDNN and XLA's FFI headers, built with scikit-build-core), so that installing
+jaxconv never needs a compiler. When it is installed, its shared library is loaded with ctypes
+and each handler is registered with XLA as a CPU custom-call target (`jax.ffi`); the lowerings
+that use them (`convolution.lowering.native`) are chosen at trace time only where
+`native_available()` is true, and every other path stays pure JAX.
+
+``JAXCONV_NATIVE=0`` in the environment when jaxconv is imported turns every native lowering
+off (for debugging and for comparing); the package is then never loaded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from dataclasses import dataclass
+
+import jax
+
+# The FFI targets the native package exports (one per kernel; float32).
+TARGETS = ("jaxconv_conv_fwd_f32", "jaxconv_conv_bwd_data_f32", "jaxconv_conv_bwd_weights_f32")
+
+# Read once, at import: a later change of the environment does not switch kernels mid-program.
+_OFF = os.environ.get("JAXCONV_NATIVE", "").strip() == "0"
+
+try:  # the optional package: a small Python module; its shared library loads on first use
+    import jaxconv_native as _package
+except ImportError as e:
+    _package, _MISSING = None, e
+
+
+@dataclass(frozen=True)
+class NativeStatus:
+    """Whether the native kernels can run here (true as a bool when they can) and why not.
+
+    Attributes:
+      available: the package is installed, its library loaded and its kernels registered.
+      reason: why not, in words ("" when available).
+      library: the path of the loaded shared library (None when not loaded).
+      onednn: oneDNN's version the kernels were built against, "major.minor.patch".
+    """
+
+    available: bool
+    reason: str = ""
+    library: str | None = None
+    onednn: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.available
+
+
+@functools.cache
+def native_status() -> NativeStatus:
+    """Load and register the native kernels on first call; the same answer afterwards."""
+    if _OFF:
+        return NativeStatus(False, "turned off by JAXCONV_NATIVE=0 (read when jaxconv loaded)")
+    if _package is None:
+        return NativeStatus(
+            False,
+            f"the native package is not installed ({_MISSING}); build it with "
+            "`pip install -e '.[native]' && pip install --no-build-isolation ./native` "
+            "(Linux x86-64, g++; see README)",
+        )
+    try:
+        _package.preload()
+        path = _package.library_path()
+        lib = ctypes.cdll.LoadLibrary(path)
+        for name in TARGETS:
+            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
+    except (OSError, AttributeError, RuntimeError, ValueError) as e:
+        return NativeStatus(False, f"the native library failed to load: {e}")
+    return NativeStatus(True, "", path, _package.ONEDNN_VERSION)
+
+
+def native_available() -> NativeStatus:
+    """Whether jaxconv's native CPU kernels are installed and usable here.
+
+    Returns a `NativeStatus`, true as a bool when ``backward="native"`` runs the native
+    kernels on CPU; otherwise its ``reason`` says why not (the package is not installed, it
+    failed to load, or ``JAXCONV_NATIVE=0`` turned it off). The first call loads and registers
+    the kernels (a few milliseconds); GPU and TPU never use them.
+
+    Example:
+      >>> import jaxconv
+      >>> status = jaxconv.native_available()
+      >>> bool(status) == status.available and (status.available or status.reason != "")
+      True
+    """
+    return native_status()

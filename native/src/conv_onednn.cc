@@ -1,0 +1,425 @@
+// jaxconv's convolution family on oneDNN: three XLA FFI handlers (float32, 1-D to 3-D).
+//
+// The same three maps as jaxconv's pure-JAX lowerings (jaxconv/convolution/lowering/), in the
+// layouts jaxconv works in ("channels-last"): x (N, *S, C), w (*K, C_g, F), y (N, *O, F), with
+// G groups, C_g = C / G input channels per group and output channel f = g * F_g + o. One spatial
+// dim shown (every dim alike), stride s, dilation d, padding (lo, hi), x_p = x zero-padded:
+//
+//   forward         y[n, j, f]  = sum_{m, c} x_p[n, j*s + m*d, g*C_g + c] * w[m, c, f]
+//   backward data   dx          = the transpose of the forward in x: g zero-dilated by s,
+//                                 correlated with the 180-degree rotated kernel whose in/out
+//                                 channels are regrouped (a transposed convolution)
+//   backward weights dw[m, c, f] = sum_{n, j} x_p[n, j*s + m*d, g*C_g + c] * g[n, j, f]
+//
+// Activations are handed to oneDNN in their own channels-last layout (format tags nwc / nhwc /
+// ndhwc); weights are described by their strides and reordered into the layout the primitive
+// prefers (format_tag::any), and dw back out of it. Primitives, their descriptors and the
+// reorders are cached per (kind, shapes, settings) in a bounded LRU map; each call allocates
+// its own scratchpad and weight buffers, so concurrent calls of one shape are safe.
+// Every bad input returns an ffi::Error naming the handler; nothing is written out of bounds.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+using Dims = memory::dims;
+
+namespace {
+
+enum class Kind : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+
+const char* KindName(Kind kind) {
+  switch (kind) {
+    case Kind::kForward:
+      return "jaxconv_conv_fwd_f32";
+    case Kind::kBackwardData:
+      return "jaxconv_conv_bwd_data_f32";
+    default:
+      return "jaxconv_conv_bwd_weights_f32";
+  }
+}
+
+// The layer, as checked shapes and settings (jaxconv's conventions: dilation 1 = dense).
+struct Layer {
+  int64_t n = 0, c = 0, f = 0, groups = 1;
+  std::vector<int64_t> in, k, out, stride, lo, hi, dilation;  // spatial, one entry per dim
+
+  int64_t nd() const { return static_cast<int64_t>(in.size()); }
+  std::vector<int64_t> Key(Kind kind) const {
+    std::vector<int64_t> key = {static_cast<int64_t>(kind), n, c, f, groups};
+    for (const auto* v : {&in, &k, &out, &stride, &lo, &hi, &dilation}) {
+      key.insert(key.end(), v->begin(), v->end());
+    }
+    return key;
+  }
+};
+
+std::string Join(ffi::Span<const int64_t> v) {
+  std::ostringstream s;
+  s << "(";
+  for (size_t i = 0; i < v.size(); ++i) s << (i ? ", " : "") << v[i];
+  s << ")";
+  return s.str();
+}
+
+// Validate the buffers' shapes against each other and the settings; fill `layer`.
+// x_dims (N, *S, C), w_dims (*K, C_g, F), y_dims (N, *O, F): whichever of the three the
+// handler has as an input or an output; all three are checked.
+ffi::Error Describe(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const int64_t> w_dims,
+                    ffi::Span<const int64_t> y_dims, ffi::Span<const int64_t> stride,
+                    ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
+                    ffi::Span<const int64_t> dilation, int64_t groups, Layer* layer) {
+  const std::string who = KindName(kind);
+  const int64_t rank = static_cast<int64_t>(x_dims.size());
+  const int64_t nd = rank - 2;
+  if (nd < 1 || nd > 3) {
+    return ffi::Error::InvalidArgument(who + ": 1 to 3 spatial dims, got x of rank " +
+                                       std::to_string(rank));
+  }
+  if (static_cast<int64_t>(w_dims.size()) != rank || static_cast<int64_t>(y_dims.size()) != rank) {
+    return ffi::Error::InvalidArgument(who + ": x, w and y must have the same rank, got x " +
+                                       Join(x_dims) + ", w " + Join(w_dims) + ", y " +
+                                       Join(y_dims));
+  }
+  for (auto* attr : {&stride, &pad_lo, &pad_hi, &dilation}) {
+    if (static_cast<int64_t>(attr->size()) != nd) {
+      return ffi::Error::InvalidArgument(who + ": stride, pad_lo, pad_hi and dilation need " +
+                                         std::to_string(nd) + " entries each");
+    }
+  }
+  Layer& l = *layer;
+  l.n = x_dims[0];
+  l.c = x_dims[rank - 1];
+  l.f = w_dims[rank - 1];
+  l.groups = groups;
+  if (groups < 1 || l.c % groups != 0 || l.f % groups != 0 || w_dims[rank - 2] * groups != l.c) {
+    return ffi::Error::InvalidArgument(
+        who + ": groups=" + std::to_string(groups) + " must divide C=" + std::to_string(l.c) +
+        " and F=" + std::to_string(l.f) + ", and w " + Join(w_dims) + " must have C/groups inputs");
+  }
+  if (y_dims[0] != l.n || y_dims[rank - 1] != l.f) {
+    return ffi::Error::InvalidArgument(who + ": y " + Join(y_dims) + " does not match x " +
+                                       Join(x_dims) + " and w " + Join(w_dims));
+  }
+  l.in.clear(), l.k.clear(), l.out.clear(), l.stride.clear(), l.lo.clear(), l.hi.clear(),
+      l.dilation.clear();
+  for (int64_t i = 0; i < nd; ++i) {
+    const int64_t s = stride[i], lo = pad_lo[i], hi = pad_hi[i], d = dilation[i];
+    if (s < 1 || d < 1 || lo < 0 || hi < 0) {
+      return ffi::Error::InvalidArgument(
+          who + ": stride and dilation must be >= 1 and padding >= 0, got stride " +
+          Join(stride) + ", dilation " + Join(dilation) + ", padding " + Join(pad_lo) + " / " +
+          Join(pad_hi));
+    }
+    const int64_t k_eff = (w_dims[i] - 1) * d + 1;
+    const int64_t span = x_dims[i + 1] + lo + hi - k_eff;
+    const int64_t o = span < 0 ? 0 : span / s + 1;
+    if (o != y_dims[i + 1]) {
+      return ffi::Error::InvalidArgument(who + ": y " + Join(y_dims) + " has the wrong size in dim " +
+                                         std::to_string(i) + " (expected " + std::to_string(o) + ")");
+    }
+    l.in.push_back(x_dims[i + 1]);
+    l.k.push_back(w_dims[i]);
+    l.out.push_back(o);
+    l.stride.push_back(s);
+    l.lo.push_back(lo);
+    l.hi.push_back(hi);
+    l.dilation.push_back(d - 1);  // oneDNN counts the gaps: 0 = dense
+  }
+  return ffi::Error::Success();
+}
+
+memory::format_tag ChannelsLast(int64_t nd) {
+  return nd == 1 ? memory::format_tag::nwc
+                 : nd == 2 ? memory::format_tag::nhwc : memory::format_tag::ndhwc;
+}
+
+// x or y: logical dims {N, C, *spatial}, channels-last in memory.
+memory::desc ActivationDesc(int64_t n, int64_t c, const std::vector<int64_t>& spatial) {
+  Dims dims = {n, c};
+  dims.insert(dims.end(), spatial.begin(), spatial.end());
+  return memory::desc(dims, memory::data_type::f32, ChannelsLast(spatial.size()));
+}
+
+// The weights' logical dims: {G, F_g, C_g, *K} grouped, {F, C, *K} otherwise.
+Dims WeightDims(const Layer& l) {
+  Dims dims = l.groups > 1 ? Dims{l.groups, l.f / l.groups, l.c / l.groups} : Dims{l.f, l.c};
+  dims.insert(dims.end(), l.k.begin(), l.k.end());
+  return dims;
+}
+
+// jaxconv's kernel (*K, C_g, F) described by strides over WeightDims: F innermost (o: 1, the
+// group: F_g), then C_g (stride F), then the spatial dims row-major.
+memory::desc UserWeightDesc(const Layer& l) {
+  const int64_t cg = l.c / l.groups;
+  std::vector<int64_t> k_strides(l.k.size());
+  int64_t acc = cg * l.f;
+  for (int64_t i = static_cast<int64_t>(l.k.size()) - 1; i >= 0; --i) {
+    k_strides[i] = acc;
+    acc *= l.k[i];
+  }
+  Dims strides = l.groups > 1 ? Dims{l.f / l.groups, 1, l.f} : Dims{1, l.f};
+  strides.insert(strides.end(), k_strides.begin(), k_strides.end());
+  return memory::desc(WeightDims(l), memory::data_type::f32, strides);
+}
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// One cached layer: its primitive, what it reads and writes, and the weights' reorder.
+struct Plan {
+  dnnl::primitive op;
+  memory::desc src, weights, dst, scratchpad;  // weights: the layout `op` uses
+  memory::desc user_weights;
+  bool reorder_weights = false;  // user_weights != weights
+  dnnl::primitive weights_reorder;  // user -> op's (fwd, bwd data); op's -> user (bwd weights)
+};
+
+dnnl::convolution_forward::primitive_desc ForwardDesc(const Layer& l, dnnl::prop_kind prop,
+                                                      const dnnl::primitive_attr& attr) {
+  const memory::desc any(WeightDims(l), memory::data_type::f32, memory::format_tag::any);
+  return dnnl::convolution_forward::primitive_desc(
+      Engine(), prop, dnnl::algorithm::convolution_direct, ActivationDesc(l.n, l.c, l.in), any,
+      ActivationDesc(l.n, l.f, l.out), l.stride, l.dilation, l.lo, l.hi, attr);
+}
+
+std::shared_ptr<Plan> MakePlan(Kind kind, const Layer& l) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  auto plan = std::make_shared<Plan>();
+  plan->user_weights = UserWeightDesc(l);
+  if (kind == Kind::kForward) {
+    auto pd = ForwardDesc(l, dnnl::prop_kind::forward_inference, attr);
+    plan->op = dnnl::convolution_forward(pd);
+    plan->src = pd.src_desc(), plan->weights = pd.weights_desc(), plan->dst = pd.dst_desc();
+    plan->scratchpad = pd.scratchpad_desc();
+  } else if (kind == Kind::kBackwardData) {
+    auto hint = ForwardDesc(l, dnnl::prop_kind::forward_training, attr);
+    const memory::desc any(WeightDims(l), memory::data_type::f32, memory::format_tag::any);
+    auto pd = dnnl::convolution_backward_data::primitive_desc(
+        Engine(), dnnl::algorithm::convolution_direct, ActivationDesc(l.n, l.c, l.in), any,
+        ActivationDesc(l.n, l.f, l.out), l.stride, l.dilation, l.lo, l.hi, hint, attr);
+    plan->op = dnnl::convolution_backward_data(pd);
+    plan->src = pd.diff_dst_desc(), plan->weights = pd.weights_desc();
+    plan->dst = pd.diff_src_desc(), plan->scratchpad = pd.scratchpad_desc();
+  } else {
+    auto hint = ForwardDesc(l, dnnl::prop_kind::forward_training, attr);
+    const memory::desc any(WeightDims(l), memory::data_type::f32, memory::format_tag::any);
+    auto pd = dnnl::convolution_backward_weights::primitive_desc(
+        Engine(), dnnl::algorithm::convolution_direct, ActivationDesc(l.n, l.c, l.in), any,
+        ActivationDesc(l.n, l.f, l.out), l.stride, l.dilation, l.lo, l.hi, hint, attr);
+    plan->op = dnnl::convolution_backward_weights(pd);
+    plan->src = pd.src_desc(), plan->weights = pd.diff_weights_desc();
+    plan->dst = pd.diff_dst_desc(), plan->scratchpad = pd.scratchpad_desc();
+  }
+  plan->reorder_weights = plan->weights != plan->user_weights;
+  if (plan->reorder_weights) {
+    const bool out = kind == Kind::kBackwardWeights;
+    const memory::desc& from = out ? plan->weights : plan->user_weights;
+    const memory::desc& to = out ? plan->user_weights : plan->weights;
+    plan->weights_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), from, Engine(), to));
+  }
+  return plan;
+}
+
+struct KeyHash {
+  size_t operator()(const std::vector<int64_t>& key) const {
+    size_t h = 1469598103934665603ull;
+    for (int64_t v : key) h = (h ^ static_cast<size_t>(v)) * 1099511628211ull;
+    return h;
+  }
+};
+
+// Plans by key, least recently used first out when over capacity.
+class PlanCache {
+ public:
+  static constexpr size_t kCapacity = 64;
+
+  std::shared_ptr<Plan> Get(Kind kind, const Layer& l) {
+    std::vector<int64_t> key = l.Key(kind);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = map_.find(key);
+      if (it != map_.end()) {
+        order_.splice(order_.begin(), order_, it->second.second);
+        return it->second.first;
+      }
+    }
+    std::shared_ptr<Plan> plan = MakePlan(kind, l);  // outside the lock: may take a while
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(key);
+    if (it != map_.end()) return it->second.first;  // another thread made it meanwhile
+    order_.push_front(key);
+    map_.emplace(key, std::make_pair(plan, order_.begin()));
+    while (map_.size() > kCapacity) {
+      map_.erase(order_.back());
+      order_.pop_back();
+    }
+    return plan;
+  }
+
+ private:
+  std::mutex mu_;
+  std::list<std::vector<int64_t>> order_;
+  std::unordered_map<std::vector<int64_t>,
+                     std::pair<std::shared_ptr<Plan>, std::list<std::vector<int64_t>>::iterator>,
+                     KeyHash>
+      map_;
+};
+
+PlanCache& Cache() {
+  static PlanCache cache;
+  return cache;
+}
+
+bool Empty(ffi::Span<const int64_t> dims) {
+  return std::any_of(dims.begin(), dims.end(), [](int64_t v) { return v == 0; });
+}
+
+// Run `kind` on the three buffers (a, b in; out written), each as its own channels-last or
+// kernel layout: forward (x, w -> y), backward data (g, w -> dx), backward weights (x, g -> dw).
+ffi::Error Run(Kind kind, const Layer& l, const float* a, const float* b, float* out,
+               size_t out_elements) {
+  try {
+    std::shared_ptr<Plan> plan = Cache().Get(kind, l);
+    dnnl::stream stream(Engine());
+    std::vector<uint8_t> scratch(plan->scratchpad.get_size());
+    memory scratch_mem(plan->scratchpad, Engine(), scratch.data());
+    auto in = [](const memory::desc& d, const float* p) {
+      return memory(d, Engine(), const_cast<float*>(p));
+    };
+    std::vector<uint8_t> weights_buffer;
+    if (kind == Kind::kBackwardWeights) {
+      memory src = in(plan->src, a), diff_dst = in(plan->dst, b);
+      memory user(plan->user_weights, Engine(), out);
+      memory diff_weights = user;
+      if (plan->reorder_weights) {
+        weights_buffer.resize(plan->weights.get_size());
+        diff_weights = memory(plan->weights, Engine(), weights_buffer.data());
+      }
+      plan->op.execute(stream, {{DNNL_ARG_SRC, src},
+                                {DNNL_ARG_DIFF_DST, diff_dst},
+                                {DNNL_ARG_DIFF_WEIGHTS, diff_weights},
+                                {DNNL_ARG_SCRATCHPAD, scratch_mem}});
+      if (plan->reorder_weights) {
+        plan->weights_reorder.execute(stream, {{DNNL_ARG_FROM, diff_weights}, {DNNL_ARG_TO, user}});
+      }
+    } else {
+      memory weights = in(plan->user_weights, b);
+      if (plan->reorder_weights) {
+        weights_buffer.resize(plan->weights.get_size());
+        memory reordered(plan->weights, Engine(), weights_buffer.data());
+        plan->weights_reorder.execute(stream, {{DNNL_ARG_FROM, weights}, {DNNL_ARG_TO, reordered}});
+        weights = reordered;
+      }
+      memory source = in(plan->src, a), result(plan->dst, Engine(), out);
+      if (kind == Kind::kForward) {
+        plan->op.execute(stream, {{DNNL_ARG_SRC, source},
+                                  {DNNL_ARG_WEIGHTS, weights},
+                                  {DNNL_ARG_DST, result},
+                                  {DNNL_ARG_SCRATCHPAD, scratch_mem}});
+      } else {
+        plan->op.execute(stream, {{DNNL_ARG_DIFF_DST, source},
+                                  {DNNL_ARG_WEIGHTS, weights},
+                                  {DNNL_ARG_DIFF_SRC, result},
+                                  {DNNL_ARG_SCRATCHPAD, scratch_mem}});
+      }
+    }
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    std::memset(out, 0, out_elements * sizeof(float));
+    return ffi::Error::Internal(std::string(KindName(kind)) + ": oneDNN failed: " + e.what());
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string(KindName(kind)) + ": " + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+// y = conv(x, w): the forward convolution.
+ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
+                       ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> stride,
+                       ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
+                       ffi::Span<const int64_t> dilation, int64_t groups) {
+  Layer l;
+  ffi::Error err = Describe(Kind::kForward, x.dimensions(), w.dimensions(), y->dimensions(),
+                            stride, pad_lo, pad_hi, dilation, groups, &l);
+  if (err.failure()) return err;
+  if (Empty(x.dimensions()) || Empty(w.dimensions()) || Empty(y->dimensions())) {
+    std::fill_n(y->typed_data(), y->element_count(), 0.0f);
+    return ffi::Error::Success();
+  }
+  return Run(Kind::kForward, l, x.typed_data(), w.typed_data(), y->typed_data(),
+             y->element_count());
+}
+
+// dx = conv^T(g, w): the input gradient, a transposed convolution of g.
+ffi::Error BackwardDataImpl(ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> w,
+                            ffi::ResultBuffer<ffi::F32> dx, ffi::Span<const int64_t> stride,
+                            ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
+                            ffi::Span<const int64_t> dilation, int64_t groups) {
+  Layer l;
+  ffi::Error err = Describe(Kind::kBackwardData, dx->dimensions(), w.dimensions(), g.dimensions(),
+                            stride, pad_lo, pad_hi, dilation, groups, &l);
+  if (err.failure()) return err;
+  if (Empty(g.dimensions()) || Empty(w.dimensions()) || Empty(dx->dimensions())) {
+    std::fill_n(dx->typed_data(), dx->element_count(), 0.0f);
+    return ffi::Error::Success();
+  }
+  return Run(Kind::kBackwardData, l, g.typed_data(), w.typed_data(), dx->typed_data(),
+             dx->element_count());
+}
+
+// dw = x correlated with g: the weight gradient, summed over batch and space.
+ffi::Error BackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
+                               ffi::ResultBuffer<ffi::F32> dw, ffi::Span<const int64_t> stride,
+                               ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
+                               ffi::Span<const int64_t> dilation, int64_t groups) {
+  Layer l;
+  ffi::Error err = Describe(Kind::kBackwardWeights, x.dimensions(), dw->dimensions(),
+                            g.dimensions(), stride, pad_lo, pad_hi, dilation, groups, &l);
+  if (err.failure()) return err;
+  if (Empty(x.dimensions()) || Empty(g.dimensions()) || Empty(dw->dimensions())) {
+    std::fill_n(dw->typed_data(), dw->element_count(), 0.0f);
+    return ffi::Error::Success();
+  }
+  return Run(Kind::kBackwardWeights, l, x.typed_data(), g.typed_data(), dw->typed_data(),
+             dw->element_count());
+}
+
+auto Binding() {
+  return ffi::Ffi::Bind()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Ret<ffi::Buffer<ffi::F32>>()
+      .Attr<ffi::Span<const int64_t>>("stride")
+      .Attr<ffi::Span<const int64_t>>("pad_lo")
+      .Attr<ffi::Span<const int64_t>>("pad_hi")
+      .Attr<ffi::Span<const int64_t>>("dilation")
+      .Attr<int64_t>("groups");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_fwd_f32, ForwardImpl, Binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_data_f32, BackwardDataImpl, Binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_weights_f32, BackwardWeightsImpl, Binding());
+
+// oneDNN's version the library runs with: major * 10000 + minor * 100 + patch.
+extern "C" int jaxconv_native_onednn_version(void) {
+  const dnnl_version_t* v = dnnl_version();
+  return static_cast<int>(v->major * 10000 + v->minor * 100 + v->patch);
+}
