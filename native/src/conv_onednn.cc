@@ -82,15 +82,20 @@ ffi::Error Describe(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const 
                     ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
                     ffi::Span<const int64_t> dilation, int64_t groups, Layer* layer) {
   const std::string who = KindName(kind);
+  // The buffers' names in this handler's messages (its inputs and its result).
+  const std::string xn = kind == Kind::kBackwardData ? "dx" : "x";
+  const std::string wn = kind == Kind::kBackwardWeights ? "dw" : "w";
+  const std::string yn = kind == Kind::kForward ? "y" : "g";
   const int64_t rank = static_cast<int64_t>(x_dims.size());
   const int64_t nd = rank - 2;
   if (nd < 1 || nd > 3) {
-    return ffi::Error::InvalidArgument(who + ": 1 to 3 spatial dims, got x of rank " +
+    return ffi::Error::InvalidArgument(who + ": 1 to 3 spatial dims, got " + xn + " of rank " +
                                        std::to_string(rank));
   }
   if (static_cast<int64_t>(w_dims.size()) != rank || static_cast<int64_t>(y_dims.size()) != rank) {
-    return ffi::Error::InvalidArgument(who + ": x, w and y must have the same rank, got x " +
-                                       Join(x_dims) + ", w " + Join(w_dims) + ", y " +
+    return ffi::Error::InvalidArgument(who + ": " + xn + ", " + wn + " and " + yn +
+                                       " must have the same rank, got " + xn + " " + Join(x_dims) +
+                                       ", " + wn + " " + Join(w_dims) + ", " + yn + " " +
                                        Join(y_dims));
   }
   for (auto* attr : {&stride, &pad_lo, &pad_hi, &dilation}) {
@@ -107,11 +112,13 @@ ffi::Error Describe(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const 
   if (groups < 1 || l.c % groups != 0 || l.f % groups != 0 || w_dims[rank - 2] * groups != l.c) {
     return ffi::Error::InvalidArgument(
         who + ": groups=" + std::to_string(groups) + " must divide C=" + std::to_string(l.c) +
-        " and F=" + std::to_string(l.f) + ", and w " + Join(w_dims) + " must have C/groups inputs");
+        " and F=" + std::to_string(l.f) + ", and " + wn + " " + Join(w_dims) +
+        " must have C/groups input channels");
   }
   if (y_dims[0] != l.n || y_dims[rank - 1] != l.f) {
-    return ffi::Error::InvalidArgument(who + ": y " + Join(y_dims) + " does not match x " +
-                                       Join(x_dims) + " and w " + Join(w_dims));
+    return ffi::Error::InvalidArgument(who + ": " + yn + " " + Join(y_dims) + " does not match " +
+                                       xn + " " + Join(x_dims) + " and " + wn + " " +
+                                       Join(w_dims) + " (batch or output channels)");
   }
   l.in.clear(), l.k.clear(), l.out.clear(), l.stride.clear(), l.lo.clear(), l.hi.clear(),
       l.dilation.clear();
@@ -127,8 +134,10 @@ ffi::Error Describe(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const 
     const int64_t span = x_dims[i + 1] + lo + hi - k_eff;
     const int64_t o = span < 0 ? 0 : span / s + 1;
     if (o != y_dims[i + 1]) {
-      return ffi::Error::InvalidArgument(who + ": y " + Join(y_dims) + " has the wrong size in dim " +
-                                         std::to_string(i) + " (expected " + std::to_string(o) + ")");
+      return ffi::Error::InvalidArgument(who + ": " + yn + " " + Join(y_dims) +
+                                         " has the wrong size in spatial dim " + std::to_string(i) +
+                                         " (expected " + std::to_string(o) + " from " + xn + " " +
+                                         Join(x_dims) + " and " + wn + " " + Join(w_dims) + ")");
     }
     l.in.push_back(x_dims[i + 1]);
     l.k.push_back(w_dims[i]);
@@ -344,6 +353,7 @@ ffi::Error Run(Kind kind, const Layer& l, const float* a, const float* b, float*
     std::memset(out, 0, out_elements * sizeof(float));
     return ffi::Error::Internal(std::string(KindName(kind)) + ": oneDNN failed: " + e.what());
   } catch (const std::exception& e) {
+    std::memset(out, 0, out_elements * sizeof(float));
     return ffi::Error::Internal(std::string(KindName(kind)) + ": " + e.what());
   }
   return ffi::Error::Success();
@@ -414,12 +424,16 @@ auto Binding() {
 
 }  // namespace
 
+// The library's exports (it is compiled with -fvisibility=hidden; the macro's extern "C"
+// functions carry no visibility of their own).
+#pragma GCC visibility push(default)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_fwd_f32, ForwardImpl, Binding());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_data_f32, BackwardDataImpl, Binding());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_weights_f32, BackwardWeightsImpl, Binding());
 
 // oneDNN's version the library runs with: major * 10000 + minor * 100 + patch.
-extern "C" int jaxconv_native_onednn_version(void) {
+extern "C" __attribute__((visibility("default"))) int jaxconv_native_onednn_version(void) {
   const dnnl_version_t* v = dnnl_version();
   return static_cast<int>(v->major * 10000 + v->minor * 100 + v->patch);
 }
+#pragma GCC visibility pop
