@@ -130,16 +130,15 @@ def jax_rules_off():
 
 
 @pytest.mark.parametrize("transform", ["jvp", "hessian", "jvp_of_grad", "vmap_jacfwd", "grad3"])
-def test_transformations_run_without_jax_rules(transform):
+@pytest.mark.parametrize("op", list(FIRST))  # one variant per public op: the same primitives
+def test_transformations_run_without_jax_rules(op, transform):
     """Every op, every transformation, with JAX's convolution / dot / window derivative rules
     switched off: they all still trace and run (caches cleared, so every rule is looked up
     again), and the lax reference fails, which shows the switch is real."""
     jax.clear_caches()
     with jax_rules_off():
-        for op in FIRST.values():  # one variant per public op: the same primitives
-            jax.jit(lambda a, t, f=op.fn: TRANSFORMS[transform](f, a, t))(
-                op.args, _tangents(op.args)
-            )
+        fn, args = FIRST[op].fn, FIRST[op].args
+        jax.jit(lambda a, t: TRANSFORMS[transform](fn, a, t))(args, _tangents(args))
         ref, args = OPS["conv"].ref, OPS["conv"].args
         with pytest.raises(AssertionError, match="JAX's own derivative rule"):
             jax.jit(lambda a, t: jax.jvp(ref, a, t))(args, _tangents(args))
