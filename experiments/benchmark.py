@@ -320,9 +320,9 @@ def bench_config(cfg: Config, args, bar) -> dict[str, Variant]:
     exe, temp, secs = compile_jax(vjp_function(lax_forward(cfg), n), jargs)
     want = [np.asarray(a) for a in exe(*jargs)]
     variants = [Variant("autodiff", block(exe, jargs), temp, secs)]
+    status = jc.native_available()
     for algo in ALGORITHMS if is_conv(cfg) else ("auto",):
         v = Variant(algo, lambda: None)
-        status = jc.native_available()
         if algo == "native" and not status:
             v.status, v.note = "n/a", f"native kernels unavailable: {status.reason[:100]}"
             variants.append(v)

@@ -359,21 +359,37 @@ ffi::Error Run(Kind kind, const Layer& l, const float* a, const float* b, float*
   return ffi::Error::Success();
 }
 
+// One handler body for the three kinds: `a` and `b` are the inputs, `out` the result, in the
+// order of the table at the top (forward: x, w -> y; backward data: g, w -> dx; backward
+// weights: x, g -> dw). The shapes are checked as (x, w, y), whichever buffers hold them.
+ffi::Error Handle(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
+                  ffi::ResultBuffer<ffi::F32> out, ffi::Span<const int64_t> stride,
+                  ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
+                  ffi::Span<const int64_t> dilation, int64_t groups) {
+  const ffi::Span<const int64_t> a_dims = a.dimensions(), b_dims = b.dimensions(),
+                                 out_dims = out->dimensions();
+  const ffi::Span<const int64_t> x_dims = kind == Kind::kBackwardData ? out_dims : a_dims;
+  const ffi::Span<const int64_t> w_dims = kind == Kind::kBackwardWeights ? out_dims : b_dims;
+  const ffi::Span<const int64_t> y_dims = kind == Kind::kForward ? out_dims
+                                          : kind == Kind::kBackwardData ? a_dims
+                                                                        : b_dims;
+  Layer l;
+  ffi::Error err =
+      Describe(kind, x_dims, w_dims, y_dims, stride, pad_lo, pad_hi, dilation, groups, &l);
+  if (err.failure()) return err;
+  if (Empty(a_dims) || Empty(b_dims) || Empty(out_dims)) {
+    std::fill_n(out->typed_data(), out->element_count(), 0.0f);
+    return ffi::Error::Success();
+  }
+  return Run(kind, l, a.typed_data(), b.typed_data(), out->typed_data(), out->element_count());
+}
+
 // y = conv(x, w): the forward convolution.
 ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
                        ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> stride,
                        ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
                        ffi::Span<const int64_t> dilation, int64_t groups) {
-  Layer l;
-  ffi::Error err = Describe(Kind::kForward, x.dimensions(), w.dimensions(), y->dimensions(),
-                            stride, pad_lo, pad_hi, dilation, groups, &l);
-  if (err.failure()) return err;
-  if (Empty(x.dimensions()) || Empty(w.dimensions()) || Empty(y->dimensions())) {
-    std::fill_n(y->typed_data(), y->element_count(), 0.0f);
-    return ffi::Error::Success();
-  }
-  return Run(Kind::kForward, l, x.typed_data(), w.typed_data(), y->typed_data(),
-             y->element_count());
+  return Handle(Kind::kForward, x, w, y, stride, pad_lo, pad_hi, dilation, groups);
 }
 
 // dx = conv^T(g, w): the input gradient, a transposed convolution of g.
@@ -381,16 +397,7 @@ ffi::Error BackwardDataImpl(ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> w,
                             ffi::ResultBuffer<ffi::F32> dx, ffi::Span<const int64_t> stride,
                             ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
                             ffi::Span<const int64_t> dilation, int64_t groups) {
-  Layer l;
-  ffi::Error err = Describe(Kind::kBackwardData, dx->dimensions(), w.dimensions(), g.dimensions(),
-                            stride, pad_lo, pad_hi, dilation, groups, &l);
-  if (err.failure()) return err;
-  if (Empty(g.dimensions()) || Empty(w.dimensions()) || Empty(dx->dimensions())) {
-    std::fill_n(dx->typed_data(), dx->element_count(), 0.0f);
-    return ffi::Error::Success();
-  }
-  return Run(Kind::kBackwardData, l, g.typed_data(), w.typed_data(), dx->typed_data(),
-             dx->element_count());
+  return Handle(Kind::kBackwardData, g, w, dx, stride, pad_lo, pad_hi, dilation, groups);
 }
 
 // dw = x correlated with g: the weight gradient, summed over batch and space.
@@ -398,16 +405,7 @@ ffi::Error BackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
                                ffi::ResultBuffer<ffi::F32> dw, ffi::Span<const int64_t> stride,
                                ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
                                ffi::Span<const int64_t> dilation, int64_t groups) {
-  Layer l;
-  ffi::Error err = Describe(Kind::kBackwardWeights, x.dimensions(), dw->dimensions(),
-                            g.dimensions(), stride, pad_lo, pad_hi, dilation, groups, &l);
-  if (err.failure()) return err;
-  if (Empty(x.dimensions()) || Empty(g.dimensions()) || Empty(dw->dimensions())) {
-    std::fill_n(dw->typed_data(), dw->element_count(), 0.0f);
-    return ffi::Error::Success();
-  }
-  return Run(Kind::kBackwardWeights, l, x.typed_data(), g.typed_data(), dw->typed_data(),
-             dw->element_count());
+  return Handle(Kind::kBackwardWeights, x, g, dw, stride, pad_lo, pad_hi, dilation, groups);
 }
 
 auto Binding() {

@@ -231,15 +231,12 @@ def _choose(backward: str, x_cl, w_cl, params, dtype):
         status, lacks = native_status(), fits(x_cl, w_cl, p, dtype)
         if status and not lacks:
             return ("native",) * 3, XLA_CONVOLUTIONS, (asked, f"backward='native': {OFF_CPU}")
-        itemsize = patch_itemsize(dtype, p.preferred_element_type)
-        cpu, why = _auto_rule(
-            x_cl, w_cl, p.window_strides, p.rhs_dilation, groups, itemsize, p.padding
-        )
         not_here = status.reason if not status else f"the native kernels take {lacks}"
+        cpu, elsewhere, (why, why_elsewhere) = _choose("auto", x_cl, w_cl, params, dtype)
         return (
             cpu,
-            XLA_CONVOLUTIONS,
-            (f"backward='native' not used ({not_here}): 'auto' instead: {why}", OFF_CPU),
+            elsewhere,
+            (f"backward='native' not used ({not_here}): 'auto' instead: {why}", why_elsewhere),
         )
     if backward == "transpose":
         return XLA_CONVOLUTIONS, XLA_CONVOLUTIONS, (asked, asked)
