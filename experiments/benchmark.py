@@ -40,6 +40,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
 import math
@@ -67,10 +68,13 @@ from layers import (  # noqa: E402, F401
 )
 
 import jaxconv as jc  # noqa: E402
+from jaxconv._core.native import pure_jax  # noqa: E402
 from jaxconv.testing import oracle  # noqa: E402
 
-# "native": the oneDNN kernels (`native/`, CPU); n/a with the reason where they are not built
-ALGORITHMS = ("auto", "lean", "transpose", "phase", "matmul", "native")
+# "native": the oneDNN kernels (`native/`, CPU); n/a with the reason where they are not built.
+# "pure": "auto" traced as if the kernels were not built (`pure_jax()`): the pure-JAX rule,
+# side by side with "auto" (which runs the kernels where its rule picks them).
+ALGORITHMS = ("auto", "pure", "lean", "transpose", "phase", "matmul", "native")
 RTOL = 1e-3
 GAP = 0.002  # seconds of sleep before each timed call
 FAST = ("depthwise", "conv3d_small", "conv_transpose_up", "maxpool_2x2", "maxpool_3x3_s2_p1")
@@ -161,20 +165,15 @@ def rel_error(got, want) -> float:
 
 def auto_picks(cfg: Config, platform: str = "cpu") -> str:
     """The (fwd, dx, dw) algorithms `backward="auto"` chooses on `platform` (conv_transpose: of
-    its conv): the measured rule on CPU, XLA's convolutions elsewhere."""
+    its conv), as `jaxconv.explain` reads them from the traced layer: the measured rule on CPU
+    (the native kernels where it picks them and they are built), XLA's convolutions elsewhere."""
     if not is_conv(cfg):
         return "-"
+    shapes = [jax.ShapeDtypeStruct(s, jnp.float32) for s in (cfg.x, cfg.w)]
     try:
-        from jaxconv.convolution.lowering.choice import XLA_CONVOLUTIONS, auto_algorithms
-    except ImportError:
-        return "?"
-    x, w, stride, pads, dilation, groups = conv_layer(cfg)
-    try:
-        if platform != "cpu":
-            picks = XLA_CONVOLUTIONS
-        else:
-            picks = auto_algorithms(x, w, stride, dilation, groups, pads=pads)
-    except Exception:  # noqa: BLE001 - the rule's signature may change
+        rows = [r for r in jc.explain(jaxconv_forward(cfg, "auto"), *shapes) if r.cpu]
+        picks = rows[0].cpu if platform == "cpu" else rows[0].elsewhere
+    except Exception:  # noqa: BLE001 - explain's rows may change
         return "?"
     return ("conv: " if cfg.op == "conv_transpose" else "") + "/".join(picks)
 
@@ -328,9 +327,11 @@ def bench_config(cfg: Config, args, bar) -> dict[str, Variant]:
             variants.append(v)
             continue
         try:
-            exe, v.temp, v.compile_s = compile_jax(
-                vjp_function(jaxconv_forward(cfg, algo), n), jargs
-            )
+            with pure_jax() if algo == "pure" else contextlib.nullcontext():
+                exe, v.temp, v.compile_s = compile_jax(
+                    vjp_function(jaxconv_forward(cfg, "auto" if algo == "pure" else algo), n),
+                    jargs,
+                )
             v.call = block(exe, jargs)
             v.err = rel_error(exe(*jargs), want)
             if not v.err <= RTOL:
@@ -579,17 +580,20 @@ def native_summary(results) -> list[str]:
             f"**{geomean(vs_t.values()):.2f}×**, native/autodiff {geomean(vs_ad.values()):.2f}× "
             f"over {len(ran)} layers; max {worst[0]:.2f}× torch ({worst[1]})"
         )
-    mixed = {n: ran.get(n, r["auto"]) for n, r in results.items()}
-    t = {n: ratio(v, best_torch(results[n])) for n, v in mixed.items()}
-    a = {n: ratio(v, results[n]["autodiff"]) for n, v in mixed.items()}
-    if None not in t.values():
+    auto = {n: r["auto"] for n, r in results.items()}
+    pure = {n: r.get("pure", r["auto"]) for n, r in results.items()}  # pools: one algorithm
+    t = {n: ratio(v, best_torch(results[n])) for n, v in auto.items()}
+    a = {n: ratio(v, results[n]["autodiff"]) for n, v in auto.items()}
+    tp = {n: ratio(v, best_torch(results[n])) for n, v in pure.items()}
+    if None not in t.values() and None not in tp.values():
         over = [f"{n} ({t[n]:.2f}×)" for n in t if t[n] > 1.2]
         slower = [f"{n} ({a[n]:.2f}×)" for n in a if a[n] is not None and a[n] > 1.0]
         lines.append(
-            f"- every layer, native where it ran and auto elsewhere: geometric mean /torch best "
-            f"**{geomean(t.values()):.2f}×** (goal ≤ 0.9×), /autodiff {geomean(a.values()):.2f}×; "
+            f"- issue 21's goals, every layer on auto (the kernels where its rule picks them): "
+            f"geometric mean /torch best **{geomean(t.values()):.2f}×** (goal ≤ 0.9×); "
             f"> 1.2× torch: {', '.join(over) or 'none'}; > 1.0× autodiff: "
-            f"{', '.join(slower) or 'none'}"
+            f"{', '.join(slower) or 'none'}; without the kernels (auto (pure)) "
+            f"{geomean(tp.values()):.2f}× torch"
         )
     return lines
 
@@ -771,9 +775,8 @@ def plot(path: Path, results, spatial=None) -> None:
     import matplotlib.pyplot as plt
 
     series = [("autodiff", "JAX autodiff", "0.55")]
-    series += [
-        (a, f"jaxconv {a}", c) for a, c in zip(ALGORITHMS, ("C0", "C5", "C2", "C1", "C4", "C6"))
-    ]
+    colors = ("C0", "C7", "C5", "C2", "C1", "C4", "C6")
+    series += [(a, f"jaxconv {a}", c) for a, c in zip(ALGORITHMS, colors)]
     series.append(("torch", "PyTorch (best)", "C3"))
     spatial_series = [
         ("autodiff", "JAX autodiff (oracle)", "0.55"),

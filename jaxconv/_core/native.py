@@ -13,6 +13,8 @@ off (for debugging and for comparing); the package is then never loaded.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
 import functools
 import os
@@ -20,11 +22,21 @@ from dataclasses import dataclass
 
 import jax
 
-# The FFI targets the native package exports (one per kernel; float32).
-TARGETS = ("jaxconv_conv_fwd_f32", "jaxconv_conv_bwd_data_f32", "jaxconv_conv_bwd_weights_f32")
+# The FFI targets the native package exports (one per kernel and input type, float32 and
+# bfloat16; the results are float32 in both).
+TARGETS = (
+    "jaxconv_conv_fwd_f32",
+    "jaxconv_conv_bwd_data_f32",
+    "jaxconv_conv_bwd_weights_f32",
+    "jaxconv_conv_fwd_bf16",
+    "jaxconv_conv_bwd_data_bf16",
+    "jaxconv_conv_bwd_weights_bf16",
+)
 
 # Read once, at import: a later change of the environment does not switch kernels mid-program.
 _OFF = os.environ.get("JAXCONV_NATIVE", "").strip() == "0"
+# Set by `pure_jax()` while tracing: choices made meanwhile ignore the kernels.
+_PURE = contextvars.ContextVar("jaxconv_pure_jax", default=False)
 
 try:  # the optional package: a small Python module; its shared library loads on first use
     import jaxconv_native as _package
@@ -90,3 +102,50 @@ def native_available() -> NativeStatus:
       True
     """
     return native_status()
+
+
+def use_native() -> bool:
+    """Whether algorithm choices made now may pick the native kernels: they are available and
+    no `pure_jax()` block is active."""
+    return not _PURE.get() and bool(native_status())
+
+
+@contextlib.contextmanager
+def pure_jax():
+    """Within this block, layers *traced* choose their algorithms as if the native kernels were
+    not installed (``backward="auto"`` its pure-JAX picks, ``"native"`` its fallback).
+
+    For side-by-side measurements in one process (experiments/benchmark.py's "auto (pure)"
+    column) and tests. It acts at trace time only: a function jitted and traced before keeps
+    its kernels (jax.jit caches the trace), so wrap the first call of a fresh function.
+    """
+    token = _PURE.set(True)
+    try:
+        yield
+    finally:
+        _PURE.reset(token)
+
+
+def lowering_blocker(ctx) -> str:
+    """Why the native kernels cannot be lowered in the lowering context `ctx` (a
+    `jax.interpreters.mlir.LoweringRuleContext`), "" when they can.
+
+    - exporting (`jax.export`): a custom call of this build has no compatibility guarantee
+      and the machine that loads the artifact may not have the kernels;
+    - a computation partitioned over several devices (a sharded `jit`, or a `shard_map` with
+      some axes left automatic): XLA would replicate the custom call's operands, gathering a
+      sharded batch onto every device; XLA partitions its own convolutions instead.
+    A single device, and a `shard_map` body manual over every mesh axis (one shard per call),
+    can use the kernels.
+    """
+    module = ctx.module_context
+    if getattr(module.lowering_parameters, "for_export", False):
+        return "exported with jax.export (custom calls have no compatibility guarantee)"
+    axis = module.axis_context
+    manual = getattr(axis, "manual_axes", None)
+    if manual is not None:  # shard_map: per-device bodies only when every axis is manual
+        names = set(axis.mesh.axis_names)
+        return "" if set(manual) == names else "partitioned over several devices (shard_map)"
+    if getattr(axis, "num_devices", 1) > 1:
+        return f"partitioned over {axis.num_devices} devices"
+    return ""

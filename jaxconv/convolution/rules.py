@@ -45,7 +45,7 @@ evaluation of the unbatched primitive (`_core.primitive.batching_rule`).
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jax.interpreters import ad
+from jax.interpreters import ad, mlir
 
 from jaxconv._core.bias import add_bias
 from jaxconv._core.dtypes import accumulation, widest
@@ -59,6 +59,7 @@ from jaxconv._core.primitive import (
 from jaxconv._core.residuals import name
 from jaxconv.convolution.lowering.choice import compute, rebatched
 from jaxconv.convolution.lowering.geometry import Geometry
+from jaxconv.convolution.lowering.native import cpu_lowering
 
 
 def _out_dtype(geo, *arrays):
@@ -145,6 +146,7 @@ def _conv(x, w, *, geo: Geometry):
 
 
 conv_p = primitive("conv", _conv, ("geo",))
+mlir.register_lowering(conv_p, cpu_lowering(_conv), platform="cpu")
 
 
 def _conv_t_x(ct, x, w, *, geo):  # dx = A_w^T ct: the transposed convolution
@@ -187,6 +189,7 @@ def _input_grad(w, g, *, geo: Geometry):
 
 
 input_grad_p = primitive("input_grad", _input_grad, ("geo",))
+mlir.register_lowering(input_grad_p, cpu_lowering(_input_grad), platform="cpu")
 
 
 def _input_grad_t_w(c, w, g, *, geo):  # <conv(c, w), g> = <w, weight_grad(c, g)>
@@ -229,6 +232,7 @@ def _weight_grad(x, g, *, geo: Geometry):
 
 
 weight_grad_p = primitive("weight_grad", _weight_grad, ("geo",))
+mlir.register_lowering(weight_grad_p, cpu_lowering(_weight_grad), platform="cpu")
 
 
 def _weight_grad_t_x(c, x, g, *, geo):  # <c, B_x^T g> = <conv(x, c), g> = <x, input_grad(c, g)>

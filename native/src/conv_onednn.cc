@@ -1,4 +1,5 @@
-// jaxconv's convolution family on oneDNN: three XLA FFI handlers (float32, 1-D to 3-D).
+// jaxconv's convolution family on oneDNN: XLA FFI handlers for three maps, 1-D to 3-D, in two
+// input types: float32 (jaxconv_conv_{fwd,bwd_data,bwd_weights}_f32) and bfloat16 (..._bf16).
 //
 // The same three maps as jaxconv's pure-JAX lowerings (jaxconv/convolution/lowering/), in the
 // layouts jaxconv works in ("channels-last"): x (N, *S, C), w (*K, C_g, F), y (N, *O, F), with
@@ -11,11 +12,16 @@
 //                                 channels are regrouped (a transposed convolution)
 //   backward weights dw[m, c, f] = sum_{n, j} x_p[n, j*s + m*d, g*C_g + c] * g[n, j, f]
 //
+// Both operands of a handler have its input type; its result is float32 in both. With bfloat16
+// inputs oneDNN multiplies bf16 x bf16 and accumulates in float32, as jaxconv's pure-JAX
+// lowerings do (preferred_element_type=float32), and y (f32 dst), dx (f32 diff_src) and dw
+// (f32 diff_weights) are written unrounded; the caller casts them to the dtype it returns.
+//
 // Activations are handed to oneDNN in their own channels-last layout (format tags nwc / nhwc /
 // ndhwc); weights are described by their strides and reordered into the layout the primitive
 // prefers (format_tag::any), and dw back out of it. Primitives, their descriptors and the
-// reorders are cached per (kind, shapes, settings) in a bounded LRU map; each call allocates
-// its own scratchpad and weight buffers, so concurrent calls of one shape are safe.
+// reorders are cached per (kind, input type, shapes, settings) in a bounded LRU map; each call
+// allocates its own scratchpad and weight buffers, so concurrent calls of one shape are safe.
 // Every bad input returns an ffi::Error naming the handler; nothing is written out of bounds.
 
 #include <algorithm>
@@ -40,25 +46,27 @@ namespace {
 
 enum class Kind : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
 
-const char* KindName(Kind kind) {
-  switch (kind) {
-    case Kind::kForward:
-      return "jaxconv_conv_fwd_f32";
-    case Kind::kBackwardData:
-      return "jaxconv_conv_bwd_data_f32";
-    default:
-      return "jaxconv_conv_bwd_weights_f32";
-  }
+// The inputs' element type: float32 or bfloat16 (the result is float32 either way).
+using Type = memory::data_type;
+
+// The handler's name, as exported: the kind and the inputs' type.
+std::string KindName(Kind kind, Type type) {
+  const char* base = kind == Kind::kForward         ? "jaxconv_conv_fwd_"
+                     : kind == Kind::kBackwardData ? "jaxconv_conv_bwd_data_"
+                                                   : "jaxconv_conv_bwd_weights_";
+  return std::string(base) + (type == Type::bf16 ? "bf16" : "f32");
 }
 
 // The layer, as checked shapes and settings (jaxconv's conventions: dilation 1 = dense).
 struct Layer {
+  Type type = Type::f32;  // the inputs' element type
   int64_t n = 0, c = 0, f = 0, groups = 1;
   std::vector<int64_t> in, k, out, stride, lo, hi, dilation;  // spatial, one entry per dim
 
   int64_t nd() const { return static_cast<int64_t>(in.size()); }
   std::vector<int64_t> Key(Kind kind) const {
-    std::vector<int64_t> key = {static_cast<int64_t>(kind), n, c, f, groups};
+    std::vector<int64_t> key = {static_cast<int64_t>(kind), static_cast<int64_t>(type), n, c, f,
+                                groups};
     for (const auto* v : {&in, &k, &out, &stride, &lo, &hi, &dilation}) {
       key.insert(key.end(), v->begin(), v->end());
     }
@@ -74,14 +82,15 @@ std::string Join(ffi::Span<const int64_t> v) {
   return s.str();
 }
 
-// Validate the buffers' shapes against each other and the settings; fill `layer`.
+// Validate the buffers' shapes against each other and the settings; fill `layer` (its `type`
+// is the inputs' element type, set by the caller).
 // x_dims (N, *S, C), w_dims (*K, C_g, F), y_dims (N, *O, F): whichever of the three the
 // handler has as an input or an output; all three are checked.
 ffi::Error Describe(Kind kind, ffi::Span<const int64_t> x_dims, ffi::Span<const int64_t> w_dims,
                     ffi::Span<const int64_t> y_dims, ffi::Span<const int64_t> stride,
                     ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
                     ffi::Span<const int64_t> dilation, int64_t groups, Layer* layer) {
-  const std::string who = KindName(kind);
+  const std::string who = KindName(kind, layer->type);
   // The buffers' names in this handler's messages (its inputs and its result).
   const std::string xn = kind == Kind::kBackwardData ? "dx" : "x";
   const std::string wn = kind == Kind::kBackwardWeights ? "dw" : "w";
@@ -155,11 +164,12 @@ memory::format_tag ChannelsLast(int64_t nd) {
                  : nd == 2 ? memory::format_tag::nhwc : memory::format_tag::ndhwc;
 }
 
-// x or y: logical dims {N, C, *spatial}, channels-last in memory.
-memory::desc ActivationDesc(int64_t n, int64_t c, const std::vector<int64_t>& spatial) {
+// x or y: logical dims {N, C, *spatial}, channels-last in memory, elements of `type`.
+memory::desc ActivationDesc(int64_t n, int64_t c, const std::vector<int64_t>& spatial,
+                            Type type) {
   Dims dims = {n, c};
   dims.insert(dims.end(), spatial.begin(), spatial.end());
-  return memory::desc(dims, memory::data_type::f32, ChannelsLast(spatial.size()));
+  return memory::desc(dims, type, ChannelsLast(spatial.size()));
 }
 
 // The weights' logical dims: {G, F_g, C_g, *K} grouped, {F, C, *K} otherwise.
@@ -170,8 +180,8 @@ Dims WeightDims(const Layer& l) {
 }
 
 // jaxconv's kernel (*K, C_g, F) described by strides over WeightDims: F innermost (o: 1, the
-// group: F_g), then C_g (stride F), then the spatial dims row-major.
-memory::desc UserWeightDesc(const Layer& l) {
+// group: F_g), then C_g (stride F), then the spatial dims row-major; elements of `type`.
+memory::desc UserWeightDesc(const Layer& l, Type type) {
   const int64_t cg = l.c / l.groups;
   std::vector<int64_t> k_strides(l.k.size());
   int64_t acc = cg * l.f;
@@ -181,7 +191,7 @@ memory::desc UserWeightDesc(const Layer& l) {
   }
   Dims strides = l.groups > 1 ? Dims{l.f / l.groups, 1, l.f} : Dims{1, l.f};
   strides.insert(strides.end(), k_strides.begin(), k_strides.end());
-  return memory::desc(WeightDims(l), memory::data_type::f32, strides);
+  return memory::desc(WeightDims(l), type, strides);
 }
 
 dnnl::engine& Engine() {
@@ -198,39 +208,49 @@ struct Plan {
   dnnl::primitive weights_reorder;  // user -> op's (fwd, bwd data); op's -> user (bwd weights)
 };
 
-dnnl::convolution_forward::primitive_desc ForwardDesc(const Layer& l, dnnl::prop_kind prop,
-                                                      const dnnl::primitive_attr& attr) {
-  const memory::desc any(WeightDims(l), memory::data_type::f32, memory::format_tag::any);
-  return dnnl::convolution_forward::primitive_desc(
-      Engine(), prop, dnnl::algorithm::convolution_direct, ActivationDesc(l.n, l.c, l.in), any,
-      ActivationDesc(l.n, l.f, l.out), l.stride, l.dilation, l.lo, l.hi, attr);
+// The weights in the layout the primitive prefers (format_tag::any), elements of `type`.
+memory::desc AnyWeightDesc(const Layer& l, Type type) {
+  return memory::desc(WeightDims(l), type, memory::format_tag::any);
 }
 
+// A forward convolution: src and weights of the layer's type, dst of `dst_type`.
+dnnl::convolution_forward::primitive_desc ForwardDesc(const Layer& l, dnnl::prop_kind prop,
+                                                      Type dst_type,
+                                                      const dnnl::primitive_attr& attr) {
+  return dnnl::convolution_forward::primitive_desc(
+      Engine(), prop, dnnl::algorithm::convolution_direct, ActivationDesc(l.n, l.c, l.in, l.type),
+      AnyWeightDesc(l, l.type), ActivationDesc(l.n, l.f, l.out, dst_type), l.stride, l.dilation,
+      l.lo, l.hi, attr);
+}
+
+// The inputs are of the layer's type (f32 or bf16), the result float32: y (forward dst), dx
+// (backward data diff_src) and dw (backward weights diff_weights, user layout and oneDNN's).
 std::shared_ptr<Plan> MakePlan(Kind kind, const Layer& l) {
+  const Type t = l.type, f32 = Type::f32;
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   auto plan = std::make_shared<Plan>();
-  plan->user_weights = UserWeightDesc(l);
+  plan->user_weights = UserWeightDesc(l, kind == Kind::kBackwardWeights ? f32 : t);
   if (kind == Kind::kForward) {
-    auto pd = ForwardDesc(l, dnnl::prop_kind::forward_inference, attr);
+    auto pd = ForwardDesc(l, dnnl::prop_kind::forward_inference, f32, attr);
     plan->op = dnnl::convolution_forward(pd);
     plan->src = pd.src_desc(), plan->weights = pd.weights_desc(), plan->dst = pd.dst_desc();
     plan->scratchpad = pd.scratchpad_desc();
   } else if (kind == Kind::kBackwardData) {
-    auto hint = ForwardDesc(l, dnnl::prop_kind::forward_training, attr);
-    const memory::desc any(WeightDims(l), memory::data_type::f32, memory::format_tag::any);
+    auto hint = ForwardDesc(l, dnnl::prop_kind::forward_training, t, attr);
     auto pd = dnnl::convolution_backward_data::primitive_desc(
-        Engine(), dnnl::algorithm::convolution_direct, ActivationDesc(l.n, l.c, l.in), any,
-        ActivationDesc(l.n, l.f, l.out), l.stride, l.dilation, l.lo, l.hi, hint, attr);
+        Engine(), dnnl::algorithm::convolution_direct, ActivationDesc(l.n, l.c, l.in, f32),
+        AnyWeightDesc(l, t), ActivationDesc(l.n, l.f, l.out, t), l.stride, l.dilation, l.lo,
+        l.hi, hint, attr);
     plan->op = dnnl::convolution_backward_data(pd);
     plan->src = pd.diff_dst_desc(), plan->weights = pd.weights_desc();
     plan->dst = pd.diff_src_desc(), plan->scratchpad = pd.scratchpad_desc();
   } else {
-    auto hint = ForwardDesc(l, dnnl::prop_kind::forward_training, attr);
-    const memory::desc any(WeightDims(l), memory::data_type::f32, memory::format_tag::any);
+    auto hint = ForwardDesc(l, dnnl::prop_kind::forward_training, t, attr);
     auto pd = dnnl::convolution_backward_weights::primitive_desc(
-        Engine(), dnnl::algorithm::convolution_direct, ActivationDesc(l.n, l.c, l.in), any,
-        ActivationDesc(l.n, l.f, l.out), l.stride, l.dilation, l.lo, l.hi, hint, attr);
+        Engine(), dnnl::algorithm::convolution_direct, ActivationDesc(l.n, l.c, l.in, t),
+        AnyWeightDesc(l, f32), ActivationDesc(l.n, l.f, l.out, t), l.stride, l.dilation, l.lo,
+        l.hi, hint, attr);
     plan->op = dnnl::convolution_backward_weights(pd);
     plan->src = pd.src_desc(), plan->weights = pd.diff_weights_desc();
     plan->dst = pd.diff_dst_desc(), plan->scratchpad = pd.scratchpad_desc();
@@ -299,17 +319,18 @@ bool Empty(ffi::Span<const int64_t> dims) {
   return std::any_of(dims.begin(), dims.end(), [](int64_t v) { return v == 0; });
 }
 
-// Run `kind` on the three buffers (a, b in; out written), each as its own channels-last or
-// kernel layout: forward (x, w -> y), backward data (g, w -> dx), backward weights (x, g -> dw).
-ffi::Error Run(Kind kind, const Layer& l, const float* a, const float* b, float* out,
+// Run `kind` on the three buffers (a, b in, of the layer's type; out written, float32), each
+// as its own channels-last or kernel layout: forward (x, w -> y), backward data (g, w -> dx),
+// backward weights (x, g -> dw).
+ffi::Error Run(Kind kind, const Layer& l, const void* a, const void* b, float* out,
                size_t out_elements) {
   try {
     std::shared_ptr<Plan> plan = Cache().Get(kind, l);
     dnnl::stream stream(Engine());
     std::vector<uint8_t> scratch(plan->scratchpad.get_size());
     memory scratch_mem(plan->scratchpad, Engine(), scratch.data());
-    auto in = [](const memory::desc& d, const float* p) {
-      return memory(d, Engine(), const_cast<float*>(p));
+    auto in = [](const memory::desc& d, const void* p) {
+      return memory(d, Engine(), const_cast<void*>(p));
     };
     std::vector<uint8_t> weights_buffer;
     if (kind == Kind::kBackwardWeights) {
@@ -351,21 +372,30 @@ ffi::Error Run(Kind kind, const Layer& l, const float* a, const float* b, float*
     stream.wait();
   } catch (const dnnl::error& e) {
     std::memset(out, 0, out_elements * sizeof(float));
-    return ffi::Error::Internal(std::string(KindName(kind)) + ": oneDNN failed: " + e.what());
+    return ffi::Error::Internal(KindName(kind, l.type) + ": oneDNN failed: " + e.what());
   } catch (const std::exception& e) {
     std::memset(out, 0, out_elements * sizeof(float));
-    return ffi::Error::Internal(std::string(KindName(kind)) + ": " + e.what());
+    return ffi::Error::Internal(KindName(kind, l.type) + ": " + e.what());
   }
   return ffi::Error::Success();
 }
 
-// One handler body for the three kinds: `a` and `b` are the inputs, `out` the result, in the
-// order of the table at the top (forward: x, w -> y; backward data: g, w -> dx; backward
-// weights: x, g -> dw). The shapes are checked as (x, w, y), whichever buffers hold them.
-ffi::Error Handle(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
-                  ffi::ResultBuffer<ffi::F32> out, ffi::Span<const int64_t> stride,
-                  ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
-                  ffi::Span<const int64_t> dilation, int64_t groups) {
+// The oneDNN type of the FFI input type T (the two the handlers are instantiated for).
+template <ffi::DataType T>
+constexpr Type TypeOf() {
+  static_assert(T == ffi::F32 || T == ffi::BF16, "float32 or bfloat16 inputs only");
+  return T == ffi::BF16 ? Type::bf16 : Type::f32;
+}
+
+// One handler body for the three kinds and both input types T (F32, BF16): `a` and `b` are the
+// inputs, `out` the float32 result, in the order of the table at the top (forward: x, w -> y;
+// backward data: g, w -> dx; backward weights: x, g -> dw). The shapes are checked as
+// (x, w, y), whichever buffers hold them.
+template <ffi::DataType T>
+ffi::Error Handle(Kind kind, ffi::Buffer<T> a, ffi::Buffer<T> b, ffi::ResultBuffer<ffi::F32> out,
+                  ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
+                  ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
+                  int64_t groups) {
   const ffi::Span<const int64_t> a_dims = a.dimensions(), b_dims = b.dimensions(),
                                  out_dims = out->dimensions();
   const ffi::Span<const int64_t> x_dims = kind == Kind::kBackwardData ? out_dims : a_dims;
@@ -374,6 +404,7 @@ ffi::Error Handle(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
                                           : kind == Kind::kBackwardData ? a_dims
                                                                         : b_dims;
   Layer l;
+  l.type = TypeOf<T>();
   ffi::Error err =
       Describe(kind, x_dims, w_dims, y_dims, stride, pad_lo, pad_hi, dilation, groups, &l);
   if (err.failure()) return err;
@@ -381,43 +412,49 @@ ffi::Error Handle(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
     std::fill_n(out->typed_data(), out->element_count(), 0.0f);
     return ffi::Error::Success();
   }
-  return Run(kind, l, a.typed_data(), b.typed_data(), out->typed_data(), out->element_count());
+  return Run(kind, l, a.untyped_data(), b.untyped_data(), out->typed_data(),
+             out->element_count());
 }
 
 // y = conv(x, w): the forward convolution.
-ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
-                       ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> stride,
-                       ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
-                       ffi::Span<const int64_t> dilation, int64_t groups) {
-  return Handle(Kind::kForward, x, w, y, stride, pad_lo, pad_hi, dilation, groups);
+template <ffi::DataType T>
+ffi::Error ForwardImpl(ffi::Buffer<T> x, ffi::Buffer<T> w, ffi::ResultBuffer<ffi::F32> y,
+                       ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
+                       ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
+                       int64_t groups) {
+  return Handle<T>(Kind::kForward, x, w, y, stride, pad_lo, pad_hi, dilation, groups);
 }
 
 // dx = conv^T(g, w): the input gradient, a transposed convolution of g.
-ffi::Error BackwardDataImpl(ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> w,
-                            ffi::ResultBuffer<ffi::F32> dx, ffi::Span<const int64_t> stride,
-                            ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
-                            ffi::Span<const int64_t> dilation, int64_t groups) {
-  return Handle(Kind::kBackwardData, g, w, dx, stride, pad_lo, pad_hi, dilation, groups);
+template <ffi::DataType T>
+ffi::Error BackwardDataImpl(ffi::Buffer<T> g, ffi::Buffer<T> w, ffi::ResultBuffer<ffi::F32> dx,
+                            ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
+                            ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
+                            int64_t groups) {
+  return Handle<T>(Kind::kBackwardData, g, w, dx, stride, pad_lo, pad_hi, dilation, groups);
 }
 
 // dw = x correlated with g: the weight gradient, summed over batch and space.
-ffi::Error BackwardWeightsImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
-                               ffi::ResultBuffer<ffi::F32> dw, ffi::Span<const int64_t> stride,
-                               ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
-                               ffi::Span<const int64_t> dilation, int64_t groups) {
-  return Handle(Kind::kBackwardWeights, x, g, dw, stride, pad_lo, pad_hi, dilation, groups);
+template <ffi::DataType T>
+ffi::Error BackwardWeightsImpl(ffi::Buffer<T> x, ffi::Buffer<T> g, ffi::ResultBuffer<ffi::F32> dw,
+                               ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
+                               ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
+                               int64_t groups) {
+  return Handle<T>(Kind::kBackwardWeights, x, g, dw, stride, pad_lo, pad_hi, dilation, groups);
 }
 
+// Two inputs of type T, a float32 result, the layer's settings as attributes.
+template <ffi::DataType T>
 auto Binding() {
   return ffi::Ffi::Bind()
-      .Arg<ffi::Buffer<ffi::F32>>()
-      .Arg<ffi::Buffer<ffi::F32>>()
-      .Ret<ffi::Buffer<ffi::F32>>()
-      .Attr<ffi::Span<const int64_t>>("stride")
-      .Attr<ffi::Span<const int64_t>>("pad_lo")
-      .Attr<ffi::Span<const int64_t>>("pad_hi")
-      .Attr<ffi::Span<const int64_t>>("dilation")
-      .Attr<int64_t>("groups");
+      .Arg<ffi::Buffer<T>>()
+      .template Arg<ffi::Buffer<T>>()  // `template`: the binding's type depends on T from here
+      .template Ret<ffi::Buffer<ffi::F32>>()
+      .template Attr<ffi::Span<const int64_t>>("stride")
+      .template Attr<ffi::Span<const int64_t>>("pad_lo")
+      .template Attr<ffi::Span<const int64_t>>("pad_hi")
+      .template Attr<ffi::Span<const int64_t>>("dilation")
+      .template Attr<int64_t>("groups");
 }
 
 }  // namespace
@@ -425,9 +462,16 @@ auto Binding() {
 // The library's exports (it is compiled with -fvisibility=hidden; the macro's extern "C"
 // functions carry no visibility of their own).
 #pragma GCC visibility push(default)
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_fwd_f32, ForwardImpl, Binding());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_data_f32, BackwardDataImpl, Binding());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_weights_f32, BackwardWeightsImpl, Binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_fwd_f32, ForwardImpl<ffi::F32>, Binding<ffi::F32>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_data_f32, BackwardDataImpl<ffi::F32>,
+                              Binding<ffi::F32>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_weights_f32, BackwardWeightsImpl<ffi::F32>,
+                              Binding<ffi::F32>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_fwd_bf16, ForwardImpl<ffi::BF16>, Binding<ffi::BF16>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_data_bf16, BackwardDataImpl<ffi::BF16>,
+                              Binding<ffi::BF16>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_weights_bf16, BackwardWeightsImpl<ffi::BF16>,
+                              Binding<ffi::BF16>());
 
 // oneDNN's version the library runs with: major * 10000 + minor * 100 + patch.
 extern "C" __attribute__((visibility("default"))) int jaxconv_native_onednn_version(void) {

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import jaxconv
+from jaxconv._core.native import pure_jax
 from jaxconv.convolution.lowering import choice as _auto
 from jaxconv.convolution.lowering.choice import (
     auto_algorithms,
@@ -42,6 +43,15 @@ NAMED = ("transpose", "phase", "matmul")  # the single-algorithm choices `auto` 
 CASES = {n: layers.conv_layer(c) for n, c in layers.LAYERS.items() if layers.is_conv(c)}
 # not a benchmark layer: patches over 256 MiB
 CASES["huge"] = ((64, 128, 128, 64), (3, 3, 64, 64), (1, 1), ((1, 1),) * 2, (1, 1), 1)
+
+
+@pytest.fixture(autouse=True)
+def _pure_rule():
+    """Every test here traces and chooses as if the native kernels were not built: the
+    pure-JAX rule is tested whether or not this machine has them (`auto`'s native picks:
+    tests/conv/test_native.py)."""
+    with pure_jax():
+        yield
 
 
 def test_rule_table_names_the_benchmark_layers():
@@ -182,10 +192,15 @@ def _layer(case, backward="auto", dropin=False):
     return f, (xs, ws, jax.eval_shape(conv, xs, ws))
 
 
+def _lowered(case, backward="auto", platforms=("cpu",), dropin=False) -> str:
+    """The StableHLO of one `CASES` layer's forward + backward lowered for `platforms`."""
+    f, args = _layer(case, backward, dropin)
+    return jax.jit(f).trace(*args).lower(lowering_platforms=platforms).as_text()
+
+
 def _ops(case, backward="auto", platforms=("cpu",), dropin=False):
     """(convolutions, matrix products) in the StableHLO lowered for `platforms`."""
-    f, args = _layer(case, backward, dropin)
-    text = jax.jit(f).trace(*args).lower(lowering_platforms=platforms).as_text()
+    text = _lowered(case, backward, platforms, dropin)
     return text.count("stablehlo.convolution"), text.count("stablehlo.dot_general")
 
 

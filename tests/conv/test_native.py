@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import jaxconv as jc
 from tests.conv.test_conv import conv_cases
+from tests.support.devices import host_devices_env
 from tests.support.numerics import assert_close
 
 STATUS = jc.native_available()
@@ -216,3 +217,160 @@ def test_native_results_are_the_same_run_to_run():
     for _ in range(3):
         for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(run(x, w))):
             np.testing.assert_array_equal(a, np.asarray(b))
+
+
+# --------------------------------------------------------------------------- "auto" and where
+# `backward="auto"` runs the kernels for float32 layers on CPU (not for one input channel per
+# group outside depthwise: measured slower there), and lowers its pure-JAX fallback where a
+# custom call cannot go: jax.export, a program partitioned over several devices.
+
+
+def _sds(*shape, dtype=jnp.float32):
+    return jax.ShapeDtypeStruct(shape, dtype)
+
+
+@built
+@pytest.mark.parametrize(
+    "x, w, kw, native",
+    [
+        ((2, 16, 16, 8), (3, 3, 8, 16), dict(stride=2, padding=1), True),
+        ((2, 16, 16, 8), (3, 3, 1, 8), dict(padding=1, groups=8), True),  # depthwise
+        ((2, 8, 8, 8, 4), (3, 3, 3, 4, 8), dict(padding=1), True),  # 3-D
+        ((2, 28, 28, 1), (5, 5, 1, 6), dict(), False),  # one input channel (lenet_c1)
+        ((8, 40, 1), (5, 1, 32), dict(stride=2, padding=2), False),  # conv1d_mnist1d's first
+    ],
+)
+def test_auto_picks_the_kernels_for_float32(x, w, kw, native):
+    """`explain` shows what `auto` runs: the kernels for all three convolutions (with the
+    fallback named) where measured faster, the pure-JAX rule elsewhere and for float64."""
+    (row,) = jc.explain(lambda x, w: jc.conv(x, w, **kw), _sds(*x), _sds(*w))
+    assert (row.cpu == ("native",) * 3) == native, row
+    if native:
+        assert row.reason.startswith("native oneDNN kernels") and "jax.export" in row.reason
+    (row64,) = jc.explain(
+        lambda x, w: jc.conv(x, w, **kw), _sds(*x, dtype=jnp.float64), _sds(*w, dtype=jnp.float64)
+    )
+    assert "native" not in row64.cpu
+
+
+@built
+def test_export_lowers_the_pure_jax_fallback():
+    """jax.export of a layer `auto` runs natively: the serialized module has no custom call
+    of this build (no compatibility guarantee; the loading machine may lack the kernels) and
+    computes the same values and gradients."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 9, 9, 8)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 8, 8)), jnp.float32)
+    loss = lambda x, w: jnp.sum(jnp.sin(jc.conv(x, w, stride=2, padding=1)))  # noqa: E731
+    grad = jax.jit(jax.grad(loss, (0, 1)))
+    assert "jaxconv_conv" in grad.lower(x, w).as_text()
+    exported = jax.export.export(grad)(x, w)
+    assert "jaxconv_conv" not in exported.mlir_module()
+    for a, b in zip(exported.call(x, w), grad(x, w)):
+        assert_close(a, b, tol=F32)
+
+
+SHARDED = """
+import jax, jax.numpy as jnp, numpy as np, jaxconv as jc
+from jax.sharding import NamedSharding, PartitionSpec as P, AxisType
+rng = np.random.default_rng(0)
+x = jnp.asarray(rng.standard_normal((8, 9, 9, 8)), jnp.float32)
+w = jnp.asarray(rng.standard_normal((3, 3, 8, 8)), jnp.float32)
+loss = lambda x, w: jnp.sum(jnp.sin(jc.conv(x, w, stride=2, padding=1)))
+grad = jax.jit(jax.grad(loss, (0, 1)))
+ref = grad(x, w)
+assert "jaxconv_conv" in grad.lower(x, w).as_text()
+def close(got):
+    for a, b in zip(got, ref):
+        scale = float(jnp.max(jnp.abs(b)))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5 * scale)
+for types in (AxisType.Auto, AxisType.Explicit):
+    mesh = jax.make_mesh((4,), ("data",), axis_types=(types,))
+    xs = jax.device_put(x, NamedSharding(mesh, P("data")))
+    ws = jax.device_put(w, NamedSharding(mesh, P()))
+    hlo = grad.lower(xs, ws).compile().as_text()
+    assert "jaxconv_conv" not in hlo and "all-gather" not in hlo, types
+    close(grad(xs, ws))
+    # a shard_map body manual over every axis is one device's program: the kernels run there
+    body = jax.shard_map(lambda x, w: jax.grad(loss, (0, 1))(x, w), mesh=mesh,
+                         in_specs=(P("data"), P()), out_specs=(P("data"), P()), check_vma=False)
+    text = jax.jit(body).lower(xs, ws).compile().as_text()
+    assert "jaxconv_conv" in text and "all-gather" not in text, types
+print("ok")
+"""
+
+
+@built
+def test_sharded_programs_keep_xla_partitioning():
+    """Batch-sharded over 4 emulated devices (automatic and explicit mesh axes): the program
+    runs the pure-JAX fallback that XLA partitions (no custom call, no all-gather of the
+    activations) with the single-device values; a `shard_map` body runs the kernels per shard."""
+    out = subprocess.run(
+        [sys.executable, "-c", SHARDED],
+        env=host_devices_env(4),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+# ---- bfloat16
+# bfloat16 operands run the `_bf16` handlers: bf16 x bf16 products accumulated in float32 (as
+# the pure-JAX lowerings' preferred_element_type=float32), float32 results that the rules round
+# to bfloat16. The two paths differ only in float32 summation order (~1e-6 relative) before
+# that rounding, so an entry can land one bfloat16 ulp apart (<= 2**-7 of its magnitude); a
+# second rounding (a bias, a padding mode's adjoint summing the padded border back) can add
+# another: 2 * 2**-7 ~ 1.6e-2 < BF16, relative to the largest entry (measured: <= 5.4e-3).
+BF16 = 2e-2
+
+
+@built
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_native_equals_xla_on_benchmark_layers_in_bfloat16(name):
+    """Every benchmark layer in bfloat16: values and gradients within BF16 of XLA's
+    convolutions, all of them bfloat16."""
+    x_shape, w_shape, kw = LAYERS[name]
+    kw = {"layout": "channels_last", **kw}
+    padding = kw.pop("padding")
+    ours, ref = _pair(x_shape, w_shape, False, padding, kw, 0, dtype=jnp.bfloat16)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+        assert a.dtype == b.dtype == jnp.bfloat16
+        assert_close(a, b, tol=BF16)
+
+
+@built
+@settings(max_examples=15)
+@given(case=conv_cases(), seed=st.integers(0, 2**16))
+def test_native_equals_xla_for_drawn_layers_in_bfloat16(case, seed):
+    """The drawn layers of `test_native_equals_xla_for_drawn_layers` in bfloat16: values and
+    gradients bfloat16, within BF16 of XLA's convolutions."""
+    x_shape, w_shape, bias, padding, _, kw = case
+    ours, ref = _pair(x_shape, w_shape, bias, padding, kw, seed, dtype=jnp.bfloat16)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+        assert a.shape == b.shape and a.dtype == b.dtype == jnp.bfloat16
+        assert_close(a, b, tol=BF16)
+
+
+@built
+def test_compiled_bfloat16_program_calls_the_bf16_kernels():
+    """A bfloat16 layer's forward, input and weight gradients are the three `_bf16` custom
+    calls (no float32 kernel, no XLA convolution left)."""
+    x, w = jnp.ones((2, 9, 9, 4), jnp.bfloat16), jnp.ones((3, 3, 4, 5), jnp.bfloat16)
+    f = lambda x, w: jnp.sum(  # noqa: E731
+        jc.conv(x, w, stride=2, padding=1, backward="native").astype(jnp.float32) ** 2
+    )
+    hlo = jax.jit(jax.grad(f, (0, 1))).lower(x, w).compile().as_text()
+    for kernel in ("fwd", "bwd_data", "bwd_weights"):
+        assert f"jaxconv_conv_{kernel}_bf16" in hlo, kernel
+        assert f"jaxconv_conv_{kernel}_f32" not in hlo, kernel
+    assert " convolution(" not in hlo
+
+
+@built
+def test_float16_falls_back_with_the_reason():
+    """float16 has no kernels: backward="native" runs "auto"'s pure-JAX picks and says why."""
+    x, w = _sds(2, 8, 8, 4, dtype=jnp.float16), _sds(3, 3, 4, 4, dtype=jnp.float16)
+    (row,) = jc.explain(lambda x, w: jc.conv(x, w, padding=1, backward="native"), x, w)
+    assert "native" not in row.cpu
+    assert "bfloat16 or float32 only (operands are float16)" in row.reason, row.reason

@@ -18,6 +18,7 @@ from jax.extend.core import Primitive
 
 import jaxconv as jc
 from jaxconv import RESIDUAL_NAMES
+from jaxconv._core.native import pure_jax
 from jaxconv.convolution.lowering.choice import (
     XLA_CONVOLUTIONS,
     auto_algorithms,
@@ -28,6 +29,14 @@ from jaxconv.convolution.lowering.geometry import ConvParams, dimension_numbers
 ex = sys.modules["jaxconv.explain"]  # the module (`jaxconv.explain` is the function)
 F32 = jnp.float32
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+@pytest.fixture(autouse=True)
+def _pure_rule():
+    """The rule's reasons and picks as without the native kernels, whether or not this
+    machine has them (`explain` of the native picks: tests/conv/test_native.py)."""
+    with pure_jax():
+        yield
 
 
 @pytest.fixture(scope="module")

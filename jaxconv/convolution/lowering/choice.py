@@ -3,14 +3,19 @@
 ``"transpose"`` is what JAX's own autodiff computes (lax convolutions throughout: the input
 gradient with lhs dilation, the weight gradient as a batch/feature-swapped convolution).
 ``"phase"`` replaces the input gradient by its polyphase form; ``"matmul"`` lowers all three to
-im2col / col2im and one matrix product each. ``"auto"`` picks per shape and per convolution by
-the rule in `auto_algorithms`, measured on XLA:CPU (per-op table there; whole-layer numbers in
-experiments/results/benchmark.md); ``"lean"`` by `lean_algorithms`, never above autodiff's
-compiled temp memory. Both rules hold on CPU only, where they were measured: lowered for any
-other platform (GPU, TPU), ``"auto"`` and ``"lean"`` run XLA's own convolutions
-(`XLA_CONVOLUTIONS`). The choice is made per platform of the compilation, not of the machine
-that traces: `compute` stages both with `jax.lax.platform_dependent`, and each lowering keeps
-only its own platform's branch.
+im2col / col2im and one matrix product each; ``"native"`` runs all three on oneDNN's CPU kernels
+(`lowering.native`, where the optional package is built). ``"auto"`` takes the native kernels
+where `_native_rule` says they were measured faster (float32 and bfloat16 layers but those with
+one input channel per group outside depthwise), and otherwise picks per shape and per
+convolution by the pure-JAX rule in `auto_algorithms`, measured on XLA:CPU (per-op table there;
+whole-layer numbers in experiments/results/benchmark.md, columns auto, auto (pure) and native);
+a layer on the kernels carries the pure-JAX picks as its ``fallback``, lowered where a custom
+call cannot go (jax.export, several devices). ``"lean"`` picks by `lean_algorithms`, never
+above autodiff's compiled temp memory. Both rules hold on CPU only, where they were measured:
+lowered for any other platform (GPU, TPU), ``"auto"`` and ``"lean"`` run XLA's own
+convolutions (`XLA_CONVOLUTIONS`). The choice is made per platform of the compilation, not of
+the machine that traces: `compute` stages both with `jax.lax.platform_dependent`, and each
+lowering keeps only its own platform's branch.
 
 The exact algorithms (channels-last on a `Geometry`, pure jnp/lax, no derivative rules: the
 rules in `rules.py` call `compute`, so how a value is computed never changes how it is
@@ -35,10 +40,11 @@ from __future__ import annotations
 
 import math
 
+import jax
 import numpy as np
 from jax import lax
 
-from jaxconv._core.native import native_status
+from jaxconv._core.native import native_status, pure_jax, use_native
 from jaxconv._core.padding import effective_kernel, out_size
 from jaxconv._core.validate import byte_size
 from jaxconv.convolution.lowering.depthwise import dw_shift, dx_shift, fwd_shift
@@ -151,6 +157,31 @@ def _auto_rule(x_shape, w_shape, stride, dilation, groups, itemsize, pads):
     )
 
 
+def _native_rule(x_cl, w_cl, params, dtype) -> str:
+    """Why ``"auto"`` runs this layer on the native kernels (given they are available), or ""
+    when it keeps its pure-JAX picks.
+
+    Measured per layer in experiments/results/benchmark.md (columns "auto" = this rule, "auto
+    (pure)" = `auto_algorithms`, "native"; fwd+bwd medians, float32, 2-core AMD EPYC): oneDNN
+    wins every conv layer (0.5-0.85x of the pure-JAX picks: resnet_3x3, resnet_down, stem,
+    dilated, depthwise, conv3d_small, conv_transpose_up, lenet_c2) except those whose groups have
+    one input channel and are not depthwise (lenet_c1, conv1d_mnist1d: 1.1-1.6x slower, where
+    the shifted multiply-adds are a handful of fused vector ops). bfloat16 (oneDNN's AVX-512
+    BF16 kernels, float32 accumulation) measured 0.2-0.9x of the pure-JAX picks on resnet_3x3,
+    resnet_down, depthwise, conv3d_small and the stem. Where the kernels cannot
+    take the layer (`native.fits`: float32 only, no lhs dilation, ...) the pure-JAX rule runs.
+    """
+    if fits(x_cl, w_cl, params, dtype):
+        return ""
+    groups, cin_g = params.feature_group_count, w_cl[-2]
+    if cin_g == 1 and groups == 1:
+        return ""
+    return (
+        "native oneDNN kernels for all three (float32 and bfloat16 on CPU: measured faster "
+        "than the pure-JAX picks on every layer but those with one input channel)"
+    )
+
+
 def lean_algorithms(w_shape, groups, stride=()):
     """(fwd, dx, dw) for ``backward="lean"``: the fastest choice whose compiled temp memory stays
     at or below JAX autodiff's (tests/test_memory.py checks every benchmark config). Nothing is
@@ -229,6 +260,8 @@ def _choose(backward: str, x_cl, w_cl, params, dtype):
     asked = f"backward={backward!r}: as asked"
     if backward == "native":
         status, lacks = native_status(), fits(x_cl, w_cl, p, dtype)
+        if not use_native() and status:
+            status = type(status)(False, "inside jaxconv._core.native.pure_jax()")
         if status and not lacks:
             return ("native",) * 3, XLA_CONVOLUTIONS, (asked, f"backward='native': {OFF_CPU}")
         not_here = status.reason if not status else f"the native kernels take {lacks}"
@@ -245,6 +278,10 @@ def _choose(backward: str, x_cl, w_cl, params, dtype):
     if backward == "lean":
         picks, why = _lean_rule(w_cl, groups, p.window_strides)
         return picks, XLA_CONVOLUTIONS, (f"backward='lean': {why}", f"backward='lean': {OFF_CPU}")
+    if backward == "auto" and use_native():
+        why_native = _native_rule(x_cl, w_cl, p, dtype)
+        if why_native:
+            return ("native",) * 3, XLA_CONVOLUTIONS, (why_native, OFF_CPU)
     itemsize = patch_itemsize(dtype, p.preferred_element_type)
     cpu, why = _auto_rule(x_cl, w_cl, p.window_strides, p.rhs_dilation, groups, itemsize, p.padding)
     if backward == "phase":
@@ -275,6 +312,11 @@ def explain_geometry(geo: Geometry) -> dict:
     recorded = picks if geo.elsewhere is None else tuple(geo.elsewhere)
     if (cpu, elsewhere) != (picks, recorded):  # a Geometry not built by `layer_geometry`
         why = why_elsewhere = "as recorded in the geometry"
+    elif geo.fallback is not None:
+        why += (
+            f"; {'/'.join(geo.fallback)} where a custom call cannot go (jax.export, a program "
+            "partitioned over several devices)"
+        )
     return {
         "backward": geo.backward,
         "cpu": picks,
@@ -291,6 +333,10 @@ def layer_geometry(x_cl, w_cl, params, backward: str = "auto", *, dtype=None) ->
     p = params
     dtype = None if dtype is None else np.dtype(dtype)
     (fwd, dx, dw), elsewhere = choose_algorithms(backward, x_cl, w_cl, p, dtype=dtype)
+    fallback = None
+    if "native" in (fwd, dx, dw):  # for jax.export and multi-device programs
+        with pure_jax():
+            fallback = choose_algorithms(backward, x_cl, w_cl, p, dtype=dtype)[0]
     return Geometry(
         x_shape=tuple(x_cl),
         w_shape=tuple(w_cl),
@@ -306,6 +352,7 @@ def layer_geometry(x_cl, w_cl, params, backward: str = "auto", *, dtype=None) ->
         elsewhere=None if elsewhere == (fwd, dx, dw) else elsewhere,
         backward=backward,
         dtype=dtype,
+        fallback=fallback,
     )
 
 
@@ -332,6 +379,21 @@ DW = {"xla": dw_xla, "matmul": dw_matmul, "shift": dw_shift, "native": dw_native
 _ROLES = {"fwd": (0, FWD), "dx": (1, DX), "dw": (2, DW)}
 
 
+def _on_a_mesh(*arrays) -> bool:
+    """Whether an operand's type carries a mesh of several devices (explicit sharding): such a
+    program is partitioned over them, where `native.cpu_lowering` would lower the pure-JAX
+    fallback anyway; choosing it while tracing keeps the shardings of the types."""
+    for a in arrays:
+        mesh = getattr(getattr(jax.typeof(a), "sharding", None), "mesh", None)
+        if mesh is None or mesh.empty:
+            continue
+        manual = jax.sharding.AxisType.Manual  # a shard_map body: one shard per call
+        free = [n for n, t in zip(mesh.axis_sizes, mesh.axis_types) if t != manual]
+        if math.prod(free) > 1:
+            return True
+    return False
+
+
 def compute(role: str, geo: Geometry, a, b, dtype):
     """`role` ("fwd", "dx" or "dw") of the convolution `geo` applied to (a, b), cast to `dtype`,
     by the algorithm chosen for the platform the computation is compiled for: ``geo.<role>`` on
@@ -342,6 +404,8 @@ def compute(role: str, geo: Geometry, a, b, dtype):
     i, table = _ROLES[role]
     cpu = (geo.fwd, geo.dx, geo.dw)[i]
     other = cpu if geo.elsewhere is None else geo.elsewhere[i]
+    if geo.fallback is not None and _on_a_mesh(a, b):
+        cpu = geo.fallback[i]  # sharding in types: partitioned, never lowered to the kernels
 
     def by(algorithm):
         return lambda a, b: table[algorithm](a, b, geo).astype(dtype)

@@ -54,13 +54,16 @@ class Geometry(NamedTuple):
     groups: int
     precision: object
     pet: object  # preferred_element_type or None
-    fwd: str  # "xla" | "matmul" | "shift"
-    dx: str  # "transpose" | "phase" | "matmul" | "shift"
-    dw: str  # "xla" | "matmul" | "shift"
+    fwd: str  # "xla" | "matmul" | "shift" | "native"
+    dx: str  # "transpose" | "phase" | "matmul" | "taps" | "shift" | "native"
+    dw: str  # "xla" | "matmul" | "shift" | "native"
     # (fwd, dx, dw) when lowered for any platform but CPU (GPU, TPU); None: as on CPU.
     elsewhere: tuple | None = None
     backward: str = "auto"  # the `backward=` the algorithms were chosen for (re-chosen by vmap)
     dtype: object = None  # the operands' dtype the algorithms were chosen for (None: float32)
+    # (fwd, dx, dw) on CPU where the native kernels cannot be lowered (jax.export, a program
+    # partitioned over several devices: `_core.native.lowering_blocker`); None: no native pick.
+    fallback: tuple | None = None
 
     @property
     def nd(self):

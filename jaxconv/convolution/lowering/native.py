@@ -10,32 +10,43 @@ F_g = F / G output channels per group g, channel f = g F_g + o):
   g[n, j, f]``.
 
 Each is one custom call (`_core.native.TARGETS`, handlers in ``native/src/conv_onednn.cc``)
-on the channels-last arrays, float32 only; the settings travel as the call's attributes.
+on the channels-last arrays; the settings travel as the call's attributes. The operands are
+float32 or bfloat16 (the ``_f32`` or ``_bf16`` handlers), the result float32 in both: bfloat16
+products accumulate in float32 as in the pure-JAX lowerings (``preferred_element_type``
+float32), and the rules cast the result to the dtype they return.
 Only the lowering changes: the primitives' JVP, transpose, batching and explicit VJP rules are
 the same as for every other algorithm, so every JAX transformation runs on them. `fits` says
 statically which layers the kernels take; `choice` picks this lowering only for those and only
-where `_core.native.native_available()` is true, and only on CPU.
+where `_core.native.native_available()` is true, and only on CPU. `cpu_lowering` lowers a
+primitive with the geometry's pure-JAX `fallback` picks where a custom call cannot go
+(`jax.export`, a program partitioned over several devices).
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.interpreters import mlir
 
+from jaxconv._core.native import lowering_blocker
 from jaxconv.convolution.lowering.geometry import Geometry
+
+# The operand dtypes the kernels take, each with its FFI targets' suffix.
+SUFFIX = {np.dtype(np.float32): "f32", np.dtype(jnp.bfloat16): "bf16"}
 
 
 def fits(x_cl, w_cl, params, dtype) -> str:
     """ "" when the native kernels compute this layer, else what they lack (static)."""
     p = params
     nd = len(x_cl) - 2
-    if np.dtype(np.float32 if dtype is None else dtype) != np.float32:
-        return f"float32 only (operands are {np.dtype(dtype).name})"
-    if p.preferred_element_type not in (None, np.float32, jnp.float32):
-        return "no preferred_element_type"
+    if np.dtype(np.float32 if dtype is None else dtype) not in SUFFIX:
+        return f"bfloat16 or float32 only (operands are {np.dtype(dtype).name})"
+    if p.preferred_element_type is not None and np.dtype(p.preferred_element_type) != np.float32:
+        return "no preferred_element_type but float32"
     if not 1 <= nd <= 3:
         return f"1-d to 3-d only ({nd}-d)"
     if any(a != 1 for a in p.lhs_dilation) or p.batch_group_count != 1:
@@ -58,22 +69,39 @@ def _attrs(geo: Geometry) -> dict:
     )
 
 
-def _call(target: str, shape, a, b, geo: Geometry):
+def _call(kernel: str, shape, a, b, geo: Geometry):
+    """``jaxconv_conv_<kernel>_bf16`` when both operands are bfloat16, else ``..._f32`` on
+    both cast to float32; the result is float32 of `shape` either way."""
+    t = jnp.bfloat16 if a.dtype == b.dtype == jnp.bfloat16 else jnp.float32
     out = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
-    f32 = lambda v: v.astype(jnp.float32)  # noqa: E731
-    return jax.ffi.ffi_call(target, out)(f32(a), f32(b), **_attrs(geo))
+    target = f"jaxconv_conv_{kernel}_{SUFFIX[np.dtype(t)]}"
+    return jax.ffi.ffi_call(target, out)(a.astype(t), b.astype(t), **_attrs(geo))
 
 
 def fwd_native(x, w, geo: Geometry):
     """y (N, *o, F) of x (N, *n, C) and w (*k, C_g, F): oneDNN's forward convolution."""
-    return _call("jaxconv_conv_fwd_f32", geo.out_shape, x, w, geo)
+    return _call("fwd", geo.out_shape, x, w, geo)
 
 
 def dx_native(g, w, geo: Geometry):
     """dx (N, *n, C) of g (N, *o, F) and w: oneDNN's backward-data convolution."""
-    return _call("jaxconv_conv_bwd_data_f32", geo.x_shape, g, w, geo)
+    return _call("bwd_data", geo.x_shape, g, w, geo)
 
 
 def dw_native(x, g, geo: Geometry):
     """dw (*k, C_g, F) of x and g: oneDNN's backward-weights convolution."""
-    return _call("jaxconv_conv_bwd_weights_f32", geo.w_shape, x, g, geo)
+    return _call("bwd_weights", geo.w_shape, x, g, geo)
+
+
+def cpu_lowering(impl):
+    """The CPU lowering rule of a conv-family primitive ``impl(a, b, *, geo)``: `impl` traced
+    into the computation (as on every platform), with ``geo.fallback``'s pure-JAX algorithms in
+    place of the native ones where `lowering_blocker` says the kernels cannot be lowered."""
+
+    def rule(ctx, *args, geo: Geometry):
+        if geo.fallback is not None and lowering_blocker(ctx):
+            fwd, dx, dw = geo.fallback
+            geo = geo._replace(fwd=fwd, dx=dx, dw=dw, fallback=None)
+        return mlir.lower_fun(partial(impl, geo=geo), multiple_results=False)(ctx, *args)
+
+    return rule

@@ -1,0 +1,157 @@
+"""Threads: do the native kernels fight XLA's own threads, or each other?
+
+The oneDNN convolutions run on OpenMP threads (GNU OpenMP, one team per calling thread), XLA:CPU
+on its intra-op pool. XLA's thunk runtime may run two independent custom calls at once, each
+then starting its own OpenMP team: on a machine with P cores that is 2 P busy threads. This
+script measures it (fwd+bwd medians, float32, interleaved rounds, the tuned allocator):
+
+- ``one``: one layer's forward + backward in a jitted function;
+- ``two``: two independent copies of that layer (different inputs and weights) in *one*
+  jitted function, where XLA is free to overlap them; compared with 2 x ``one``;
+- ``chain``: the same two layers one after the other (the second reads the first's output):
+  no overlap possible, the reference for ``two``;
+- each also with ``backward="auto"`` traced without the kernels (``pure_jax()``).
+
+``two`` / (2 x ``one``) near 1.0 means the teams do not fight (overlap gains nothing and costs
+nothing); well above 1.0 means they oversubscribe the cores. It also checks that the two
+layers' results are bitwise the same run to run. Writes experiments/results/native_threads.md.
+
+    python experiments/native_threads.py [--rounds 15] [--out experiments/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxconv as jc  # noqa: E402
+from jaxconv._core.native import pure_jax  # noqa: E402
+
+# (name, x (N, H, W, C), w (kh, kw, C, F), conv kwargs): the benchmark's resnet layers, halved
+LAYERS = [
+    ("resnet_3x3/2", (16, 32, 32, 64), (3, 3, 64, 64), dict(padding=1)),
+    ("resnet_down/2", (16, 32, 32, 64), (3, 3, 64, 128), dict(stride=2, padding=1)),
+    ("depthwise/2", (16, 32, 32, 64), (3, 3, 1, 64), dict(padding=1, groups=64)),
+]
+
+
+def layer(kw):
+    def loss(x, w):
+        return jnp.sum(jnp.sin(jc.conv(x, w, **kw)))
+
+    return jax.value_and_grad(loss, (0, 1))
+
+
+def programs(kw):
+    f = layer(kw)
+
+    def one(x, w):
+        return f(x, w)
+
+    def two(x, w, x2, w2):
+        return f(x, w), f(x2, w2)
+
+    def chain(x, w, x2, w2):  # the second layer waits for the first's loss
+        first = f(x, w)
+        return first, f(x2 + 1e-3 * first[0], w2)
+
+    return {"one": one, "two": two, "chain": chain}
+
+
+def measure(fns, rounds):
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, call in fns.items():
+            time.sleep(0.002)
+            t0 = time.perf_counter()
+            call()
+            times[k].append(time.perf_counter() - t0)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    _common.reexec_with_tuned_malloc()
+    info = _common.environment()
+    status = jc.native_available()
+    _common.print_banner("native kernels and threads", info)
+    if not status:
+        print(f"native kernels unavailable: {status.reason}")
+        return 1
+    rng = np.random.default_rng(0)
+    rows, bitwise = [], True
+    for name, xs, ws, kw in LAYERS:
+        x, x2 = (jnp.asarray(rng.standard_normal(xs), jnp.float32) for _ in range(2))
+        w, w2 = (jnp.asarray(rng.standard_normal(ws) / np.prod(ws[:-1]) ** 0.5, jnp.float32)
+                 for _ in range(2))  # fmt: skip
+        calls = {}
+        for mode in ("native", "pure"):
+            operands = {"one": (x, w), "two": (x, w, x2, w2), "chain": (x, w, x2, w2)}
+            with pure_jax() if mode == "pure" else contextlib.nullcontext():
+                compiled = {
+                    k: jax.jit(p).lower(*operands[k]).compile() for k, p in programs(kw).items()
+                }
+            for k, exe in compiled.items():
+                a = operands[k]
+                calls[f"{mode} {k}"] = lambda exe=exe, a=a: jax.block_until_ready(exe(*a))
+            if mode == "native":
+                first = jax.tree.map(np.asarray, compiled["two"](x, w, x2, w2))
+                for _ in range(3):
+                    again = jax.tree.map(np.asarray, compiled["two"](x, w, x2, w2))
+                    bitwise &= all(
+                        np.array_equal(p, q)
+                        for p, q in zip(jax.tree.leaves(first), jax.tree.leaves(again))
+                    )
+        for c in calls.values():  # warm
+            c()
+        med = measure(calls, args.rounds)
+        for mode in ("native", "pure"):
+            one, two = med[f"{mode} one"], med[f"{mode} two"]
+            chain = med[f"{mode} chain"]
+            rows.append(
+                [
+                    name,
+                    mode,
+                    f"{one:.3g}",
+                    f"{two:.3g}",
+                    f"{chain:.3g}",
+                    f"{two / (2 * one):.2f}",
+                ]
+            )
+        print(rows[-2], rows[-1], flush=True)
+    header = ["layer", "lowering", "one ms", "two ms", "chain ms", "two / (2 × one)"]
+    table = _common.markdown_table(header, rows)
+    text = (
+        "# Native kernels and threads: two independent convolutions in one jitted function\n\n"
+        "Generated by `python experiments/native_threads.py`; fwd+bwd medians over "
+        f'{args.rounds} interleaved rounds, float32, `native` = `backward="auto"` with the '
+        "oneDNN kernels, `pure` = the same traced without them.\n\n"
+        + _common.markdown_environment(info)
+        + "\n\n## Results\n\n"
+        + table
+        + "\n\n"
+        + f"- results of `two` bitwise the same over 4 runs: {'yes' if bitwise else 'NO'}\n"
+    )
+    out = _common.results_dir(args.out) / "native_threads.md"
+    out.write_text(text)
+    print(table)
+    print(f"bitwise run to run: {bitwise}; wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
