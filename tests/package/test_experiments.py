@@ -122,3 +122,18 @@ def test_train_sharded_quick(tmp_path):
     assert len(rows) == 2 and min(float(r[2]) for r in rows) > 50.0, md
     proc = subprocess.run(cmd + ["--batch-size", "30"], capture_output=True, text=True, env=env)
     assert proc.returncode != 0 and "must be divisible by the number of devices" in proc.stderr
+
+
+def test_native_kernels_quick(tmp_path):
+    """experiments/native_kernels.py: the threads table (one layer) and the bfloat16 table,
+    where the native kernels are built."""
+    import jaxconv
+
+    status = jaxconv.native_available()
+    if not status:
+        pytest.skip(f"native kernels unavailable: {status.reason}")
+    stdout = run_script("native_kernels.py", tmp_path)
+    assert_versions_banner(stdout)
+    md = (tmp_path / "native_kernels.md").read_text()
+    assert "| layer | lowering | one ms |" in md and "| layer | bf16 native ms |" in md
+    assert "bitwise the same over 4 runs: yes" in md

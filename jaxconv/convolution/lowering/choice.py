@@ -167,8 +167,8 @@ def _native_rule(x_cl, w_cl, params, dtype) -> str:
     dilated, depthwise, conv3d_small, conv_transpose_up, lenet_c2) except those whose groups have
     one input channel and are not depthwise (lenet_c1, conv1d_mnist1d: 1.1-1.6x slower, where
     the shifted multiply-adds are a handful of fused vector ops). bfloat16 (oneDNN's AVX-512
-    BF16 kernels, float32 accumulation) measured 0.2-0.9x of the pure-JAX picks on resnet_3x3,
-    resnet_down, depthwise, conv3d_small and the stem. Where the kernels cannot
+    BF16 kernels, float32 accumulation): 0.36-0.71x of the pure-JAX picks on six benchmark
+    layers (experiments/results/native_kernels.md). Where the kernels cannot
     take the layer (`native.fits`: float32 only, no lhs dilation, ...) the pure-JAX rule runs.
     """
     if fits(x_cl, w_cl, params, dtype):
