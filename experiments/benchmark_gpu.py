@@ -58,7 +58,7 @@ RTOL = {"float32": 1e-3, "bfloat16": 3e-2}
 # benchmark.QUICK, topped up to three small layers (a 1-d conv and a max pool)
 QUICK = tuple(dict.fromkeys((*bench.QUICK, "conv1d_mnist1d", "maxpool_2x2")))[:3]
 # the jaxconv algorithms an accelerator runs ("native" is a CPU-only lowering)
-ALGORITHMS = tuple(a for a in bench.ALGORITHMS if a != "native")
+ALGORITHMS = tuple(a for a in bench.ALGORITHMS if a not in ("native", "pure"))  # CPU-only columns
 TORCH_DEFAULTS = {"matmul.allow_tf32": False, "cudnn.allow_tf32": True}
 
 

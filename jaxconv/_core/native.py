@@ -4,8 +4,9 @@ The kernels live in a separate package, ``jaxconv-native`` (the repository's ``n
 C++ against oneDNN and XLA's FFI headers, built with scikit-build-core), so that installing
 jaxconv never needs a compiler. When it is installed, its shared library is loaded with ctypes
 and each handler is registered with XLA as a CPU custom-call target (`jax.ffi`); the lowerings
-that use them (`convolution.lowering.native`) are chosen at trace time only where
-`native_available()` is true, and every other path stays pure JAX.
+that use them (`convolution.lowering.native`; `resampling.axis_map`'s CPU lowering, the sparse
+map every `interpolate` mode chains, through ``jaxconv_axis_map_f32``) are chosen at trace time
+only where `native_available()` is true, and every other path stays pure JAX.
 
 ``JAXCONV_NATIVE=0`` in the environment when jaxconv is imported turns every native lowering
 off (for debugging and for comparing); the package is then never loaded.
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 
 import jax
 
-# The FFI targets the native package exports (one per kernel and input type, float32 and
-# bfloat16; the results are float32 in both).
+# The FFI targets the native package exports: the convolutions (one per kernel and input type,
+# float32 and bfloat16; the results are float32 in both) and the axis map (float32 only).
 TARGETS = (
     "jaxconv_conv_fwd_f32",
     "jaxconv_conv_bwd_data_f32",
@@ -31,6 +32,7 @@ TARGETS = (
     "jaxconv_conv_fwd_bf16",
     "jaxconv_conv_bwd_data_bf16",
     "jaxconv_conv_bwd_weights_bf16",
+    "jaxconv_axis_map_f32",
 )
 
 # Read once, at import: a later change of the environment does not switch kernels mid-program.
