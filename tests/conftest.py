@@ -31,7 +31,7 @@ _PROFILE = dict(
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-settings.register_profile("ci", max_examples=12, derandomize=True, **_PROFILE)
+settings.register_profile("ci", max_examples=15, derandomize=True, **_PROFILE)
 settings.register_profile("thorough", max_examples=300, **_PROFILE)
 settings.register_profile("quick", max_examples=5, derandomize=True, **_PROFILE)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
