@@ -276,17 +276,13 @@ def _axis_map(x, *, table: AxisTable, axis: int, native: bool = False):
 @functools.lru_cache(maxsize=512)
 def padded(t: AxisTable) -> tuple[np.ndarray, np.ndarray]:
     """The table densely padded to its widest row: idx (O, R) int64 and weights (O, R) float32,
-    padding taps with weight 0 on a valid column (R >= 1 when L >= 1), the native kernel's
-    attributes."""
-    lists = _row_lists(t)
-    width = max([len(c) for c, _ in lists], default=0)
-    width = max(width, 1) if t.in_size > 0 else 0
-    idx = np.zeros((t.out_size, width), np.int64)
-    w = np.zeros((t.out_size, width), np.float32)
-    for o, (c, ww) in enumerate(lists):
-        idx[o, : len(c)], w[o, : len(c)] = c, ww
-        idx[o, len(c) :] = c[0] if len(c) else 0
-    return idx, w
+    padding taps with weight 0 on a valid column (`_gather`'s padding; R >= 1 when L >= 1,
+    R = 0 when there is no column to pad with), the native kernel's attributes."""
+    g = _gather(_row_lists(t), range(t.out_size)) if t.in_size > 0 else None
+    if g is None:  # no output row, or no input column: nothing to read
+        width = int(t.in_size > 0)
+        return np.zeros((t.out_size, width), np.int64), np.zeros((t.out_size, width), np.float32)
+    return g.idx, g.w.astype(np.float32)
 
 
 def _native_call(x, *, table: AxisTable, axis: int):

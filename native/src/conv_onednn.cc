@@ -416,12 +416,14 @@ int Threads(const ffi::ThreadPool& pool, int64_t macs) {
   return xla > 0 ? static_cast<int>(std::min<int64_t>(xla, openmp_default)) : openmp_default;
 }
 
-// One handler body for the three kinds and both input types T (F32, BF16): `a` and `b` are the
-// inputs, `out` the float32 result, in the order of the table at the top (forward: x, w -> y;
-// backward data: g, w -> dx; backward weights: x, g -> dw). The shapes are checked as
-// (x, w, y), whichever buffers hold them.
-template <ffi::DataType T>
-ffi::Error Handle(Kind kind, const ffi::ThreadPool& pool, ffi::Buffer<T> a, ffi::Buffer<T> b,
+// The one handler body, for the three kinds and both input types T (F32, BF16): `a` and `b`
+// are the inputs, `out` the float32 result, in the order of the table at the top:
+//   forward          (x, w -> y):  y = conv(x, w);
+//   backward data    (g, w -> dx): dx = conv^T(g, w), a transposed convolution of g;
+//   backward weights (x, g -> dw): x correlated with g, summed over batch and space.
+// The shapes are checked as (x, w, y), whichever buffers hold them.
+template <Kind kind, ffi::DataType T>
+ffi::Error Handle(ffi::ThreadPool pool, ffi::Buffer<T> a, ffi::Buffer<T> b,
                   ffi::ResultBuffer<ffi::F32> out,
                   ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
                   ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
@@ -448,37 +450,6 @@ ffi::Error Handle(Kind kind, const ffi::ThreadPool& pool, ffi::Buffer<T> a, ffi:
              out->element_count());
 }
 
-// y = conv(x, w): the forward convolution.
-template <ffi::DataType T>
-ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<T> x, ffi::Buffer<T> w,
-                       ffi::ResultBuffer<ffi::F32> y,
-                       ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
-                       ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
-                       int64_t groups) {
-  return Handle<T>(Kind::kForward, pool, x, w, y, stride, pad_lo, pad_hi, dilation, groups);
-}
-
-// dx = conv^T(g, w): the input gradient, a transposed convolution of g.
-template <ffi::DataType T>
-ffi::Error BackwardDataImpl(ffi::ThreadPool pool, ffi::Buffer<T> g, ffi::Buffer<T> w,
-                            ffi::ResultBuffer<ffi::F32> dx,
-                            ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
-                            ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
-                            int64_t groups) {
-  return Handle<T>(Kind::kBackwardData, pool, g, w, dx, stride, pad_lo, pad_hi, dilation, groups);
-}
-
-// dw = x correlated with g: the weight gradient, summed over batch and space.
-template <ffi::DataType T>
-ffi::Error BackwardWeightsImpl(ffi::ThreadPool pool, ffi::Buffer<T> x, ffi::Buffer<T> g,
-                               ffi::ResultBuffer<ffi::F32> dw,
-                               ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
-                               ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
-                               int64_t groups) {
-  return Handle<T>(Kind::kBackwardWeights, pool, x, g, dw, stride, pad_lo, pad_hi, dilation,
-                   groups);
-}
-
 // Two inputs of type T, a float32 result, the layer's settings as attributes.
 template <ffi::DataType T>
 auto Binding() {
@@ -499,16 +470,18 @@ auto Binding() {
 // The library's exports (it is compiled with -fvisibility=hidden; the macro's extern "C"
 // functions carry no visibility of their own).
 #pragma GCC visibility push(default)
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_fwd_f32, ForwardImpl<ffi::F32>, Binding<ffi::F32>());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_data_f32, BackwardDataImpl<ffi::F32>,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_fwd_f32, (Handle<Kind::kForward, ffi::F32>),
                               Binding<ffi::F32>());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_weights_f32, BackwardWeightsImpl<ffi::F32>,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_data_f32, (Handle<Kind::kBackwardData, ffi::F32>),
                               Binding<ffi::F32>());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_fwd_bf16, ForwardImpl<ffi::BF16>, Binding<ffi::BF16>());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_data_bf16, BackwardDataImpl<ffi::BF16>,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_weights_f32,
+                              (Handle<Kind::kBackwardWeights, ffi::F32>), Binding<ffi::F32>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_fwd_bf16, (Handle<Kind::kForward, ffi::BF16>),
                               Binding<ffi::BF16>());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_weights_bf16, BackwardWeightsImpl<ffi::BF16>,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_data_bf16, (Handle<Kind::kBackwardData, ffi::BF16>),
                               Binding<ffi::BF16>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_weights_bf16,
+                              (Handle<Kind::kBackwardWeights, ffi::BF16>), Binding<ffi::BF16>());
 
 // oneDNN's version the library runs with: major * 10000 + minor * 100 + patch.
 extern "C" __attribute__((visibility("default"))) int jaxconv_native_onednn_version(void) {
