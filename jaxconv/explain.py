@@ -129,7 +129,7 @@ _PRIMITIVES = {
     lp_pool.backward_p: ("lp_pool", ()),
     adaptive.adaptive_average_p: ("adaptive_avg_pool", ("adaptive_avg_pool",)),
     adaptive.adaptive_adjoint_p: ("adaptive_avg_pool", ()),
-    axis_map.axis_map_p: ("interpolate", ("interpolate",)),
+    axis_map.axis_map_p: ("interpolate", ("interpolate", "adaptive_avg_pool")),
     pixel_shuffle.shuffle_p: ("pixel_shuffle", ("pixel_shuffle",)),
     pixel_shuffle.unshuffle_p: ("pixel_unshuffle", ("pixel_unshuffle",)),
     activation.masked_p: ("relu", ()),

@@ -18,13 +18,14 @@ import contextlib
 import contextvars
 import ctypes
 import functools
+import math
 import os
 from dataclasses import dataclass
 
 import jax
 
 # The FFI targets the native package exports: the convolutions (one per kernel and input type,
-# float32 and bfloat16; the results are float32 in both) and the axis map (float32 only).
+# float32 and bfloat16; the results are float32 in both) and the axis maps (float32 only).
 TARGETS = (
     "jaxconv_conv_fwd_f32",
     "jaxconv_conv_bwd_data_f32",
@@ -33,6 +34,7 @@ TARGETS = (
     "jaxconv_conv_bwd_data_bf16",
     "jaxconv_conv_bwd_weights_bf16",
     "jaxconv_axis_map_f32",
+    "jaxconv_axis_map2_f32",
 )
 
 # Read once, at import: a later change of the environment does not switch kernels mid-program.
@@ -151,3 +153,18 @@ def lowering_blocker(ctx) -> str:
     if getattr(axis, "num_devices", 1) > 1:
         return f"partitioned over {axis.num_devices} devices"
     return ""
+
+
+def on_a_mesh(*arrays) -> bool:
+    """Whether an operand's type carries a mesh of several devices (explicit sharding): such a
+    program is partitioned over them, where the lowerings would lower the pure-JAX fallback
+    anyway (`lowering_blocker`); choosing it while tracing keeps the shardings of the types."""
+    for a in arrays:
+        mesh = getattr(getattr(jax.typeof(a), "sharding", None), "mesh", None)
+        if mesh is None or mesh.empty:
+            continue
+        manual = jax.sharding.AxisType.Manual  # a shard_map body: one shard per call
+        free = [n for n, t in zip(mesh.axis_sizes, mesh.axis_types) if t != manual]
+        if math.prod(free) > 1:
+            return True
+    return False

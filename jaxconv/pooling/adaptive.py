@@ -18,7 +18,10 @@ and the backward is A^T: the two primitives below are each other's transpose, so
 of every order runs on them (forward mode: the average of the tangent; reverse mode: the
 adjoint; second order: the average again). Where every dim divides evenly the op is the tiling
 average pool, `avg_pool.average_p` with k = s = L / O (O = 1 everywhere: the global mean), and
-its own pair of rules. 16-bit inputs sum in float32.
+its own pair of rules. 16-bit inputs sum in float32. On CPU, float32 pools where the native
+kernels are built run the same per-dim matrices as tables of `resampling.axis_map`'s primitive
+instead (its transpose is A^T too; the kernels take two dims in one pass), staged with
+`lax.platform_dependent` so that other platforms keep the algorithms above (`_native_average`).
 
 Max::
 
@@ -37,6 +40,7 @@ all (its int8 winner offsets as residual, every tie policy).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from functools import partial
@@ -51,6 +55,7 @@ from jaxconv._core import validate as v
 from jaxconv._core.dtypes import accumulation
 from jaxconv._core.layout import split_layout
 from jaxconv._core.linmap import fold_rule
+from jaxconv._core.native import on_a_mesh, use_native
 from jaxconv._core.primitive import linear, primitive
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike
@@ -58,6 +63,7 @@ from jaxconv._core.window import Window
 from jaxconv.pooling.avg_pool import AvgCfg, average, mean
 from jaxconv.pooling.max_pool import max_pool
 from jaxconv.pooling.unpool import unpool_gather_p
+from jaxconv.resampling.axis_map import AxisTable, make_table, separable_map
 
 _I32 = jnp.int32
 
@@ -162,16 +168,59 @@ def adaptive_avg_pool(
       [0.5, 1.0, 1.0, 0.5]
     """
     cfg = adaptive_geometry("adaptive_avg_pool", x, output_size, layout)
+    pure = _pure_average(x, cfg)
+    maps = _average_maps(cfg)
+    if not (maps[0] and _native_average(x)):
+        return auto_partitioned(pure, x)
+
+    def on_cpu(x):
+        return separable_map(x, *maps)
+
+    return auto_partitioned(lambda x: lax.platform_dependent(x, cpu=on_cpu, default=pure), x)
+
+
+def _pure_average(x, cfg: AdaptiveCfg):
+    """The pure-JAX adaptive average: the global mean's primitive pair where O = 1 everywhere,
+    the tiling average pool where every dim divides evenly, else `adaptive_average_p`."""
     if all(o == 1 for o in cfg.out) and all(n > 0 for n in cfg.size):
         # one window: the global mean (its primitive pair), the pooled dims kept as size 1
         y_shape = tuple(1 if a in cfg.axes else e for a, e in enumerate(x.shape))
-        return auto_partitioned(lambda x: mean(x, layout).reshape(y_shape), x)
+        return lambda x: mean(x, cfg.layout).reshape(y_shape)
     if _divides(cfg):
         win = _tiling(x, cfg)
         counts = tuple((k,) * o for k, o in zip(win.window, cfg.out))
         avg = AvgCfg(win, counts, None)
-        return auto_partitioned(lambda x: average(x, avg), x)
-    return auto_partitioned(lambda x: adaptive_average_p.bind(x, cfg=cfg), x)
+        return lambda x: average(x, avg)
+    return lambda x: adaptive_average_p.bind(x, cfg=cfg)
+
+
+@functools.lru_cache(maxsize=256)
+def _average_table(n: int, o: int) -> AxisTable:
+    """`_matrix(n, o)` as an `AxisTable` (A[i, t] = 1 / n_i on window i)."""
+    start, end = bounds(n, o)
+    width = int((end - start).max())
+    idx = np.zeros((o, width), np.int64)
+    w = np.zeros((o, width))
+    for i, (s, e) in enumerate(zip(start, end)):
+        idx[i] = s  # padding taps (shorter windows): weight 0 on the window's first cell
+        idx[i, : e - s] = np.arange(s, e)
+        w[i, : e - s] = 1.0 / (e - s)
+    return make_table(n, idx, w)
+
+
+def _average_maps(cfg: AdaptiveCfg) -> tuple[tuple[AxisTable, ...], tuple[int, ...]]:
+    """The averaging tables of the pooled dims (O != L) and their axes."""
+    dims = [(a, n, o) for a, n, o in zip(cfg.axes, cfg.size, cfg.out) if n != o]
+    return tuple(_average_table(n, o) for _, n, o in dims), tuple(a for a, _, _ in dims)
+
+
+def _native_average(x) -> bool:
+    """Whether a CPU compilation averages on the native axis-map kernels (`separable_map`):
+    float32, the kernels usable (`use_native`), not partitioned over a mesh in the types.
+    Measured (fwd+bwd, 2-core AMD EPYC; experiments/benchmark.py's spatial table): N32 14² C256
+    to 7² (tiling) 0.90x, to 5² (overlapping windows) 0.36x, N32 7² C512 to 1² 0.69x the
+    pure-JAX algorithms' time. Other platforms keep those (not measured there)."""
+    return jnp.dtype(x.dtype) == jnp.float32 and use_native() and not on_a_mesh(x)
 
 
 def _matrix(n: int, o: int, dtype) -> np.ndarray:

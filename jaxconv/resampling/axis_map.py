@@ -1,22 +1,24 @@
-r"""A static sparse linear map along one axis, as one primitive that is its own transpose's kind.
+r"""Static sparse linear maps along axes, as one primitive that is its own transpose's kind.
 
-Every separable resampling (each mode of `interpolate`) is, per spatial dim, a fixed O×L matrix
-A applied along that dim's axis: with the nonzeros of row o at columns I[o, r] and weights
-W[o, r],
+Every separable resampling (each mode of `interpolate`, and adaptive average pooling) is, per
+spatial dim, a fixed O×L matrix A applied along that dim's axis: with the nonzeros of row o at
+columns I[o, r] and weights W[o, r],
 
 .. math:: y[\ldots, o, \ldots] = \sum_r W[o, r] \, x[\ldots, I[o, r], \ldots]
 
-`axis_map_p` applies such an A, given as a hashable `AxisTable` (its nonzeros in coordinate
-form, sorted by row then column, duplicates summed). The map is linear in x, so
+`axis_map_p` applies one such A per axis of its static ``axes`` (``tables[k]`` along
+``axes[k]``, the maps of different axes commute), each given as a hashable `AxisTable` (its
+nonzeros in coordinate form, sorted by row then column, duplicates summed). The map is linear in
+x, so
 
-- JVP: the same map on the tangent;
-- transpose (the backward pass): ``dx = A^T g``, the same primitive with the transposed table
-  (rows and columns exchanged: `transposed`). A^T of a banded map is banded, so the backward is
-  a gather too, never a scatter; transposing twice gives the original table back, so every
-  derivative order runs on this one primitive;
-- batching: the mapped axis folded into axis 0 (N), which the map never touches.
+- JVP: the same maps on the tangent;
+- transpose (the backward pass): ``dx = A_1^T ... A_k^T g``, the same primitive with the
+  transposed tables (rows and columns exchanged: `transposed`). A^T of a banded map is banded,
+  so the backward is a gather too, never a scatter; transposing twice gives the original tables
+  back, so every derivative order runs on this one primitive;
+- batching: the mapped axis folded into axis 0 (N), which the maps never touch.
 
-How A is applied (decided once per table, in NumPy, at trace time; `_plan`):
+How one A is applied (decided once per table, in NumPy, at trace time; `_plan`), axis by axis:
 
 - **periodic** ("polyphase"): when the rows repeat with a shift -- row o + P reads row o's
   columns moved by D, with the same weights -- the interior rows are P phases, each a fixed
@@ -29,18 +31,19 @@ How A is applied (decided once per table, in NumPy, at trace time; `_plan`):
 
 16-bit inputs compute in float32 and are cast back (`_core.dtypes.accumulation`).
 
-On CPU, a float32 map lowers instead to one custom call, ``jaxconv_axis_map_f32``
-(native/src/axis_map.cc: the table densely padded, one vectorised multiply-add pass per tap
-pair over the contiguous trailing dims) when the native kernels are usable at bind time
-(`_core.native.use_native`: built, not inside `pure_jax()`), recorded as the static param
-``native``, which the transpose and batching rules keep; the lowering falls back to the plans
-above where a custom call cannot go (`lowering_blocker`: jax.export, several devices), and
-for tables whose plan is periodic unless `NATIVE_PERIODIC` is set. Measured with
-experiments/benchmark.py (fwd+bwd, bilinear 2x, N8 64² C32, a busy 2-core AMD EPYC, two runs
-each, native vs JAXCONV_NATIVE=0): align_corners (gather plan) 9.7 / 8.2 ms vs 11.3 / 12.0 ms,
-the kernel wins; half-pixel (periodic plan) 10.9 / 9.9 ms vs 10.1 / 8.0 ms, no gain over XLA's
-fused strided slices (per map the kernel won on the upsampling along the outer spatial axis,
-lost up to ~1.3x on the channels-only inner axis, inner = C = 32, and the 4-tap transposes).
+On CPU, float32 maps lower instead to the native kernels (native/src/axis_map.cc; each table
+densely padded, vectorised multiply-add passes over the contiguous trailing dims) when they are
+usable at bind time (`_core.native.use_native`: built, not inside `pure_jax()`), recorded as the
+static param ``native``, which the transpose and batching rules keep (`_native_plan`): the last
+two maps as one call of ``jaxconv_axis_map2_f32``, which keeps the half-mapped slab of each
+output row in a per-thread buffer (an image's H and W: one pass over x and one over y); any
+other map alone through ``jaxconv_axis_map_f32`` where its plan is a gather (a periodic plan
+keeps XLA's strided slices unless `NATIVE_PERIODIC` is set). The lowering falls back to the
+plans above where a custom call cannot go (`lowering_blocker`: jax.export, several devices).
+Measured on a 2-core AMD EPYC (AVX-512), fwd+bwd of a 2x bilinear of N8 64² C32, kernels vs
+`pure_jax()` in one process, medians of 60 interleaved calls: half-pixel 0.66x, align_corners
+0.62x, nearest 0.53x, bicubic 0.98x, area 21² 0.53x the pure plans' time; a single periodic map
+alone: 0.5-0.7x upsampling the outer axis, 1.0-1.4x on the transposes (so not by default).
 """
 
 from __future__ import annotations
@@ -257,27 +260,30 @@ def _apply_periodic(x, plan: _Periodic, axis):
     return mid if len(pieces) == 1 else jnp.concatenate(pieces, axis=axis)
 
 
-def _axis_map(x, *, table: AxisTable, axis: int, native: bool = False):
+def _axis_map(x, *, tables: tuple[AxisTable, ...], axes: tuple[int, ...], native: bool = False):
+    """``A_k`` along ``axes[k]`` for each k, one axis after the other (the maps act on different
+    axes and commute); the pure-JAX algorithm of `axis_map_p`."""
     del native  # the pure-JAX algorithm; `native` only steers the CPU lowering (`_cpu_rule`)
     acc = accumulation(x.dtype)
-    xa = x if acc is None else x.astype(acc)
-    plan = _plan(table)
-    if isinstance(plan, _Periodic):
-        y = _apply_periodic(xa, plan, axis)
-    else:
-        y = _apply_gather(xa, plan, axis)
-    assert y.shape[axis] == table.out_size, (y.shape, table.out_size)
+    y = x if acc is None else x.astype(acc)
+    for table, axis in zip(tables, axes):
+        plan = _plan(table)
+        if isinstance(plan, _Periodic):
+            y = _apply_periodic(y, plan, axis)
+        else:
+            y = _apply_gather(y, plan, axis)
+        assert y.shape[axis] == table.out_size, (y.shape, table.out_size)
     return y.astype(x.dtype)
 
 
-# --------------------------------------------------------------------------- native kernel
+# --------------------------------------------------------------------------- native kernels
 
 
 @functools.lru_cache(maxsize=512)
 def padded(t: AxisTable) -> tuple[np.ndarray, np.ndarray]:
     """The table densely padded to its widest row: idx (O, R) int64 and weights (O, R) float32,
     padding taps with weight 0 on a valid column (`_gather`'s padding; R >= 1 when L >= 1,
-    R = 0 when there is no column to pad with), the native kernel's attributes."""
+    R = 0 when there is no column to pad with), the native kernels' attributes."""
     g = _gather(_row_lists(t), range(t.out_size)) if t.in_size > 0 else None
     if g is None:  # no output row, or no input column: nothing to read
         width = int(t.in_size > 0)
@@ -285,13 +291,18 @@ def padded(t: AxisTable) -> tuple[np.ndarray, np.ndarray]:
     return g.idx, g.w.astype(np.float32)
 
 
+def _out_shape(shape, tables, axes):
+    shape = list(shape)
+    for t, a in zip(tables, axes):
+        shape[a] = t.out_size
+    return jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
+
+
 def _native_call(x, *, table: AxisTable, axis: int):
-    """`_axis_map` of a float32 x as one custom call, ``jaxconv_axis_map_f32``
+    """One map of a float32 x as one custom call, ``jaxconv_axis_map_f32``
     (native/src/axis_map.cc)."""
     idx, w = padded(table)
-    shape = list(x.shape)
-    shape[axis] = table.out_size
-    out = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
+    out = _out_shape(x.shape, (table,), (axis,))
     return jax.ffi.ffi_call("jaxconv_axis_map_f32", out)(
         x,
         idx=idx.ravel(),
@@ -301,53 +312,115 @@ def _native_call(x, *, table: AxisTable, axis: int):
     )
 
 
-# Whether tables with a periodic plan lower to the kernel too (off: measured no faster than the
-# strided slices, module docstring; tests turn it on to compare the kernel on them).
+def _native_call2(x, *, tables: tuple[AxisTable, AxisTable], axes: tuple[int, int]):
+    """Two maps (``axes[0] < axes[1]``) of a float32 x in one pass, ``jaxconv_axis_map2_f32``
+    (native/src/axis_map.cc: the half-mapped array never written out)."""
+    (i1, w1), (i2, w2) = padded(tables[0]), padded(tables[1])
+    return jax.ffi.ffi_call("jaxconv_axis_map2_f32", _out_shape(x.shape, tables, axes))(
+        x,
+        idx1=i1.ravel(),
+        weights1=w1.ravel(),
+        taps1=np.int64(i1.shape[1]),
+        axis1=np.int64(axes[0]),
+        idx2=i2.ravel(),
+        weights2=w2.ravel(),
+        taps2=np.int64(i2.shape[1]),
+        axis2=np.int64(axes[1]),
+    )
+
+
+# Whether single maps with a periodic plan lower to the kernel too (off: measured no faster than
+# the strided slices, module docstring; tests turn it on to compare the kernel on them).
 NATIVE_PERIODIC = False
+# The fused two-axis kernel keeps a (mid, L2, inner) slab per thread; above this many floats the
+# two maps run one after the other instead.
+FUSED_SLAB = 1 << 18
 
 
-def _cpu_rule(ctx, x, *, table: AxisTable, axis: int, native: bool):
-    """CPU lowering: the native kernel where `native` was chosen at bind time, the plan is a
-    gather (or `NATIVE_PERIODIC`) and a custom call can go here (`lowering_blocker`: not under
-    jax.export, one device), else `_axis_map`."""
-    if (
-        native
-        and ctx.avals_in[0].dtype == np.float32
-        and (NATIVE_PERIODIC or not isinstance(_plan(table), _Periodic))
-        and not lowering_blocker(ctx)
-    ):
-        fun = functools.partial(_native_call, table=table, axis=axis)
+def _slab(shape, axes) -> int:
+    return int(np.prod(shape[axes[0] + 1 :], dtype=np.int64))
+
+
+def _native_plan(shape, tables, axes):
+    """The kernels' steps for the maps `tables` along `axes` (sorted) of an array of `shape`:
+    ("pair", k) fuses maps k and k + 1, ("one", k) runs map k alone (kernel for a gather plan
+    or `NATIVE_PERIODIC`, else the pure-JAX plan). The last two maps are fused when their slab
+    fits `FUSED_SLAB`."""
+    steps, k, n = [], 0, len(tables)
+    shape = list(shape)
+    while k < n:
+        if k == n - 2 and _slab(shape, axes[k:]) <= FUSED_SLAB:
+            steps.append(("pair", k))
+            k += 2
+            continue
+        steps.append(("one", k))
+        shape[axes[k]] = tables[k].out_size
+        k += 1
+    return tuple(steps)
+
+
+def _native_maps(x, *, tables, axes):
+    """`_axis_map` of a float32 x on the kernels (`_native_plan`)."""
+    for step, k in _native_plan(x.shape, tables, axes):
+        if step == "pair":
+            x = _native_call2(x, tables=tables[k : k + 2], axes=axes[k : k + 2])
+        elif NATIVE_PERIODIC or not isinstance(_plan(tables[k]), _Periodic):
+            x = _native_call(x, table=tables[k], axis=axes[k])
+        else:
+            x = _axis_map(x, tables=tables[k : k + 1], axes=axes[k : k + 1])
+    return x
+
+
+def _cpu_rule(ctx, x, *, tables, axes, native: bool):
+    """CPU lowering: the native kernels (`_native_maps`) where `native` was chosen at bind time
+    and a custom call can go here (`lowering_blocker`: not under jax.export, one device), else
+    `_axis_map`."""
+    if native and ctx.avals_in[0].dtype == np.float32 and not lowering_blocker(ctx):
+        fun = functools.partial(_native_maps, tables=tables, axes=axes)
     else:
-        fun = functools.partial(_axis_map, table=table, axis=axis)
+        fun = functools.partial(_axis_map, tables=tables, axes=axes)
     return mlir.lower_fun(fun, multiple_results=False)(ctx, x)
 
 
-def _choose_native(x, table: AxisTable) -> bool:
-    """Whether this map lowers to the native kernel on CPU (static, at bind time): float32,
+def _choose_native(x) -> bool:
+    """Whether the maps lower to the native kernels on CPU (static, at bind time): float32,
     the kernels usable now (`use_native`: built, loaded, not inside `pure_jax()`)."""
     return jnp.dtype(x.dtype) == jnp.float32 and use_native()
 
 
-axis_map_p = primitive("axis_map", _axis_map, ("table", "axis", "native"))
+STATIC = ("tables", "axes", "native")
+axis_map_p = primitive("axis_map", _axis_map, STATIC)
 # Eager calls run the primitive itself under jit, so that they lower as inside a jit (the
 # native kernel included) rather than the pure `_axis_map` that `primitive` evaluates.
 axis_map_p.def_impl(
-    jax.jit(
-        lambda x, **params: axis_map_p.bind(x, **params),
-        static_argnames=("table", "axis", "native"),
-    )
+    jax.jit(lambda x, **params: axis_map_p.bind(x, **params), static_argnames=STATIC)
 )
 mlir.register_lowering(axis_map_p, _cpu_rule, platform="cpu")
 linear(
     axis_map_p,
     (0,),
-    lambda ct, x, table, axis, native: (
-        axis_map_p.bind(ct, table=transposed(table), axis=axis, native=native),
+    lambda ct, x, tables, axes, native: (
+        axis_map_p.bind(ct, tables=tuple(transposed(t) for t in tables), axes=axes, native=native),
     ),
     fold_rule(axis_map_p),
 )
 
 
+def separable_map(x, tables, axes):
+    """``y = A_1 ... A_k x``, ``A_j`` (given by ``tables[j]``) along ``axes[j]`` (distinct, not
+    0: the batching rule folds a mapped axis into axis 0); its transpose is the same with every
+    ``A_j^T``. One primitive for all the axes, so that on CPU the last two run as one fused
+    kernel."""
+    if len(tables) != len(axes) or len(set(axes)) != len(axes) or 0 in axes:
+        raise ValueError(f"separable_map: bad axes {axes} for {len(tables)} tables")
+    if not tables:
+        return x
+    order = sorted(range(len(axes)), key=lambda k: axes[k])
+    tables = tuple(tables[k] for k in order)
+    axes = tuple(int(axes[k]) for k in order)
+    return axis_map_p.bind(x, tables=tables, axes=axes, native=_choose_native(x))
+
+
 def axis_map(x, table: AxisTable, axis: int):
     """``y = A x`` along `axis` (A given by `table`); its transpose is ``A^T`` along `axis`."""
-    return axis_map_p.bind(x, table=table, axis=axis, native=_choose_native(x, table))
+    return separable_map(x, (table,), (axis,))

@@ -58,7 +58,7 @@ import numpy as np
 from jaxconv._core import validate as v
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike
-from jaxconv.resampling.axis_map import axis_map, make_table
+from jaxconv.resampling.axis_map import make_table, separable_map
 
 MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic", "area")
 _LINEAR = ("linear", "bilinear", "trilinear")
@@ -119,11 +119,10 @@ def interpolate(
                      antialias, layout)  # fmt: skip
     first = 1 if layout == "channels_last" else 2
 
+    mapped = [(t, first + d) for d, t in enumerate(tables) if t is not None]
+
     def body(x):
-        for d, t in enumerate(tables):
-            if t is not None:
-                x = axis_map(x, t, first + d)
-        return x
+        return separable_map(x, tuple(t for t, _ in mapped), tuple(a for _, a in mapped))
 
     return auto_partitioned(body, x)
 

@@ -1,7 +1,9 @@
-"""The native axis-map kernel (``jaxconv_axis_map_f32``, native/src/axis_map.cc) against the
-pure-JAX `_axis_map`: hypothesis-drawn sparse tables (empty rows, their transposes), shapes and
-axes; `interpolate` in every mode, values and VJPs, on the native lowering against the same
-traced inside `pure_jax()`; the custom call in float32 HLO only; none under jax.export.
+"""The native axis-map kernels (``jaxconv_axis_map_f32`` and the fused two-axis
+``jaxconv_axis_map2_f32``, native/src/axis_map.cc) against the pure-JAX `_axis_map`:
+hypothesis-drawn sparse tables (empty rows, their transposes), shapes and axes (adjacent or
+not); `interpolate` in every mode and `adaptive_avg_pool`, values and VJPs, on the native
+lowering against the same traced inside `pure_jax()`; the custom calls in float32 HLO only; none
+under jax.export.
 
 Skipped where the native package is not built (`jaxconv.native_available()`)."""
 
@@ -23,7 +25,8 @@ from tests.support.numerics import assert_close
 
 STATUS = jc.native_available()
 pytestmark = pytest.mark.skipif(not STATUS, reason=f"native kernels unavailable: {STATUS.reason}")
-TARGET = "jaxconv_axis_map_f32"
+TARGET = "jaxconv_axis_map"  # either kernel
+ONE, PAIR = "jaxconv_axis_map_f32", "jaxconv_axis_map2_f32"
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +36,17 @@ def _periodic_too(monkeypatch):
 
 
 def _bind(x, table, axis, native):
-    return am.axis_map_p.bind(x, table=table, axis=axis, native=native)
+    return am.axis_map_p.bind(x, tables=(table,), axes=(axis,), native=native)
+
+
+def _bind2(x, tables, axes, native):
+    return am.axis_map_p.bind(x, tables=tables, axes=axes, native=native)
+
+
+def _dense_along(x, table, axis):
+    """A x along `axis` in float64 NumPy (the reference)."""
+    y = np.tensordot(am.dense(table), np.asarray(x, np.float64), axes=(1, axis))
+    return np.moveaxis(y, 0, axis)
 
 
 @st.composite
@@ -68,8 +81,24 @@ def test_kernel_matches_pure_jax(table, data):
     want = jax.jit(partial(_bind, table=table, axis=axis, native=False))(x)
     assert got.dtype == jnp.float32
     assert_close(got, want, tol=1e-6)
-    assert_close(got, np.moveaxis(np.tensordot(am.dense(table), np.asarray(x, np.float64),
-                                               axes=(1, axis)), 0, axis), tol=1e-5)  # fmt: skip
+    assert_close(got, _dense_along(x, table, axis), tol=1e-5)
+
+
+@given(tables(), tables(), st.data())
+def test_pair_kernel_matches_pure_jax(t1, t2, data):
+    """Two maps in one custom call, on adjacent axes or with dims between them (mid > 1)."""
+    nd = data.draw(st.integers(2, 5))
+    a1 = data.draw(st.integers(0, nd - 2))
+    a2 = data.draw(st.integers(a1 + 1, nd - 1))
+    shape = [data.draw(st.integers(1, 3)) for _ in range(nd)]
+    shape[a1], shape[a2] = t1.in_size, t2.in_size
+    x = jnp.asarray(np.random.default_rng(1).normal(size=shape), jnp.float32)
+    fused = jax.jit(partial(_bind2, tables=(t1, t2), axes=(a1, a2), native=True))
+    assert PAIR in fused.lower(x).as_text()
+    got = fused(x)
+    assert_close(got, jax.jit(partial(_bind2, tables=(t1, t2), axes=(a1, a2), native=False))(x),
+                 tol=1e-6)  # fmt: skip
+    assert_close(got, _dense_along(_dense_along(x, t1, a1), t2, a2), tol=1e-5)
 
 
 def test_kernel_large_and_threaded():
@@ -87,10 +116,35 @@ def test_kernel_large_and_threaded():
                  jax.jit(partial(_bind, table=tt, axis=1, native=False))(g), tol=1e-6)  # fmt: skip
 
 
+def test_pair_large_threaded_and_unfused():
+    """A pair big enough for several threads, narrow (C = 20: the 16-lane path and its rest)
+    and wide rows (C = 300); three maps (one single map, then the pair); a slab over
+    `FUSED_SLAB` runs the two maps one after the other, with the same values."""
+    up = am.make_table(24, np.stack([np.arange(48) // 2, np.minimum(np.arange(48) // 2 + 1, 23)],
+                                    1), np.full((48, 2), 0.5))  # fmt: skip
+    down = am.transposed(up)
+    rng = np.random.default_rng(4)
+    for c in (20, 300):
+        for pair in ((up, down), (down, up), (up, up)):
+            x = jnp.asarray(rng.normal(size=(3, pair[0].in_size, pair[1].in_size, c)), jnp.float32)
+            f = partial(_bind2, tables=pair, axes=(1, 2))
+            assert_close(jax.jit(partial(f, native=True))(x), jax.jit(partial(f, native=False))(x),
+                         tol=1e-6)  # fmt: skip
+    x = jnp.asarray(rng.normal(size=(2, 24, 48, 24, 4)), jnp.float32)
+    f = partial(_bind2, tables=(up, down, up), axes=(1, 2, 3))
+    assert am._native_plan(x.shape, (up, down, up), (1, 2, 3)) == (("one", 0), ("pair", 1))
+    assert_close(jax.jit(partial(f, native=True))(x), jax.jit(partial(f, native=False))(x),
+                 tol=1e-6)  # fmt: skip
+    assert am._native_plan((2, 24, 24, 10**6), (up, up), (1, 2)) == (("one", 0), ("one", 1))
+
+
 def test_empty_arrays():
     t = am.make_table(3, [[0, 1], [2, 2]], [[1.0, 2.0], [0.5, 0.0]])
     x = jnp.ones((0, 3, 2), jnp.float32)
     assert jax.jit(partial(_bind, table=t, axis=1, native=True))(x).shape == (0, 2, 2)
+    pair = partial(_bind2, tables=(t, t), axes=(1, 2), native=True)
+    assert jax.jit(pair)(jnp.ones((0, 3, 3), jnp.float32)).shape == (0, 2, 2)
+    assert jax.jit(pair)(jnp.ones((2, 3, 3, 0), jnp.float32)).shape == (2, 2, 2, 0)
 
 
 CASES = [
@@ -159,9 +213,40 @@ def test_export_has_no_custom_call():
     assert_close(exported.call(x), jax.jit(grad)(x), tol=1e-5)
 
 
-def test_periodic_plans_stay_pure_by_default(monkeypatch):
+def test_periodic_single_maps_stay_pure_by_default(monkeypatch):
+    """A single map with a periodic plan keeps XLA's strided slices; a pair runs fused."""
     monkeypatch.setattr(am, "NATIVE_PERIODIC", False)
-    x = jnp.ones((1, 8, 8, 3), jnp.float32)
+    x = jnp.ones((1, 8, 3), jnp.float32)
     for corners, native in ((False, False), (True, True)):
-        f = lambda x, c=corners: jnp.sum(jc.interpolate(x, 16, mode="bilinear", align_corners=c))
+        f = lambda x, c=corners: jnp.sum(jc.interpolate(x, 16, mode="linear", align_corners=c))
         assert (TARGET in jax.jit(jax.grad(f)).lower(x).as_text()) == native
+    x2 = jnp.ones((1, 8, 8, 3), jnp.float32)
+    f = lambda x: jnp.sum(jc.interpolate(x, 16, mode="bilinear"))  # noqa: E731
+    assert PAIR in jax.jit(jax.grad(f)).lower(x2).as_text()
+
+
+@pytest.mark.parametrize(
+    "shape, out",
+    [((2, 7, 7, 5), 1), ((2, 8, 6, 5), (4, 3)), ((2, 9, 7, 5), (4, 5)), ((2, 9, 7, 5), (None, 3)),
+     ((2, 5, 6, 7, 3), (2, 4, 3)), ((2, 9, 9), 4)],
+)  # fmt: skip
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+def test_adaptive_avg_pool_native_vs_pure(shape, out, layout):
+    """Adaptive average pooling runs the axis-map kernels on CPU for float32 (tiling, uneven
+    and global windows), with the pure-JAX algorithms' values and gradients."""
+    x = jnp.asarray(np.random.default_rng(5).normal(size=shape), jnp.float32)
+
+    def f(x):
+        y, vjp = jax.vjp(lambda x: jc.adaptive_avg_pool(x, out, layout=layout), x)
+        return y, vjp(jnp.cos(y))[0]
+
+    native = jax.jit(f)
+    with pure_jax():
+        pure = jax.jit(lambda x: f(x))
+        want = pure(x)
+    assert TARGET in native.lower(x).as_text()
+    assert TARGET not in pure.lower(x).as_text()
+    for a, b in zip(native(x), want):
+        assert_close(a, b, tol=1e-5)
+    x64 = x.astype(jnp.float64)
+    assert TARGET not in jax.jit(f).lower(x64).as_text()  # float64: the pure-JAX algorithms

@@ -40,11 +40,10 @@ from __future__ import annotations
 
 import math
 
-import jax
 import numpy as np
 from jax import lax
 
-from jaxconv._core.native import native_status, pure_jax, use_native
+from jaxconv._core.native import native_status, on_a_mesh, pure_jax, use_native
 from jaxconv._core.padding import effective_kernel, out_size
 from jaxconv._core.validate import byte_size
 from jaxconv.convolution.lowering.depthwise import dw_shift, dx_shift, fwd_shift
@@ -379,21 +378,6 @@ DW = {"xla": dw_xla, "matmul": dw_matmul, "shift": dw_shift, "native": dw_native
 _ROLES = {"fwd": (0, FWD), "dx": (1, DX), "dw": (2, DW)}
 
 
-def _on_a_mesh(*arrays) -> bool:
-    """Whether an operand's type carries a mesh of several devices (explicit sharding): such a
-    program is partitioned over them, where `native.cpu_lowering` would lower the pure-JAX
-    fallback anyway; choosing it while tracing keeps the shardings of the types."""
-    for a in arrays:
-        mesh = getattr(getattr(jax.typeof(a), "sharding", None), "mesh", None)
-        if mesh is None or mesh.empty:
-            continue
-        manual = jax.sharding.AxisType.Manual  # a shard_map body: one shard per call
-        free = [n for n, t in zip(mesh.axis_sizes, mesh.axis_types) if t != manual]
-        if math.prod(free) > 1:
-            return True
-    return False
-
-
 def compute(role: str, geo: Geometry, a, b, dtype):
     """`role` ("fwd", "dx" or "dw") of the convolution `geo` applied to (a, b), cast to `dtype`,
     by the algorithm chosen for the platform the computation is compiled for: ``geo.<role>`` on
@@ -404,7 +388,7 @@ def compute(role: str, geo: Geometry, a, b, dtype):
     i, table = _ROLES[role]
     cpu = (geo.fwd, geo.dx, geo.dw)[i]
     other = cpu if geo.elsewhere is None else geo.elsewhere[i]
-    if geo.fallback is not None and _on_a_mesh(a, b):
+    if geo.fallback is not None and on_a_mesh(a, b):
         cpu = geo.fallback[i]  # sharding in types: partitioned, never lowered to the kernels
 
     def by(algorithm):
