@@ -80,15 +80,51 @@ def native_status() -> NativeStatus:
             "`pip install -e '.[native]' && pip install --no-build-isolation ./native` "
             "(Linux x86-64, g++; see README)",
         )
+    global _LIB
     try:
         _package.preload()
         path = _package.library_path()
         lib = ctypes.cdll.LoadLibrary(path)
         for name in TARGETS:
             jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
+        size = lib.jaxconv_conv_workspace_bytes
+        size.restype = ctypes.c_int64
+        i64, dims = ctypes.c_int64, ctypes.POINTER(ctypes.c_int64)
+        size.argtypes = [i64, i64, i64, dims, dims, dims, dims, dims, dims, dims, i64]
     except (OSError, AttributeError, RuntimeError, ValueError) as e:
         return NativeStatus(False, f"the native library failed to load: {e}")
+    _LIB = lib
     return NativeStatus(True, "", path, _package.ONEDNN_VERSION)
+
+
+_LIB = None  # the loaded library (ctypes), once `native_status` succeeded
+
+
+def conv_workspace_bytes(kind: int, bf16: bool, x_shape, w_shape, y_shape, attrs) -> int:
+    """The bytes of temporary memory (oneDNN's scratchpad and reordered weights) one call of
+    the convolution handler `kind` (0 forward, 1 backward data, 2 backward weights) needs for
+    these channels-last shapes and settings (`attrs`: the handlers' stride, pad_lo, pad_hi,
+    dilation, groups); the call's second result, XLA-allocated, gets this size. Makes the
+    layer's oneDNN plan (cached by the library) while tracing. -1: the library rejects the
+    layer (the call will report why)."""
+    if not native_status():
+        raise RuntimeError("conv_workspace_bytes: the native kernels are not available")
+    arr = lambda v: (ctypes.c_int64 * len(v))(*(int(i) for i in v))  # noqa: E731
+    return int(
+        _LIB.jaxconv_conv_workspace_bytes(
+            kind,
+            int(bf16),
+            len(x_shape),
+            arr(x_shape),
+            arr(w_shape),
+            arr(y_shape),
+            arr(attrs["stride"]),
+            arr(attrs["pad_lo"]),
+            arr(attrs["pad_hi"]),
+            arr(attrs["dilation"]),
+            int(attrs["groups"]),
+        )
+    )
 
 
 def native_available() -> NativeStatus:

@@ -20,8 +20,12 @@
 // Activations are handed to oneDNN in their own channels-last layout (format tags nwc / nhwc /
 // ndhwc); weights are described by their strides and reordered into the layout the primitive
 // prefers (format_tag::any), and dw back out of it. Primitives, their descriptors and the
-// reorders are cached per (kind, input type, shapes, settings) in a bounded LRU map; each call
-// allocates its own scratchpad and weight buffers, so concurrent calls of one shape are safe.
+// reorders are cached per (kind, input type, shapes, settings) in a bounded LRU map. A call's
+// temporary memory -- oneDNN's scratchpad and the weights in oneDNN's layout -- lives in a
+// second result of the custom call, a byte buffer XLA allocates (so it shows in the compiled
+// program's memory analysis and XLA reuses it), sized while tracing by
+// jaxconv_conv_workspace_bytes; a call that finds it too small (another thread count than the
+// one it was sized for) allocates its own. Concurrent calls of one shape are safe.
 // Every bad input returns an ffi::Error naming the handler; nothing is written out of bounds.
 
 #include <algorithm>
@@ -325,6 +329,20 @@ PlanCache& Cache() {
   return cache;
 }
 
+// A call's workspace: the scratchpad, then the weights in oneDNN's layout where they are
+// reordered, each starting on a 64-byte boundary (oneDNN's preferred alignment; 64 bytes of
+// slack let the start be aligned whatever XLA's buffer alignment).
+constexpr size_t kAlign = 64;
+size_t Rounded(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+uint8_t* Aligned(uint8_t* p) {
+  const uintptr_t v = reinterpret_cast<uintptr_t>(p);
+  return reinterpret_cast<uint8_t*>((v + kAlign - 1) / kAlign * kAlign);
+}
+size_t WorkspaceBytes(const Plan& plan) {
+  return kAlign + Rounded(plan.scratchpad.get_size()) +
+         (plan.reorder_weights ? Rounded(plan.weights.get_size()) : 0);
+}
+
 bool Empty(ffi::Span<const int64_t> dims) {
   return std::any_of(dims.begin(), dims.end(), [](int64_t v) { return v == 0; });
 }
@@ -333,23 +351,28 @@ bool Empty(ffi::Span<const int64_t> dims) {
 // as its own channels-last or kernel layout: forward (x, w -> y), backward data (g, w -> dx),
 // backward weights (x, g -> dw).
 ffi::Error Run(Kind kind, const Layer& l, const void* a, const void* b, float* out,
-               size_t out_elements) {
+               size_t out_elements, uint8_t* workspace, size_t workspace_bytes) {
   try {
     std::shared_ptr<Plan> plan = Cache().Get(kind, l);
     dnnl::stream stream(Engine());
-    std::vector<uint8_t> scratch(plan->scratchpad.get_size());
-    memory scratch_mem(plan->scratchpad, Engine(), scratch.data());
+    std::unique_ptr<uint8_t[]> own;  // only where XLA's workspace is too small
+    const size_t need = WorkspaceBytes(*plan);
+    if (workspace_bytes < need) {
+      own.reset(new uint8_t[need]);
+      workspace = own.get();
+    }
+    uint8_t* scratch = Aligned(workspace);
+    uint8_t* weights_buffer = scratch + Rounded(plan->scratchpad.get_size());
+    memory scratch_mem(plan->scratchpad, Engine(), scratch);
     auto in = [](const memory::desc& d, const void* p) {
       return memory(d, Engine(), const_cast<void*>(p));
     };
-    std::vector<uint8_t> weights_buffer;
     if (kind == Kind::kBackwardWeights) {
       memory src = in(plan->src, a), diff_dst = in(plan->dst, b);
       memory user(plan->user_weights, Engine(), out);
       memory diff_weights = user;
       if (plan->reorder_weights) {
-        weights_buffer.resize(plan->weights.get_size());
-        diff_weights = memory(plan->weights, Engine(), weights_buffer.data());
+        diff_weights = memory(plan->weights, Engine(), weights_buffer);
       }
       plan->op.execute(stream, {{DNNL_ARG_SRC, src},
                                 {DNNL_ARG_DIFF_DST, diff_dst},
@@ -361,8 +384,7 @@ ffi::Error Run(Kind kind, const Layer& l, const void* a, const void* b, float* o
     } else {
       memory weights = in(plan->user_weights, b);
       if (plan->reorder_weights) {
-        weights_buffer.resize(plan->weights.get_size());
-        memory reordered(plan->weights, Engine(), weights_buffer.data());
+        memory reordered(plan->weights, Engine(), weights_buffer);
         plan->weights_reorder.execute(stream, {{DNNL_ARG_FROM, weights}, {DNNL_ARG_TO, reordered}});
         weights = reordered;
       }
@@ -409,10 +431,10 @@ constexpr int64_t kSmallCall = int64_t{1} << 22;
 // a time), nor than OpenMP's own default (OMP_NUM_THREADS, else the cores in the affinity mask),
 // and one for a call under kSmallCall multiply-adds. Set on the calling thread before the plan
 // is made and run: a plan is made for its count (part of the cache key).
-int Threads(const ffi::ThreadPool& pool, int64_t macs) {
+// `xla`: the pool's size (0 or less: unknown, as while tracing).
+int Threads(int64_t xla, int64_t macs) {
   static const int openmp_default = omp_get_max_threads();
   if (macs < kSmallCall) return 1;
-  const int64_t xla = pool.num_threads();
   return xla > 0 ? static_cast<int>(std::min<int64_t>(xla, openmp_default)) : openmp_default;
 }
 
@@ -424,7 +446,7 @@ int Threads(const ffi::ThreadPool& pool, int64_t macs) {
 // The shapes are checked as (x, w, y), whichever buffers hold them.
 template <Kind kind, ffi::DataType T>
 ffi::Error Handle(ffi::ThreadPool pool, ffi::Buffer<T> a, ffi::Buffer<T> b,
-                  ffi::ResultBuffer<ffi::F32> out,
+                  ffi::ResultBuffer<ffi::F32> out, ffi::ResultBuffer<ffi::U8> workspace,
                   ffi::Span<const int64_t> stride, ffi::Span<const int64_t> pad_lo,
                   ffi::Span<const int64_t> pad_hi, ffi::Span<const int64_t> dilation,
                   int64_t groups) {
@@ -440,14 +462,14 @@ ffi::Error Handle(ffi::ThreadPool pool, ffi::Buffer<T> a, ffi::Buffer<T> b,
   ffi::Error err =
       Describe(kind, x_dims, w_dims, y_dims, stride, pad_lo, pad_hi, dilation, groups, &l);
   if (err.failure()) return err;
-  l.threads = Threads(pool, l.Macs());
+  l.threads = Threads(pool.num_threads(), l.Macs());
   if (Empty(a_dims) || Empty(b_dims) || Empty(out_dims)) {
     std::fill_n(out->typed_data(), out->element_count(), 0.0f);
     return ffi::Error::Success();
   }
   omp_set_num_threads(static_cast<int>(l.threads));  // this (calling) thread's teams only
   return Run(kind, l, a.untyped_data(), b.untyped_data(), out->typed_data(),
-             out->element_count());
+             out->element_count(), workspace->typed_data(), workspace->element_count());
 }
 
 // Two inputs of type T, a float32 result, the layer's settings as attributes.
@@ -458,6 +480,7 @@ auto Binding() {
       .Arg<ffi::Buffer<T>>()
       .template Arg<ffi::Buffer<T>>()  // `template`: the binding's type depends on T from here
       .template Ret<ffi::Buffer<ffi::F32>>()
+      .template Ret<ffi::Buffer<ffi::U8>>()  // the workspace (jaxconv_conv_workspace_bytes)
       .template Attr<ffi::Span<const int64_t>>("stride")
       .template Attr<ffi::Span<const int64_t>>("pad_lo")
       .template Attr<ffi::Span<const int64_t>>("pad_hi")
@@ -482,6 +505,42 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_data_bf16, (Handle<Kind::kBackwar
                               Binding<ffi::BF16>());
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxconv_conv_bwd_weights_bf16,
                               (Handle<Kind::kBackwardWeights, ffi::BF16>), Binding<ffi::BF16>());
+
+// The workspace bytes a call of `kind` (0 forward, 1 backward data, 2 backward weights) with
+// inputs of bfloat16 (`bf16` = 1) or float32 needs, for x (N, *S, C), w (*K, C_g, F) and
+// y (N, *O, F) of rank `rank` and the handlers' settings (`rank` - 2 entries each), on the
+// threads a call of this size takes when XLA's pool is at least OpenMP's default; -1 when the
+// layer is invalid or oneDNN cannot make it. Makes (and caches) the call's plan, on the calling
+// thread's OpenMP setting for that count, restored after.
+extern "C" __attribute__((visibility("default"))) int64_t jaxconv_conv_workspace_bytes(
+    int64_t kind, int64_t bf16, int64_t rank, const int64_t* x_dims, const int64_t* w_dims,
+    const int64_t* y_dims, const int64_t* stride, const int64_t* pad_lo, const int64_t* pad_hi,
+    const int64_t* dilation, int64_t groups) {
+  if (kind < 0 || kind > 2 || rank < 3 || rank > 5) return -1;
+  const size_t r = static_cast<size_t>(rank), nd = r - 2;
+  using S = ffi::Span<const int64_t>;
+  Layer l;
+  l.type = bf16 ? Type::bf16 : Type::f32;
+  const Kind k = static_cast<Kind>(kind);
+  if (Describe(k, S(x_dims, r), S(w_dims, r), S(y_dims, r), S(stride, nd), S(pad_lo, nd),
+               S(pad_hi, nd), S(dilation, nd), groups, &l)
+          .failure()) {
+    return -1;
+  }
+  for (const int64_t* dims : {x_dims, w_dims, y_dims}) {
+    if (Empty(S(dims, r))) return 0;  // the handler writes zeros, no oneDNN call
+  }
+  l.threads = Threads(0, l.Macs());
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(static_cast<int>(l.threads));
+  int64_t bytes = -1;
+  try {
+    bytes = static_cast<int64_t>(WorkspaceBytes(*Cache().Get(k, l)));
+  } catch (const std::exception&) {  // -1: the call itself reports oneDNN's error
+  }
+  omp_set_num_threads(before);
+  return bytes;
+}
 
 // oneDNN's version the library runs with: major * 10000 + minor * 100 + patch.
 extern "C" __attribute__((visibility("default"))) int jaxconv_native_onednn_version(void) {

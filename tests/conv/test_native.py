@@ -9,6 +9,7 @@ of CI, a machine without a compiler); `JAXCONV_NATIVE=0` and the fallback are te
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -100,6 +101,54 @@ def test_compiled_program_calls_the_kernels():
     ):
         assert target in hlo, target
     assert " convolution(" not in hlo
+
+
+@built
+def test_workspace_is_an_xla_buffer_in_the_memory_analysis():
+    """Each call's temporary memory (oneDNN's scratchpad and reordered weights) is the call's
+    second result, of the size `conv_workspace_bytes` gives, and the compiled program's
+    memory analysis counts it; invalid layers get -1, empty ones 0."""
+    from jaxconv._core.native import conv_workspace_bytes
+
+    x, w = jnp.ones((4, 16, 16, 32), jnp.float32), jnp.ones((3, 3, 32, 32), jnp.float32)
+    f = lambda x, w: jnp.sum(jc.conv(x, w, padding=1, backward="native") ** 2)  # noqa: E731
+    lowered = jax.jit(jax.grad(f, (0, 1))).lower(x, w)
+    sizes = [int(n) for n in re.findall(r"tensor<(\d+)xui8>", lowered.as_text())]
+    assert len(sizes) == 3 and max(sizes) > 0, sizes
+    temp = lowered.compile().memory_analysis().temp_size_in_bytes
+    assert temp >= max(sizes), (temp, sizes)
+    attrs = dict(
+        stride=np.ones(2, np.int64),
+        pad_lo=np.ones(2, np.int64),
+        pad_hi=np.ones(2, np.int64),
+        dilation=np.ones(2, np.int64),
+        groups=np.int64(1),
+    )
+    shapes = (x.shape, w.shape, x.shape)
+    fwd = conv_workspace_bytes(0, False, *shapes, attrs)
+    assert fwd in sizes
+    assert conv_workspace_bytes(0, False, *shapes, {**attrs, "groups": np.int64(3)}) == -1
+    assert conv_workspace_bytes(0, False, (0, 16, 16, 32), w.shape, (0, 16, 16, 32), attrs) == 0
+
+
+@built
+def test_a_workspace_too_small_is_allocated_by_the_call():
+    """A call handed a smaller workspace than its plan needs (as with another thread count than
+    the one it was sized for) allocates its own and computes the same."""
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.standard_normal((4, 16, 16, 32)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 32, 32)), jnp.float32)
+    ones = np.ones(2, np.int64)
+    out = (
+        jax.ShapeDtypeStruct(x.shape, jnp.float32),
+        jax.ShapeDtypeStruct((0,), jnp.uint8),
+    )
+    call = jax.ffi.ffi_call("jaxconv_conv_fwd_f32", out)
+    y = jax.jit(
+        lambda x, w: call(x, w, stride=ones, pad_lo=ones, pad_hi=ones, dilation=ones,
+                          groups=np.int64(1))[0]
+    )(x, w)  # fmt: skip
+    assert_close(y, jc.conv(x, w, padding=1, backward="transpose"), tol=1e-5)
 
 
 @built

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.interpreters import mlir
 
-from jaxconv._core.native import lowering_blocker
+from jaxconv._core.native import conv_workspace_bytes, lowering_blocker
 from jaxconv.convolution.lowering.geometry import Geometry
 
 # The operand dtypes the kernels take, each with its FFI targets' suffix.
@@ -69,13 +69,28 @@ def _attrs(geo: Geometry) -> dict:
     )
 
 
+_KINDS = {"fwd": 0, "bwd_data": 1, "bwd_weights": 2}
+
+
 def _call(kernel: str, shape, a, b, geo: Geometry):
     """``jaxconv_conv_<kernel>_bf16`` when both operands are bfloat16, else ``..._f32`` on
-    both cast to float32; the result is float32 of `shape` either way."""
+    both cast to float32; the result is float32 of `shape` either way. The call's second
+    result is its workspace (oneDNN's scratchpad and reordered weights: XLA allocates it and
+    counts it in the program's memory analysis), sized now by `conv_workspace_bytes`."""
     t = jnp.bfloat16 if a.dtype == b.dtype == jnp.bfloat16 else jnp.float32
-    out = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
+    attrs = _attrs(geo)
+    x, w, y = {
+        "fwd": (a.shape, b.shape, shape),
+        "bwd_data": (shape, b.shape, a.shape),
+        "bwd_weights": (a.shape, shape, b.shape),
+    }[kernel]
+    nbytes = conv_workspace_bytes(_KINDS[kernel], t == jnp.bfloat16, x, w, y, attrs)
+    out = (
+        jax.ShapeDtypeStruct(tuple(shape), jnp.float32),
+        jax.ShapeDtypeStruct((max(nbytes, 0),), jnp.uint8),
+    )
     target = f"jaxconv_conv_{kernel}_{SUFFIX[np.dtype(t)]}"
-    return jax.ffi.ffi_call(target, out)(a.astype(t), b.astype(t), **_attrs(geo))
+    return jax.ffi.ffi_call(target, out)(a.astype(t), b.astype(t), **attrs)[0]
 
 
 def fwd_native(x, w, geo: Geometry):
