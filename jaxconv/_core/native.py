@@ -191,12 +191,18 @@ def lowering_blocker(ctx) -> str:
     return ""
 
 
+def _type(a):
+    """The abstract value of an array or tracer (an abstract value: itself)."""
+    return a if isinstance(a, jax.core.AbstractValue) else jax.typeof(a)
+
+
 def on_a_mesh(*arrays) -> bool:
-    """Whether an operand's type carries a mesh of several devices (explicit sharding): such a
-    program is partitioned over them, where the lowerings would lower the pure-JAX fallback
-    anyway (`lowering_blocker`); choosing it while tracing keeps the shardings of the types."""
+    """Whether an operand's type (an array, tracer or abstract value) carries a mesh of several
+    devices (explicit sharding): such a program is partitioned over them, where a custom call
+    cannot simply go (`lowering_blocker`); the conv family then runs its kernels per shard or its
+    pure-JAX fallback (`convolution.lowering.native.per_shard`), decided from the types."""
     for a in arrays:
-        mesh = getattr(getattr(jax.typeof(a), "sharding", None), "mesh", None)
+        mesh = getattr(_type(a).sharding, "mesh", None)
         if mesh is None or mesh.empty:
             continue
         manual = jax.sharding.AxisType.Manual  # a shard_map body: one shard per call
@@ -204,3 +210,28 @@ def on_a_mesh(*arrays) -> bool:
         if math.prod(free) > 1:
             return True
     return False
+
+
+def batch_sharding(a, b, both: bool):
+    """``(mesh, names)`` where the types of `a` and `b` (arrays, tracers or abstract values,
+    channels-last) shard only their batch axis, over the mesh axes `names` (explicit axes, none
+    manual), evenly: `a` alone (`b` replicated) or, with `both`, `a` and `b` alike; else None."""
+    ta, tb = _type(a), _type(b)
+    sa, sb = getattr(ta, "sharding", None), getattr(tb, "sharding", None)
+    mesh = getattr(sa, "mesh", None)
+    if mesh is None or mesh.empty or getattr(sb, "mesh", None) != mesh:
+        return None
+    if any(t != jax.sharding.AxisType.Explicit for t in mesh.axis_types):
+        return None
+    spec_a = tuple(sa.spec) + (None,) * (ta.ndim - len(sa.spec))
+    spec_b = tuple(sb.spec) + (None,) * (tb.ndim - len(sb.spec))
+    first = spec_a[0]
+    if first is None or any(e is not None for e in spec_a[1:]):
+        return None
+    if spec_b != ((first,) + (None,) * (tb.ndim - 1) if both else (None,) * tb.ndim):
+        return None
+    names = first if isinstance(first, tuple) else (first,)
+    shards = math.prod(dict(zip(mesh.axis_names, mesh.axis_sizes))[n] for n in names)
+    if ta.shape[0] % shards or (both and tb.shape[0] % shards):
+        return None
+    return mesh, names

@@ -338,8 +338,20 @@ for types in (AxisType.Auto, AxisType.Explicit):
     xs = jax.device_put(x, NamedSharding(mesh, P("data")))
     ws = jax.device_put(w, NamedSharding(mesh, P()))
     hlo = grad.lower(xs, ws).compile().as_text()
-    assert "jaxconv_conv" not in hlo and "all-gather" not in hlo, types
+    # explicit axes: the kernels on each batch shard (dw summed over them); automatic: the
+    # pure-JAX fallback XLA partitions. Either way nothing is gathered.
+    assert ("jaxconv_conv" in hlo) == (types == AxisType.Explicit), types
+    assert "all-gather" not in hlo, types
     close(grad(xs, ws))
+    if types == AxisType.Explicit:
+        got = grad(xs, ws)
+        assert got[0].sharding.spec[0] == "data" and got[1].sharding.spec == P(*[None] * 4)
+        hvp = jax.jit(lambda x, w: jax.jvp(lambda x: grad(x, w)[1], (x,), (x,))[1])
+        np.testing.assert_allclose(hvp(xs, ws), hvp(x, w), rtol=1e-4, atol=1e-4)
+        # sharded along channels: the fallback (the kernels would need the whole channel axis)
+        xc = jax.device_put(x, NamedSharding(mesh, P(None, None, None, "data")))
+        assert "jaxconv_conv" not in grad.lower(xc, ws).compile().as_text()
+        close(grad(xc, ws))
     # a shard_map body manual over every axis is one device's program: the kernels run there
     body = jax.shard_map(lambda x, w: jax.grad(loss, (0, 1))(x, w), mesh=mesh,
                          in_specs=(P("data"), P()), out_specs=(P("data"), P()), check_vma=False)
@@ -351,9 +363,11 @@ print("ok")
 
 @built
 def test_sharded_programs_keep_xla_partitioning():
-    """Batch-sharded over 4 emulated devices (automatic and explicit mesh axes): the program
-    runs the pure-JAX fallback that XLA partitions (no custom call, no all-gather of the
-    activations) with the single-device values; a `shard_map` body runs the kernels per shard."""
+    """Batch-sharded over 4 emulated devices: with explicit mesh axes the kernels run on each
+    device's shard (a shard_map from the types; dw summed over the batch axis), with automatic
+    axes the pure-JAX fallback that XLA partitions; neither gathers the activations, both give
+    the single-device values (a second derivative too). Sharded along channels: the fallback.
+    A `shard_map` body runs the kernels per shard."""
     out = subprocess.run(
         [sys.executable, "-c", SHARDED],
         env=host_devices_env(4),

@@ -43,13 +43,13 @@ import math
 import numpy as np
 from jax import lax
 
-from jaxconv._core.native import native_status, on_a_mesh, pure_jax, use_native
+from jaxconv._core.native import batch_sharding, native_status, on_a_mesh, pure_jax, use_native
 from jaxconv._core.padding import effective_kernel, out_size
 from jaxconv._core.validate import byte_size
 from jaxconv.convolution.lowering.depthwise import dw_shift, dx_shift, fwd_shift
 from jaxconv.convolution.lowering.geometry import Geometry, lax_params
 from jaxconv.convolution.lowering.im2col import dw_matmul, dx_matmul, dx_taps, fwd_matmul
-from jaxconv.convolution.lowering.native import dw_native, dx_native, fits, fwd_native
+from jaxconv.convolution.lowering.native import dw_native, dx_native, fits, fwd_native, per_shard
 from jaxconv.convolution.lowering.polyphase import dx_phase
 from jaxconv.convolution.lowering.xla import dw_xla, dx_transpose, fwd_xla
 
@@ -388,12 +388,20 @@ def compute(role: str, geo: Geometry, a, b, dtype):
     i, table = _ROLES[role]
     cpu = (geo.fwd, geo.dx, geo.dw)[i]
     other = cpu if geo.elsewhere is None else geo.elsewhere[i]
-    if geo.fallback is not None and on_a_mesh(a, b):
-        cpu = geo.fallback[i]  # sharding in types: partitioned, never lowered to the kernels
 
     def by(algorithm):
         return lambda a, b: table[algorithm](a, b, geo).astype(dtype)
 
+    on_cpu = by(cpu)
+    if geo.fallback is not None and on_a_mesh(a, b):
+        # sharding in the types: the kernels per batch shard, else the fallback XLA partitions
+        if cpu == "native" and batch_sharding(a, b, both=role == "dw") is not None:
+            kernel = table["native"]
+            on_cpu = lambda a, b: per_shard(kernel, role, a, b, geo).astype(dtype)  # noqa: E731
+            cpu = "native per shard"
+        else:
+            cpu = geo.fallback[i]
+            on_cpu = by(cpu)
     if other == cpu:
-        return by(cpu)(a, b)
-    return lax.platform_dependent(a, b, cpu=by(cpu), default=by(other))
+        return on_cpu(a, b)
+    return lax.platform_dependent(a, b, cpu=on_cpu, default=by(other))

@@ -19,7 +19,8 @@ the same as for every other algorithm, so every JAX transformation runs on them.
 statically which layers the kernels take; `choice` picks this lowering only for those and only
 where `_core.native.native_available()` is true, and only on CPU. `cpu_lowering` lowers a
 primitive with the geometry's pure-JAX `fallback` picks where a custom call cannot go
-(`jax.export`, a program partitioned over several devices).
+(`jax.export`, a program partitioned over several devices), except that over an explicit mesh
+whose types shard only the batch the kernels run per shard (`per_shard`).
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.interpreters import mlir
+from jax.sharding import PartitionSpec as P
 
-from jaxconv._core.native import conv_workspace_bytes, lowering_blocker
+from jaxconv._core.native import batch_sharding, conv_workspace_bytes, lowering_blocker, on_a_mesh
 from jaxconv.convolution.lowering.geometry import Geometry
 
 # The operand dtypes the kernels take, each with its FFI targets' suffix.
@@ -108,13 +111,43 @@ def dw_native(x, g, geo: Geometry):
     return _call("bwd_weights", geo.w_shape, x, g, geo)
 
 
+def per_shard(kernel, role: str, a, b, geo: Geometry):
+    """``kernel(a, b, geo)`` of a program partitioned over a mesh, run per device where the
+    operands' types shard only the batch axis (explicit mesh axes; `batch_sharding`): a
+    `jax.shard_map` over those axes runs the kernel on each device's shard (the batch divided by
+    the shard count) -- forward and input gradient with w replicated, their outputs sharded
+    alike; the weight gradient of the local shards summed over the batch axes (``psum``), the
+    sum over the batch that dw is -- so nothing is gathered. None where the types shard
+    anything else (the caller lowers the pure-JAX fallback, which XLA partitions)."""
+    found = batch_sharding(a, b, both=role == "dw")
+    if found is None:
+        return None
+    mesh, names = found
+    shards = math.prod(dict(zip(mesh.axis_names, mesh.axis_sizes))[n] for n in names)
+    local = geo._replace(x_shape=(geo.x_shape[0] // shards, *geo.x_shape[1:]))
+    batch, whole = P(names), P()
+    if role == "dw":
+        body = lambda a, b: lax.psum(kernel(a, b, local), names)  # noqa: E731
+        specs = ((batch, batch), whole)
+    else:
+        body = lambda a, b: kernel(a, b, local)  # noqa: E731
+        specs = ((batch, whole), batch)
+    # check_vma=False: the custom call has no rule for varying-axis types.
+    mapped = jax.shard_map(body, mesh=mesh, in_specs=specs[0], out_specs=specs[1], check_vma=False)
+    return mapped(a, b)
+
+
 def cpu_lowering(impl):
     """The CPU lowering rule of a conv-family primitive ``impl(a, b, *, geo)``: `impl` traced
     into the computation (as on every platform), with ``geo.fallback``'s pure-JAX algorithms in
-    place of the native ones where `lowering_blocker` says the kernels cannot be lowered."""
+    place of the native ones where `lowering_blocker` says the kernels cannot be lowered -- but
+    for a program partitioned over an explicit mesh (the operands' types say how), where
+    `choice.compute` decides per role from the types (`per_shard`)."""
 
     def rule(ctx, *args, geo: Geometry):
-        if geo.fallback is not None and lowering_blocker(ctx):
+        blocker = lowering_blocker(ctx)
+        by_types = blocker.startswith("partitioned") and on_a_mesh(*ctx.avals_in)
+        if geo.fallback is not None and blocker and not by_types:
             fwd, dx, dw = geo.fallback
             geo = geo._replace(fwd=fwd, dx=dx, dw=dw, fallback=None)
         return mlir.lower_fun(partial(impl, geo=geo), multiple_results=False)(ctx, *args)
