@@ -32,10 +32,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.interpreters import mlir
 
 from jaxconv._core import validate as v
 from jaxconv._core.layout import join_layout, split_layout
 from jaxconv._core.linmap import fold_rule
+from jaxconv._core.native import lowering_blocker, use_native
 from jaxconv._core.primitive import linear, primitive
 from jaxconv._core.residuals import name
 from jaxconv._core.sharding import auto_partitioned
@@ -203,6 +205,44 @@ def _unpool_gather(g, idx, *, layout, shape):
 
 
 scatter_p = primitive("max_unpool", _scatter, ("layout", "shape"))
+
+
+def _native_scatter(y, idx, *, layout, shape):
+    """`_scatter` of float32 y and int32 idx as one custom call, ``jaxconv_unpool_scatter_f32``
+    (native/src/unpool.cc: out zeroed and accumulated per (n) or (n, c) slice over XLA's
+    intra-op pool)."""
+    n, _, c = split_layout(y.shape, layout)
+    outer, inner = (n, c) if layout == "channels_last" else (n * c, 1)
+    out = jax.ShapeDtypeStruct(join_layout(n, shape, c, layout), jnp.float32)
+    return jax.ffi.ffi_call("jaxconv_unpool_scatter_f32", out)(
+        y, idx, outer=np.int64(outer), inner=np.int64(inner)
+    )
+
+
+def _scatter_cpu(ctx, y, idx, *, layout, shape):
+    """CPU lowering of `scatter_p`: the native kernel for float32 values and int32 indices where
+    the kernels are available and a custom call can go (`lowering_blocker`), else `_scatter`.
+    Measured on a 2-core AMD EPYC (the backward of fractional_max_pool N16 32² C32 → 16²,
+    medians of 100 interleaved calls): 0.19 ms on the kernel, 0.82 ms for XLA's batched
+    scatter-add."""
+    use = (
+        ctx.avals_in[0].dtype == np.float32
+        and ctx.avals_in[1].dtype == np.int32
+        and use_native()
+        and not lowering_blocker(ctx)
+    )
+    fun = _native_scatter if use else _scatter
+    return mlir.lower_fun(partial(fun, layout=layout, shape=shape), multiple_results=False)(
+        ctx, y, idx
+    )
+
+
+mlir.register_lowering(scatter_p, _scatter_cpu, platform="cpu")
+# Eager calls run the primitive under jit, so that they lower as inside a jit (the kernel
+# included) rather than the pure `_scatter` that `primitive` evaluates.
+scatter_p.def_impl(
+    jax.jit(lambda y, idx, **kw: scatter_p.bind(y, idx, **kw), static_argnames=("layout", "shape"))
+)
 unpool_gather_p = primitive("max_unpool_gather", _unpool_gather, ("layout", "shape"))
 linear(
     scatter_p,
