@@ -53,6 +53,7 @@ from typing import Any
 import jax
 from jax.extend.core import Literal
 
+from jaxconv._core import axis_map
 from jaxconv._core.residuals import RESIDUAL_NAMES
 from jaxconv._core.validate import byte_size
 from jaxconv.convolution import local, unfold
@@ -62,7 +63,7 @@ from jaxconv.convolution.lowering.choice import explain_geometry
 from jaxconv.convolution.rules import conv_p, input_grad_p, weight_grad_p
 from jaxconv.dense import activation, linear, losses
 from jaxconv.pooling import adaptive, avg_pool, fractional, lp_pool, max_pool, unpool
-from jaxconv.resampling import axis_map, interpolate, pixel_shuffle
+from jaxconv.resampling import interpolate, pixel_shuffle
 
 try:
     from jax.extend.core import jaxprs_in_params

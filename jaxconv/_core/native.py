@@ -4,7 +4,7 @@ The kernels live in a separate package, ``jaxconv-native`` (the repository's ``n
 C++ against oneDNN and XLA's FFI headers, built with scikit-build-core), so that installing
 jaxconv never needs a compiler. When it is installed, its shared library is loaded with ctypes
 and each handler is registered with XLA as a CPU custom-call target (`jax.ffi`); the lowerings
-that use them (`convolution.lowering.native`; `resampling.axis_map`'s CPU lowering, the sparse
+that use them (`convolution.lowering.native`; `_core.axis_map`'s CPU lowering, the sparse
 map every `interpolate` mode chains, through ``jaxconv_axis_map_f32``) are chosen at trace time
 only where `native_available()` is true, and every other path stays pure JAX.
 

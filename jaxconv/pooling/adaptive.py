@@ -19,7 +19,7 @@ of every order runs on them (forward mode: the average of the tangent; reverse m
 adjoint; second order: the average again). Where every dim divides evenly the op is the tiling
 average pool, `avg_pool.average_p` with k = s = L / O (O = 1 everywhere: the global mean), and
 its own pair of rules. 16-bit inputs sum in float32. On CPU, float32 pools where the native
-kernels are built run the same per-dim matrices as tables of `resampling.axis_map`'s primitive
+kernels are built run the same per-dim matrices as tables of `_core.axis_map`'s primitive
 instead (its transpose is A^T too; the kernels take two dims in one pass), staged with
 `lax.platform_dependent` so that other platforms keep the algorithms above (`_native_average`).
 
@@ -52,6 +52,7 @@ import numpy as np
 from jax import lax
 
 from jaxconv._core import validate as v
+from jaxconv._core.axis_map import AxisTable, make_table, separable_map
 from jaxconv._core.dtypes import accumulation
 from jaxconv._core.layout import split_layout
 from jaxconv._core.linmap import fold_rule
@@ -63,7 +64,6 @@ from jaxconv._core.window import Window
 from jaxconv.pooling.avg_pool import AvgCfg, average, mean
 from jaxconv.pooling.max_pool import max_pool
 from jaxconv.pooling.unpool import unpool_gather_p
-from jaxconv.resampling.axis_map import AxisTable, make_table, separable_map
 
 _I32 = jnp.int32
 

@@ -56,9 +56,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxconv._core import validate as v
+from jaxconv._core.axis_map import make_table, separable_map
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike
-from jaxconv.resampling.axis_map import make_table, separable_map
 
 MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic", "area")
 _LINEAR = ("linear", "bilinear", "trilinear")

@@ -1,5 +1,5 @@
 // jaxconv's axis maps on the CPU: XLA FFI handlers applying static sparse matrices along axes of
-// a float32 array -- jaxconv.resampling.axis_map's primitive, through which every mode of
+// a float32 array -- jaxconv._core.axis_map's primitive, through which every mode of
 // jaxconv.interpolate (and adaptive average pooling on CPU) maps each spatial axis.
 //
 // jaxconv_axis_map_f32, one O x L matrix A along one axis: x is viewed as (outer, L, inner) and

@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import jaxconv as jc
+from jaxconv._core import axis_map as am
 from jaxconv._core.native import pure_jax
-from jaxconv.resampling import axis_map as am
 from tests.support.numerics import assert_close
 
 STATUS = jc.native_available()

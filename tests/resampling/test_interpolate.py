@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jaxconv import interpolate, reference
-from jaxconv.resampling import axis_map as am
+from jaxconv._core import axis_map as am
 from jaxconv.resampling.interpolate import dim_table
 from jaxconv.testing import check_rules, oracle
 from tests.properties.test_forward_mode import jax_rules_off
