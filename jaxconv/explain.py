@@ -61,7 +61,7 @@ from jaxconv.convolution.general import conv_general_dilated, general_p
 from jaxconv.convolution.lowering.choice import explain_geometry
 from jaxconv.convolution.rules import conv_p, input_grad_p, weight_grad_p
 from jaxconv.dense import activation, linear, losses
-from jaxconv.pooling import adaptive, avg_pool, fractional, lp_pool, max_pool, unpool
+from jaxconv.pooling import adaptive, avg_pool, fractional, lp_pool, max_pool, split, unpool
 from jaxconv.resampling import axis_map, interpolate, pixel_shuffle
 
 try:
@@ -129,6 +129,8 @@ _PRIMITIVES = {
     lp_pool.backward_p: ("lp_pool", ()),
     adaptive.adaptive_average_p: ("adaptive_avg_pool", ("adaptive_avg_pool",)),
     adaptive.adaptive_adjoint_p: ("adaptive_avg_pool", ()),
+    split.split_pick_p: ("adaptive_max_pool", ()),  # (and fractional_max_pool's)
+    split.split_spread_p: ("adaptive_max_pool", ()),
     axis_map.axis_map_p: ("interpolate", ("interpolate", "adaptive_avg_pool")),
     pixel_shuffle.shuffle_p: ("pixel_shuffle", ("pixel_shuffle",)),
     pixel_shuffle.unshuffle_p: ("pixel_unshuffle", ("pixel_unshuffle",)),

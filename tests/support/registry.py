@@ -253,6 +253,14 @@ def _ops():
         random_inputs(42, (2, 7, 5, 3)),
         nonfinite=(np.inf, -np.inf),
     )
+    ams = dict(ties="split", layout="channels_first")  # uneven windows (5 -> 4)
+    yield Op(
+        "adaptive_max_pool_split_cf",
+        "adaptive_max_pool",
+        lambda x: jc.adaptive_max_pool(x, (3, 4), **ams),
+        lambda x: oracle.adaptive_max_pool(x, (3, 4), **ams),
+        random_inputs(43, (2, 3, 7, 5)),
+    )
     yield Op(
         "fractional_max_pool",
         "fractional_max_pool",
