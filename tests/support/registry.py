@@ -269,6 +269,14 @@ def _ops():
         random_inputs(44, (1, 8, 7, 2)),
         nonfinite=(np.inf, -np.inf),
     )
+    fms = dict(ties="split", layout="channels_first")
+    yield Op(
+        "fractional_max_pool_split_cf",
+        "fractional_max_pool",
+        lambda x: jc.fractional_max_pool(x, (3, 2), output_size=(4, 3), samples=SAMPLES, **fms),
+        lambda x: oracle.fractional_max_pool(x, (3, 2), (4, 3), SAMPLES, **fms),
+        random_inputs(45, (1, 2, 8, 7)),
+    )
     yield Op(
         "pixel_shuffle",
         "pixel_shuffle",
