@@ -61,11 +61,12 @@ from jaxconv._core.layout import split_layout
 from jaxconv._core.linmap import fold_rule
 from jaxconv._core.native import on_a_mesh, use_native
 from jaxconv._core.primitive import linear, primitive
+from jaxconv._core.residuals import name
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike
 from jaxconv._core.window import Window
 from jaxconv.pooling.avg_pool import AvgCfg, average, mean
-from jaxconv.pooling.max_pool import max_pool
+from jaxconv.pooling.max_pool import tiling_max_pool
 from jaxconv.pooling.split import Boxes, equal, pack, split_pick
 from jaxconv.pooling.unpool import unpool_gather_p
 from jaxconv.resampling.axis_map import AxisTable, make_table, separable_map
@@ -398,7 +399,8 @@ def adaptive_max_pool(
     v.check_bool(fn, "return_indices", return_indices)
     if _divides(cfg) and cfg.size != cfg.out:  # (all-ones windows: the general path copies)
         k = tuple(n // o for n, o in zip(cfg.size, cfg.out))
-        return max_pool(x, k, ties=ties, return_indices=return_indices, layout=layout)
+        kw = dict(ties=ties, return_indices=return_indices, layout=layout)
+        return tiling_max_pool(fn, x, k, **kw)  # its residual: jaxconv.adaptive_max_pool.offsets
     floating = jnp.issubdtype(x.dtype, jnp.floating)
     if ties == "split" and (not floating or math.prod(boxes(cfg).window) == 1):
         ties = "first"  # no derivative to share, or no window of two cells: the same values
@@ -502,7 +504,8 @@ def _adaptive_max_jvp(cfg: AdaptiveCfg, ties: str, primals, tangents):
     out = _adaptive_max(x, cfg, ties)  # a second derivative runs this rule again
     y, idx, *words = out
     if ties == "split":
-        ty = split_pick(t, tuple(words), boxes(cfg))
+        ty = split_pick(t, name(tuple(words), "adaptive_max_pool", "index"), boxes(cfg))
     else:
+        idx = name(idx, "adaptive_max_pool", "index")
         ty = unpool_gather_p.bind(t, idx, layout=cfg.layout, shape=cfg.size)
     return out, (ty, *(np.zeros(a.shape, jax.dtypes.float0) for a in out[1:]))

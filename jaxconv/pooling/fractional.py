@@ -44,6 +44,7 @@ from jax import lax
 
 from jaxconv._core import validate as v
 from jaxconv._core.layout import split_layout
+from jaxconv._core.residuals import name
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike, Ints
 from jaxconv.pooling.split import Boxes, equal, pack, split_pick
@@ -314,7 +315,8 @@ def _fractional_max_jvp(cfg: FractionalCfg, ties: str, primals, tangents):
     out = _fractional_max(x, u, cfg, ties)  # a second derivative runs this rule again
     y, idx, *res = out
     if ties == "split":
-        ty = split_pick(t, tuple(res), boxes(cfg))
+        ty = split_pick(t, name(tuple(res), "fractional_max_pool", "index"), boxes(cfg))
     else:
+        idx = name(idx, "fractional_max_pool", "index")
         ty = unpool_gather_p.bind(t, idx, layout=cfg.layout, shape=cfg.size)
     return out, (ty, *(np.zeros(a.shape, jax.dtypes.float0) for a in out[1:]))
