@@ -32,8 +32,8 @@ so they may be any Python value): ``explain(loss, params, x=x, y=y)`` shows what
 
 What it cannot attribute, and says so (`Explanation.notes`): ops in a cond, scan or while body
 are listed once (a scan's run once per iteration); JAX's partial evaluation of a scan inlines
-the custom_jvp functions in its body (relu, max_pool, lp_pool, global_max_pool, the losses),
-which then have no row, and their named residuals are listed unattributed. A residual that is
+the custom_jvp functions in its body (relu, the max pools, lp_pool, the losses), which then
+have no row, and their named residuals are listed unattributed. A residual that is
 one of `f`'s inputs (a weight, the data) is counted like any other, though inside one jitted
 training step it is no memory beyond that input.
 
@@ -432,8 +432,8 @@ def explain(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Explanation:
     if orphans:
         notes.append(
             f"named but without a row: {', '.join(orphans)} (JAX's partial evaluation of a scan "
-            "inlines the custom_jvp functions of relu, max_pool, lp_pool, global_max_pool and "
-            "the losses in its body)"
+            "inlines the custom_jvp functions of relu, the max pools, lp_pool and the losses "
+            "in its body)"
         )
     if any(r.scope for r in rows):
         notes.append(

@@ -17,7 +17,8 @@ the mean of the one-sided derivatives of the max. Each map is the other's transp
 the pick, reverse mode the spread (seed 001's routing of a window's error to its winning units)
 and every higher derivative alternates the two. T_i is a constant of both: a bitmask over the
 K offsets, ceil(K/8) uint8 arrays of y's shape (`max_pool`'s words), with, where the starts
-are data (fractional pooling: one set per (n, c)), the int32 starts of each dim, (N, C, O_d).
+are data (fractional pooling: one set per (n, c)), the int32 starts of each dim, (N, C, O_d)
+(named ``jaxconv.adaptive_max_pool.index`` / ``jaxconv.fractional_max_pool.index`` by the ops).
 The cells are addressed by their flat row-major index into the spatial input of their (n, c):
 the pick gathers t there (`unpool`'s gather), the spread scatter-adds the K pieces of g / |T_i|
 in one scatter (`unpool`'s, overlapping windows accumulating). Both batch by folding the mapped
