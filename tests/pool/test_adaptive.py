@@ -269,19 +269,28 @@ def test_split_check_rules_at_ties():
 def test_split_ties():
     """Tiling windows (max_pool's split) and uneven ones (`split.py`): g / |T| to each tied
     cell, the tangent their mean."""
-    x = jnp.ones((1, 4, 4, 1))
-    g = jax.grad(lambda x: adaptive_max_pool(x, 2, ties="split").sum())(x)
-    np.testing.assert_allclose(g, np.full(x.shape, 0.25))
-    x = jnp.array([1.0, 3.0, 3.0, 0.0, 3.0]).reshape(1, 5, 1)  # windows [0,2) [1,4) [3,5)
-    f = lambda x: adaptive_max_pool(x, 3, ties="split")  # noqa: E731
-    assert jax.grad(lambda x: f(x).sum())(x).ravel().tolist() == [0, 1.5, 0.5, 0, 1]
-    t = jnp.array([1.0, 2.0, 4.0, 8.0, 16.0]).reshape(x.shape)
-    assert jax.jvp(f, (x,), (t,))[1].ravel().tolist() == [2, 3, 16]
+    x1 = jnp.ones((1, 4, 4, 1))
+    x2 = jnp.array([1.0, 3.0, 3.0, 0.0, 3.0]).reshape(1, 5, 1)  # windows [0,2) [1,4) [3,5)
+    t2 = jnp.array([1.0, 2.0, 4.0, 8.0, 16.0]).reshape(x2.shape)
     # a 2-D box (O > L in dim 1: windows repeat cells): window (1, 1), rows [1, 3) x columns
     # [0, 2), holds three tied cells
-    x = jnp.array([[0.0, 1.0], [5.0, 5.0], [5.0, 2.0]]).reshape(1, 3, 2, 1)
-    dx = jax.grad(lambda x: adaptive_max_pool(x, (2, 3), ties="split")[0, 1, 1, 0])(x)
-    np.testing.assert_allclose(dx[0, :, :, 0], [[0, 0], [1 / 3, 1 / 3], [1 / 3, 0]])
+    x3 = jnp.array([[0.0, 1.0], [5.0, 5.0], [5.0, 2.0]]).reshape(1, 3, 2, 1)
+    f = partial(adaptive_max_pool, ties="split")
+
+    @jax.jit
+    def run(x1, x2, t2, x3):
+        return (
+            jax.grad(lambda x: f(x, 2).sum())(x1),
+            jax.grad(lambda x: f(x, 3).sum())(x2),
+            jax.jvp(lambda x: f(x, 3), (x2,), (t2,))[1],
+            jax.grad(lambda x: f(x, (2, 3))[0, 1, 1, 0])(x3),
+        )
+
+    g1, g2, ty, g3 = run(x1, x2, t2, x3)
+    np.testing.assert_allclose(g1, np.full(x1.shape, 0.25))
+    assert g2.ravel().tolist() == [0, 1.5, 0.5, 0, 1]
+    assert ty.ravel().tolist() == [2, 3, 16]
+    np.testing.assert_allclose(g3[0, :, :, 0], [[0, 0], [1 / 3, 1 / 3], [1 / 3, 0]])
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
@@ -398,10 +407,15 @@ def test_nan_wins():
     g = jax.grad(lambda x: jnp.nansum(adaptive_max_pool(x, 3)))(x)
     assert g.ravel().tolist() == [0, 0, 0, 0, 0, 0, 1]
     ys = lambda x: adaptive_max_pool(x, 3, ties="split")  # noqa: E731
-    g = jax.grad(lambda x: ys(x)[0, 0, 0] + ys(x)[0, 1, 0] + 4 * ys(x)[0, 2, 0])(x)
-    assert g.ravel().tolist() == [0, 1, 0, 1, 0, 0, 4]  # window [2, 5): its one NaN
-    g = jax.grad(lambda x: ys(x)[0, 0, 0])(x.at[0, 0, 0].set(np.nan))
-    assert g.ravel().tolist() == [0.5, 0.5, 0, 0, 0, 0, 0]  # two NaNs share
+    w = jnp.asarray([1.0, 1.0, 4.0]).reshape(1, 3, 1)
+    g1, g2 = jax.jit(
+        lambda x: (
+            jax.grad(lambda x: jnp.sum(ys(x) * w))(x),
+            jax.grad(lambda x: ys(x)[0, 0, 0])(x.at[0, 0, 0].set(np.nan)),
+        )
+    )(x)
+    assert g1.ravel().tolist() == [0, 1, 0, 1, 0, 0, 4]  # each window's one NaN, or its max
+    assert g2.ravel().tolist() == [0.5, 0.5, 0, 0, 0, 0, 0]  # two NaNs share
 
 
 def test_docstring_windows():
