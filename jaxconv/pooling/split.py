@@ -20,8 +20,9 @@ K offsets, ceil(K/8) uint8 arrays of y's shape (`max_pool`'s words), with, where
 are data (fractional pooling: one set per (n, c)), the int32 starts of each dim, (N, C, O_d)
 (named ``jaxconv.adaptive_max_pool.index`` / ``jaxconv.fractional_max_pool.index`` by the ops).
 The cells are addressed by their flat row-major index into the spatial input of their (n, c):
-the pick gathers t there (`unpool`'s gather), the spread scatter-adds the K pieces of g / |T_i|
-in one scatter (`unpool`'s, overlapping windows accumulating). Both batch by folding the mapped
+the pick gathers t there (`unpool`'s gather primitive), the spread scatter-adds the K pieces of
+g / |T_i| in one scatter (`unpool`'s scatter primitive and its lowerings, overlapping windows
+accumulating). Both batch by folding the mapped
 axis into N.
 """
 
@@ -39,7 +40,7 @@ from jaxconv._core.layout import join_layout, split_layout
 from jaxconv._core.linmap import fold_rule
 from jaxconv._core.primitive import linear, primitive
 from jaxconv.pooling.max_pool import _tied, tie_count
-from jaxconv.pooling.unpool import _scatter, _unpool_gather, flat
+from jaxconv.pooling.unpool import flat, scatter, unpool_gather_p
 
 _I32 = jnp.int32
 
@@ -117,7 +118,7 @@ def _pick(t, *res, boxes: Boxes):
     zero = jnp.zeros((), acc)
     total = jnp.zeros(shape, acc)
     for r, idx in enumerate(cell_indices(shape, boxes, tables)):
-        tr = _unpool_gather(t, idx, layout=boxes.layout, shape=boxes.size)
+        tr = unpool_gather_p.bind(t, idx, layout=boxes.layout, shape=boxes.size)
         total = total + jnp.where(_tied(words, r), tr.astype(acc), zero)
     return (total / tie_count(words).astype(acc)).astype(t.dtype)
 
@@ -133,11 +134,8 @@ def _spread(g, *res, boxes: Boxes):
         pieces.append(flat(jnp.where(_tied(words, r), share, zero), boxes.layout)[0])
         where.append(flat(idx, boxes.layout)[0])
     # the K pieces side by side along one flat spatial axis of each (n, c)
-    dx = _scatter(
-        jnp.concatenate(pieces, axis=ax),
-        jnp.concatenate(where, axis=ax),
-        layout=boxes.layout,
-        shape=boxes.size,
+    dx = scatter(
+        jnp.concatenate(pieces, axis=ax), jnp.concatenate(where, axis=ax), boxes.layout, boxes.size
     )
     n, _, c = split_layout(g.shape, boxes.layout)
     assert dx.shape == join_layout(n, boxes.size, c, boxes.layout), (dx.shape, g.shape)
