@@ -32,8 +32,8 @@ so they may be any Python value): ``explain(loss, params, x=x, y=y)`` shows what
 
 What it cannot attribute, and says so (`Explanation.notes`): ops in a cond, scan or while body
 are listed once (a scan's run once per iteration); JAX's partial evaluation of a scan inlines
-the custom_jvp functions in its body (relu, max_pool, lp_pool, global_max_pool, the losses),
-which then have no row, and their named residuals are listed unattributed. A residual that is
+the custom_jvp functions in its body (relu, the max pools, lp_pool, the losses), which then
+have no row, and their named residuals are listed unattributed. A residual that is
 one of `f`'s inputs (a weight, the data) is counted like any other, though inside one jitted
 training step it is no memory beyond that input.
 
@@ -62,7 +62,7 @@ from jaxconv.convolution.general import conv_general_dilated, general_p
 from jaxconv.convolution.lowering.choice import explain_geometry
 from jaxconv.convolution.rules import conv_p, input_grad_p, weight_grad_p
 from jaxconv.dense import activation, linear, losses
-from jaxconv.pooling import adaptive, avg_pool, fractional, lp_pool, max_pool, unpool
+from jaxconv.pooling import adaptive, avg_pool, fractional, lp_pool, max_pool, split, unpool
 from jaxconv.resampling import interpolate, pixel_shuffle
 
 try:
@@ -130,6 +130,8 @@ _PRIMITIVES = {
     lp_pool.backward_p: ("lp_pool", ()),
     adaptive.adaptive_average_p: ("adaptive_avg_pool", ("adaptive_avg_pool",)),
     adaptive.adaptive_adjoint_p: ("adaptive_avg_pool", ()),
+    split.split_pick_p: ("adaptive_max_pool", ()),  # (and fractional_max_pool's)
+    split.split_spread_p: ("adaptive_max_pool", ()),
     axis_map.axis_map_p: ("interpolate", ("interpolate", "adaptive_avg_pool")),
     pixel_shuffle.shuffle_p: ("pixel_shuffle", ("pixel_shuffle",)),
     pixel_shuffle.unshuffle_p: ("pixel_unshuffle", ("pixel_unshuffle",)),
@@ -171,9 +173,14 @@ _LABELS = {
     "jaxconv.conv.x": (("conv", "conv_general_dilated"), False),
     "jaxconv.conv.w": (("conv", "conv_general_dilated", "conv_transpose"), False),
     "jaxconv.conv_transpose.y": (("conv_transpose",), False),
+    "jaxconv.conv_local.x": (("conv_local", "conv_general_dilated_local"), False),
+    "jaxconv.conv_local.w": (("conv_local", "conv_general_dilated_local"), False),
     "jaxconv.max_pool.offsets": (("max_pool",), True),
     "jaxconv.min_pool.offsets": (("min_pool",), True),
     "jaxconv.global_max_pool.index": (("global_max_pool",), True),
+    "jaxconv.adaptive_max_pool.offsets": (("adaptive_max_pool",), True),
+    "jaxconv.adaptive_max_pool.index": (("adaptive_max_pool",), True),
+    "jaxconv.fractional_max_pool.index": (("fractional_max_pool",), True),
     "jaxconv.lp_pool.x": (("lp_pool",), True),
     "jaxconv.lp_pool.y": (("lp_pool",), True),
     "jaxconv.relu.mask": (("relu",), False),
@@ -426,8 +433,8 @@ def explain(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Explanation:
     if orphans:
         notes.append(
             f"named but without a row: {', '.join(orphans)} (JAX's partial evaluation of a scan "
-            "inlines the custom_jvp functions of relu, max_pool, lp_pool, global_max_pool and "
-            "the losses in its body)"
+            "inlines the custom_jvp functions of relu, the max pools, lp_pool and the losses "
+            "in its body)"
         )
     if any(r.scope for r in rows):
         notes.append(

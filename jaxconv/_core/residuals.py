@@ -20,9 +20,14 @@ RESIDUAL_NAMES = (
     "jaxconv.conv.x",  # conv / conv_general_dilated: the (padded-mode) input
     "jaxconv.conv.w",  # conv: the kernel
     "jaxconv.conv_transpose.y",  # conv_transpose: its input
+    "jaxconv.conv_local.x",  # conv_local / conv_general_dilated_local: the input
+    "jaxconv.conv_local.w",  # their kernels
     "jaxconv.max_pool.offsets",  # max_pool: int8/int16 winner offsets (or tie bitmasks)
     "jaxconv.min_pool.offsets",  # min_pool: the same, for the minimum
     "jaxconv.global_max_pool.index",  # global_max_pool: the winner's flat index
+    "jaxconv.adaptive_max_pool.offsets",  # adaptive_max_pool, tiling windows: max_pool's
+    "jaxconv.adaptive_max_pool.index",  # uneven windows: int32 winner indices (split: bitmasks)
+    "jaxconv.fractional_max_pool.index",  # the same (split: bitmasks and the window starts)
     "jaxconv.lp_pool.x",
     "jaxconv.lp_pool.y",
     "jaxconv.relu.mask",  # relu: boolean x > 0

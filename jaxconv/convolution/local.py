@@ -24,7 +24,8 @@ Each is bilinear, so its JVP is itself on the tangents one argument at a time
 above: every derivative of every order in either direction runs on these three maps (their
 values on a patch gather, `unfold.patches`, a `dot_general` batched over the positions and, for
 the input gradient, `unfold.place`: no JAX rule of dot_general or of a convolution is ever
-used). The patches are recomputed from x in the weight gradient: the residuals are x and w.
+used). The patches are recomputed from x in the weight gradient: the residuals are x and w
+(named ``jaxconv.conv_local.x`` / ``.w`` for `jax.checkpoint` policies).
 
 Shapes inside (a leading group axis G on w, G = 1 for the public ops; vmap stacks mapped
 copies as groups, batch item i using kernel group ``i // (N / G)``), K taps, C in, O out:
@@ -50,6 +51,7 @@ from jaxconv._core import validate as v
 from jaxconv._core.bias import add_bias
 from jaxconv._core.dtypes import accumulation, widest
 from jaxconv._core.primitive import batching_rule, moved, primitive
+from jaxconv._core.residuals import name
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike, Ints, Padding, Shape
 from jaxconv.convolution.unfold import Patches, patch_geometry, patches, place
@@ -147,7 +149,7 @@ def conv_local(
             wk = w.reshape(1, *geo.out, K, cin, cout)
         else:
             wk = w.reshape(1, cout, cin, K, *geo.out)
-        y = local_p.bind(x, wk, cfg=cfg)
+        y = local_p.bind(name(x, "conv_local", "x"), name(wk, "conv_local", "w"), cfg=cfg)
         if bias is None:
             return y
         if layout == "channels_last":
@@ -237,7 +239,7 @@ def conv_general_dilated_local(
     def run(lhs, rhs):
         x = lhs.transpose(lhs_spec)  # (N, C, *n) in rhs_spec's spatial order
         w = rhs.transpose(rhs_spec).reshape(1, cout, cin, K, *geo.out)
-        y = local_p.bind(x, w, cfg=cfg)  # (N, O, *o)
+        y = local_p.bind(name(x, "conv_local", "x"), name(w, "conv_local", "w"), cfg=cfg)
         inv = [0] * y.ndim
         for i, a in enumerate(out_spec):
             inv[a] = i

@@ -32,7 +32,10 @@ Max::
 A `jax.custom_jvp` whose tangent is the input tangent gathered at the winners' flat indices
 (`unpool.unpool_gather_p`, linear in the tangent, the indices a constant); its transpose is
 `unpool.scatter_p`, g placed on the winners (overlapping windows accumulate): the hand-written
-backward. The winners are found by comparisons over the cells of each window (the windows'
+backward. ties="last" takes the last maximum as r[i]; ties="split" shares instead, over the
+set T_i of a window's tied cells (`split.py`: t_y[i] the mean of t over T_i, dx[t] the sum of
+g[i] / |T_i| over the windows whose T_i holds t; T_i kept as a bitmask over the window's
+offsets). The winners are found by comparisons over the cells of each window (the windows'
 cells gathered once at static positions, a shorter window's extra cells masked off), never by a
 differentiated reduction. Where every dim divides evenly, `max_pool` with k = s = L / O does it
 all (its int8 winner offsets as residual, every tie policy).
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
@@ -58,11 +62,13 @@ from jaxconv._core.layout import split_layout
 from jaxconv._core.linmap import fold_rule
 from jaxconv._core.native import on_a_mesh, use_native
 from jaxconv._core.primitive import linear, primitive
+from jaxconv._core.residuals import name
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike
 from jaxconv._core.window import Window
 from jaxconv.pooling.avg_pool import AvgCfg, average, mean
-from jaxconv.pooling.max_pool import max_pool
+from jaxconv.pooling.max_pool import tiling_max_pool
+from jaxconv.pooling.split import Boxes, equal, pack, split_pick
 from jaxconv.pooling.unpool import unpool_gather_p
 
 _I32 = jnp.int32
@@ -353,8 +359,10 @@ def adaptive_max_pool(
 
     The forward records each window's winner; the tangent is the input tangent at the winners
     (a gather by flat index) and the backward its transpose, g placed on the winners (windows
-    sharing a winner accumulate). Where L % O == 0 in every dim this is `max_pool` with
-    window = stride = L / O.
+    sharing a winner accumulate). With ``ties="split"`` the winners of window i are all its
+    cells :math:`T_i` that hold the maximum: the tangent is the mean of the input tangent over
+    them and the backward gives each :math:`g_i / |T_i|` (`max_pool`'s "split"). Where
+    L % O == 0 in every dim this is `max_pool` with window = stride = L / O.
 
     Args:
       x: (N, *spatial, C) for ``layout="channels_last"``, (N, C, *spatial) for "channels_first";
@@ -362,16 +370,17 @@ def adaptive_max_pool(
         the values of lax's max, the derivative JAX gives an integer input, float0).
       output_size: an int (every dim) or one entry per spatial dim, ``None`` keeping that dim.
       ties: "first" (row-major first maximum, PyTorch), "last", or "split" (g shared equally
-        among tied maxima; only where every dim divides evenly, else NotImplementedError).
+        among the tied maxima of a window; its tangent their mean).
       return_indices: also return the flat row-major index of each winner into the spatial
-        input of its (n, c), int32, y's shape: `max_unpool` takes them as it takes
-        `max_pool`'s.
+        input of its (n, c), int32, y's shape (the first maximum for "split"): `max_unpool`
+        takes them as it takes `max_pool`'s.
 
     Returns:
       y: (N, *output_size, C) or (N, C, *output_size), and the indices if asked.
 
     NaN counts as larger than every number: a window holding NaN outputs NaN and its gradient
-    goes to its first NaN (PyTorch's index is its last NaN).
+    goes to its first NaN (its last for "last", shared among its NaNs for "split"; PyTorch's
+    index is its last NaN).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -380,6 +389,9 @@ def adaptive_max_pool(
       [4.0, 4.0, 3.0]
       >>> jax.grad(lambda x: adaptive_max_pool(x, 3).sum())(x).ravel().tolist()
       [0.0, 2.0, 0.0, 0.0, 1.0]
+      >>> x = jnp.array([1., 3., 3., 0., 3.]).reshape(1, 5, 1)  # window [1, 4) ties
+      >>> jax.grad(lambda x: adaptive_max_pool(x, 3, ties="split").sum())(x).ravel().tolist()
+      [0.0, 1.5, 0.5, 0.0, 1.0]
     """
     fn = "adaptive_max_pool"
     cfg = adaptive_geometry(fn, x, output_size, layout, ordered=True)
@@ -387,25 +399,30 @@ def adaptive_max_pool(
     v.check_bool(fn, "return_indices", return_indices)
     if _divides(cfg) and cfg.size != cfg.out:  # (all-ones windows: the general path copies)
         k = tuple(n // o for n, o in zip(cfg.size, cfg.out))
-        return max_pool(x, k, ties=ties, return_indices=return_indices, layout=layout)
-    if ties == "split" and cfg.size != cfg.out:
-        v.fail(
-            fn,
-            "ties",
-            ties,
-            f"is implemented only where every output size divides its input size "
-            f"(input {cfg.size}, output {cfg.out})",
-            NotImplementedError,
-        )
+        kw = dict(ties=ties, return_indices=return_indices, layout=layout)
+        return tiling_max_pool(fn, x, k, **kw)  # its residual: jaxconv.adaptive_max_pool.offsets
+    floating = jnp.issubdtype(x.dtype, jnp.floating)
+    if ties == "split" and (not floating or math.prod(boxes(cfg).window) == 1):
+        ties = "first"  # no derivative to share, or no window of two cells: the same values
 
     def body(x):
-        if jnp.issubdtype(x.dtype, jnp.floating):
-            y, idx = _adaptive_max(x, cfg, ties)
+        if floating:
+            y, idx, *_ = _adaptive_max(x, cfg, ties)
         else:  # integers and bools: nothing to differentiate (JAX gives float0 tangents)
             y, idx = _winners(x, cfg, ties)
         return (y, idx) if return_indices else y
 
     return auto_partitioned(body, x)
+
+
+def boxes(cfg: AdaptiveCfg) -> Boxes:
+    """The windows as starts and the widest window per dim (`split.Boxes`)."""
+    starts, widest = [], []
+    for n, o in zip(cfg.size, cfg.out):
+        start, end = bounds(n, o)
+        starts.append(tuple(int(s) for s in start))
+        widest.append(int(np.max(end - start)))
+    return Boxes(cfg.layout, cfg.axes, cfg.size, tuple(widest), cfg.out, tuple(starts))
 
 
 def _gt(a, b):
@@ -419,68 +436,76 @@ def _ge(a, b):
 
 
 def _winners(x, cfg: AdaptiveCfg, ties: str):
-    """(y, flat index of the winner) of every adaptive window of x.
+    """(y, flat index of the winner) of every adaptive window of x; for ties="split" also the
+    tie bits of every window's cells, as uint8 words (`split.pack`; the index: the first
+    maximum's).
 
     Per dim, the cells start_i + m (m < kmax, the widest window) are gathered at static
     positions, so axis a holds O * kmax cells; offset m of every window is then the strided
     slice m::kmax. The cells of a box are visited row-major; those beyond a window's own width
-    are masked off (never win); the first cell of each window is always its own."""
+    are masked off (never win, never tie); the first cell of each window is always its own."""
     if jnp.issubdtype(x.dtype, jnp.floating):
         better = _ge if ties == "last" else _gt
     else:
         better = lax.ge if ties == "last" else lax.gt
-    starts, widths, kmax = [], [], []
+    geo = boxes(cfg)
+    widths = []
     cells = x
-    for a, n, o in zip(cfg.axes, cfg.size, cfg.out):
+    for a, n, o, k in zip(cfg.axes, cfg.size, cfg.out, geo.window):
         start, end = bounds(n, o)
-        k = int(np.max(end - start))
         pos = np.minimum(start[:, None] + np.arange(k), n - 1).reshape(-1)
         cells = jnp.take(cells, pos, axis=a, mode="clip")
-        starts.append(start)
         widths.append(end - start)
-        kmax.append(k)
 
     def along(values, a):  # a 1-D per-window table as an array broadcast along axis a
         shape = [1] * x.ndim
         shape[a] = len(values)
         return np.asarray(values).reshape(shape)
 
-    y = off = None
-    for r, m in enumerate(itertools.product(*(range(k) for k in kmax))):
+    slices = []  # (offset's cells, where they belong to their window: None everywhere)
+    for m in itertools.product(*(range(k) for k in geo.window)):
         start, limit, step = [0] * x.ndim, list(cells.shape), [1] * x.ndim
-        for a, mm, k in zip(cfg.axes, m, kmax):
+        for a, mm, k in zip(cfg.axes, m, geo.window):
             start[a], step[a] = mm, k
-        xr = lax.slice(cells, start, limit, step)
-        if y is None:
-            y, off = xr, jnp.zeros(xr.shape, _I32)
-            continue
-        take = better(xr, y)
         valid = np.ones((1,) * x.ndim, bool)
         for a, mm, w in zip(cfg.axes, m, widths):
             valid = valid & along(w > mm, a)
-        if not valid.all():
-            take = take & valid
+        slices.append((lax.slice(cells, start, limit, step), None if valid.all() else valid))
+    y = slices[0][0]
+    off = jnp.zeros(y.shape, _I32)
+    for r, (xr, valid) in enumerate(slices[1:], 1):
+        take = better(xr, y) if valid is None else better(xr, y) & valid
         y, off = jnp.where(take, xr, y), jnp.where(take, r, off)
     idx, rem = jnp.zeros(off.shape, _I32), off
     ms = []
-    for k in reversed(kmax):
+    for k in reversed(geo.window):
         ms.append(rem % k)
         rem = rem // k
-    for a, n, start, mm in zip(cfg.axes, cfg.size, starts, reversed(ms)):
+    for a, n, start, mm in zip(cfg.axes, cfg.size, geo.starts, reversed(ms)):
         idx = idx * n + jnp.asarray(along(start, a), _I32) + mm
-    return y, idx
+    if ties != "split":
+        return y, idx
+    tied = [equal(xr, y) if valid is None else equal(xr, y) & valid for xr, valid in slices]
+    return (y, idx, *pack(tied))
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def _adaptive_max(x, cfg: AdaptiveCfg, ties: str):
-    """(y, flat winner indices); differentiated only by the rule below."""
+    """(y, flat winner indices, *tie words for "split"); differentiated only by the rule
+    below."""
     return _winners(x, cfg, ties)
 
 
 @_adaptive_max.defjvp
 def _adaptive_max_jvp(cfg: AdaptiveCfg, ties: str, primals, tangents):
-    """The tangent at the winners (`unpool_gather_p`, whose transpose places g on them)."""
+    """The tangent at the winners (`unpool_gather_p`, whose transpose places g on them); for
+    "split" the mean over the tied cells (`split.split_pick_p`, whose transpose shares g)."""
     (x,), (t,) = primals, tangents
-    y, idx = _adaptive_max(x, cfg, ties)  # a second derivative runs this rule again
-    ty = unpool_gather_p.bind(t, idx, layout=cfg.layout, shape=cfg.size)
-    return (y, idx), (ty, np.zeros(idx.shape, jax.dtypes.float0))
+    out = _adaptive_max(x, cfg, ties)  # a second derivative runs this rule again
+    y, idx, *words = out
+    if ties == "split":
+        ty = split_pick(t, name(tuple(words), "adaptive_max_pool", "index"), boxes(cfg))
+    else:
+        idx = name(idx, "adaptive_max_pool", "index")
+        ty = unpool_gather_p.bind(t, idx, layout=cfg.layout, shape=cfg.size)
+    return out, (ty, *(np.zeros(a.shape, jax.dtypes.float0) for a in out[1:]))

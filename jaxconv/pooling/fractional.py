@@ -10,9 +10,9 @@ One spatial dim of size L pooled to O outputs with a window of k cells, and a sa
 window i covers [start_i, start_i + k); a box window is the product of the per-dim ones. Where
 alpha is a whole number the starts are i * alpha whatever u (the sample moves nothing). The
 windows differ per (n, c) and may depend on traced samples, so they are data: per dim the k
-cells of every window are gathered at start + m, the winner (row-major first maximum, NaN above
-every number) found by comparisons over the k^D cells of each box, and its flat row-major index
-r into the spatial input of (n, c) recorded::
+cells of every window are gathered at start + m, the winner (row-major first maximum, or the
+last for ties="last"; NaN above every number) found by comparisons over the k^D cells of each
+box, and its flat row-major index r into the spatial input of (n, c) recorded::
 
     y[i]   = x[r[i]]
     t_y[i] = t[r[i]]                      (the tangent: forward mode, `unpool_gather_p`)
@@ -20,13 +20,19 @@ r into the spatial input of (n, c) recorded::
 
 `fractional_max_pool` is a `jax.custom_jvp` whose tangent is that gather of the input tangent
 (linear, the indices constant), so reverse mode runs the registered transpose, g placed on the
-winners (windows sharing a winner accumulate): no autodiff of the forward's gathers. The
-samples get no gradient (the output is piecewise constant in them).
+winners (windows sharing a winner accumulate): no autodiff of the forward's gathers.
+ties="split" records the set T_i of a window's tied cells instead (a bitmask over its k^D
+offsets, with the starts): the tangent is the mean of t over T_i and the backward gives each
+cell of T_i g[i] / |T_i| (`split.py`'s pair of primitives, each the other's transpose). The
+samples get no gradient (the output is piecewise constant in them). Integer and bool x: the
+same windows (the starts in the samples' floating dtype) and winners, nothing to
+differentiate (JAX's float0).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
@@ -38,8 +44,10 @@ from jax import lax
 
 from jaxconv._core import validate as v
 from jaxconv._core.layout import split_layout
+from jaxconv._core.residuals import name
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike, Ints
+from jaxconv.pooling.split import Boxes, equal, pack, split_pick
 from jaxconv.pooling.unpool import unpool_gather_p
 
 _I32 = jnp.int32
@@ -71,6 +79,7 @@ def fractional_max_pool(
     output_ratio: float | Sequence[float] | None = None,
     samples: ArrayLike | None = None,
     key: ArrayLike | None = None,
+    ties: str = "first",
     return_indices: bool = False,
     layout: str = "channels_last",
 ) -> Array | tuple[Array, Array]:
@@ -85,27 +94,36 @@ def fractional_max_pool(
               \frac{\partial E}{\partial x_t} = \sum_{i:\ \mathrm{winner}(i) = t} g_i
 
     The tangent is the input tangent at the recorded winners (a gather by flat index); the
-    backward is its transpose, g placed on the winners. `samples` gets no gradient.
+    backward is its transpose, g placed on the winners. With ``ties="split"`` the winners of
+    window i are all its cells :math:`T_i` that hold the maximum: the tangent is the mean of
+    the input tangent over them, the backward gives each :math:`g_i / |T_i|` (`max_pool`'s
+    "split"). `samples` gets no gradient.
 
     Args:
       x: (N, *spatial, C) for ``layout="channels_last"``, (N, C, *spatial) for "channels_first";
-        any number (>= 1) of spatial dims (PyTorch: 2 or 3), floating dtype.
+        any number (>= 1) of spatial dims (PyTorch: 2 or 3); floating, integer or bool dtype
+        (integers and bools: the values of lax's max, the derivative JAX gives an integer
+        input, float0; the starts computed in the samples' dtype).
       window: k, an int or one per spatial dim.
       output_size: O, an int or one per dim; exactly one of `output_size` and `output_ratio`.
       output_ratio: a number or one per dim in (0, 1); O = int(L * ratio).
       samples: (N, C, D) in [0, 1), D = number of spatial dims: PyTorch's ``_random_samples``
-        (cast to x's dtype). For D = 2 column 0 drives the last spatial dim (W) and column 1
-        the first (H), as in PyTorch's 2-D op; for every other D column d drives spatial dim d
-        (PyTorch's 3-D order: T, H, W).
-      key: a `jax.random` key drawing `samples` uniformly (in x's dtype) when `samples` is None.
+        (cast to x's dtype if x is floating). For D = 2 column 0 drives the last spatial dim
+        (W) and column 1 the first (H), as in PyTorch's 2-D op; for every other D column d
+        drives spatial dim d (PyTorch's 3-D order: T, H, W).
+      key: a `jax.random` key drawing `samples` uniformly (in x's dtype; float32 for an
+        integer or bool x) when `samples` is None.
+      ties: "first" (row-major first maximum, PyTorch), "last", or "split" (g shared equally
+        among the tied maxima of a window; its tangent their mean), as in `max_pool`.
       return_indices: also return each winner's flat row-major index into the spatial input of
-        its (n, c), int32, y's shape (`max_unpool` takes them).
+        its (n, c), int32, y's shape (the first maximum for "split"; `max_unpool` takes them).
 
     Returns:
       y: (N, *O, C) or (N, C, *O), and the indices if asked.
 
-    Ties go to the row-major first maximum; NaN counts as larger than every number and the
-    first NaN of a window wins (PyTorch's index is its last NaN).
+    NaN counts as larger than every number: a window holding NaN outputs NaN and its gradient
+    goes to its first NaN (its last for "last", shared among its NaNs for "split"; PyTorch's
+    index is its last NaN).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -119,7 +137,7 @@ def fractional_max_pool(
     """
     fn = "fractional_max_pool"
     v.check_layout(fn, layout)
-    v.check_float(fn, "x", x)
+    v.check_real(fn, "x", x)
     nd = v.spatial_rank(fn, x)
     n, size, c = split_layout(x.shape, layout)
     win = v.int_tuple(fn, "window", window, nd)
@@ -133,20 +151,27 @@ def fractional_max_pool(
                 f"does not fit: output size + window - 1 (={o} + {k} - 1) must be <= the input "
                 f"size (={l_}) in spatial dim {d}",
             )
+    v.check_choice(fn, "ties", ties, v.TIES)
     v.check_bool(fn, "return_indices", return_indices)
+    floating = jnp.issubdtype(x.dtype, jnp.floating)
     if samples is None:
         if key is None:
             v.fail(fn, "samples", None, "must be given, or a `key` to draw them")
-        samples = jax.random.uniform(key, (n, c, nd), x.dtype)
+        samples = jax.random.uniform(key, (n, c, nd), x.dtype if floating else jnp.float32)
     elif key is not None:
         v.fail(fn, "key", "a key", "must be None when `samples` is given (one source of samples)")
     else:
         _check_samples(fn, samples, (n, c, nd))
     axes = tuple(range(1, nd + 1)) if layout == "channels_last" else tuple(range(2, nd + 2))
     cfg = FractionalCfg(layout, axes, tuple(size), win, out, sample_columns(nd))
+    if ties == "split" and (not floating or math.prod(win) == 1):
+        ties = "first"  # no derivative to share, or one-cell windows: the same values
 
     def body(x, u):
-        y, idx = _fractional_max(x, u, cfg)
+        if floating:
+            y, idx, *_ = _fractional_max(x, u, cfg, ties)
+        else:  # integers and bools: nothing to differentiate (JAX gives float0 tangents)
+            y, idx = _winners(x, u, cfg, ties)
         return (y, idx) if return_indices else y
 
     return auto_partitioned(body, x, samples, batch=(0, 1))
@@ -213,12 +238,29 @@ def _gt(a, b):
     return (a > b) | (jnp.isnan(a) & ~jnp.isnan(b))
 
 
-def _winners(x, u, cfg: FractionalCfg):
-    """(y, flat winner index) of every window; u (N, C, D) already in x's dtype.
+def _ge(a, b):
+    """a >= b with NaN above every number: the last maximum wins."""
+    return (a >= b) | jnp.isnan(a)
+
+
+def boxes(cfg: FractionalCfg) -> Boxes:
+    """The windows for `split.py`: their starts are operands, (N, C, O_d) per dim."""
+    return Boxes(cfg.layout, cfg.axes, cfg.size, cfg.window, cfg.out)
+
+
+def _winners(x, u, cfg: FractionalCfg, ties: str):
+    """(y, flat winner index) of every window; for ties="split" also the tie bits of every
+    window's cells as uint8 words (`split.pack`; the index: the first maximum's) and the
+    starts of each dim, (N, C, O_d) int32. u (N, C, D) already in the dtype of the starts (x's
+    when floating).
 
     Per dim the k cells of every window (start + m, start per (n, c)) are gathered along the
     axis (take_along_axis: it holds O * k cells, offset m of every window the slice m::k); the
     k^D cells of each box are then compared row-major."""
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        better = _ge if ties == "last" else _gt
+    else:
+        better = lax.ge if ties == "last" else lax.gt
     c_axis = x.ndim - 1 if cfg.layout == "channels_last" else 1
 
     def along(table, a):  # (N, C, O) per-(n, c) table broadcast to x's rank, O at axis a
@@ -235,16 +277,15 @@ def _winners(x, u, cfg: FractionalCfg):
             *s.shape[:2], o * k
         )
         cells = jnp.take_along_axis(cells, along(pos, a), axis=a, mode="clip")
-    y = off = None
-    for r, m in enumerate(itertools.product(*(range(k) for k in cfg.window))):
+    slices = []
+    for m in itertools.product(*(range(k) for k in cfg.window)):
         start, limit, step = [0] * x.ndim, list(cells.shape), [1] * x.ndim
         for a, mm, k in zip(cfg.axes, m, cfg.window):
             start[a], step[a] = mm, k
-        xr = lax.slice(cells, start, limit, step)
-        if y is None:
-            y, off = xr, jnp.zeros(xr.shape, _I32)
-            continue
-        take = _gt(xr, y)
+        slices.append(lax.slice(cells, start, limit, step))
+    y, off = slices[0], jnp.zeros(slices[0].shape, _I32)
+    for r, xr in enumerate(slices[1:], 1):
+        take = better(xr, y)
         y, off = jnp.where(take, xr, y), jnp.where(take, r, off)
     rem, ms = off, []
     for k in reversed(cfg.window):
@@ -253,20 +294,29 @@ def _winners(x, u, cfg: FractionalCfg):
     idx = jnp.zeros(off.shape, _I32)
     for a, n, s, mm in zip(cfg.axes, cfg.size, tables, reversed(ms)):
         idx = idx * n + along(s, a) + mm
-    return y, idx
+    if ties != "split":
+        return y, idx
+    return (y, idx, *pack([equal(xr, y) for xr in slices]), *tables)
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _fractional_max(x, u, cfg: FractionalCfg):
-    """(y, flat winner indices); differentiated only by the rule below."""
-    return _winners(x, lax.convert_element_type(u, x.dtype), cfg)
+@partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _fractional_max(x, u, cfg: FractionalCfg, ties: str):
+    """(y, flat winner indices, and for "split" the tie words and the starts);
+    differentiated only by the rule below."""
+    return _winners(x, lax.convert_element_type(u, x.dtype), cfg, ties)
 
 
 @_fractional_max.defjvp
-def _fractional_max_jvp(cfg: FractionalCfg, primals, tangents):
-    """The tangent at the winners (`unpool_gather_p`, whose transpose places g on them); the
-    samples' tangent is dropped (the output is piecewise constant in them)."""
+def _fractional_max_jvp(cfg: FractionalCfg, ties: str, primals, tangents):
+    """The tangent at the winners (`unpool_gather_p`, whose transpose places g on them); for
+    "split" the mean over the tied cells (`split.split_pick_p`, whose transpose shares g).
+    The samples' tangent is dropped (the output is piecewise constant in them)."""
     (x, u), (t, _) = primals, tangents
-    y, idx = _fractional_max(x, u, cfg)  # a second derivative runs this rule again
-    ty = unpool_gather_p.bind(t, idx, layout=cfg.layout, shape=cfg.size)
-    return (y, idx), (ty, np.zeros(idx.shape, jax.dtypes.float0))
+    out = _fractional_max(x, u, cfg, ties)  # a second derivative runs this rule again
+    y, idx, *res = out
+    if ties == "split":
+        ty = split_pick(t, name(tuple(res), "fractional_max_pool", "index"), boxes(cfg))
+    else:
+        idx = name(idx, "fractional_max_pool", "index")
+        ty = unpool_gather_p.bind(t, idx, layout=cfg.layout, shape=cfg.size)
+    return out, (ty, *(np.zeros(a.shape, jax.dtypes.float0) for a in out[1:]))

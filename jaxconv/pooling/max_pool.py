@@ -63,6 +63,7 @@ class _Cfg(NamedTuple):
     ties: str
     return_indices: bool
     op: str = "max"  # "min": `min_pool`, the same rules with the order reversed
+    owner: str = ""  # the op whose name the residual carries ("": `{op}_pool`)
 
 
 def max_pool(
@@ -162,11 +163,20 @@ def min_pool(
     return _pool("min_pool", "min", x, *args)
 
 
-def _pool(fn, op, x, window, stride, padding, dilation, ceil_mode, ties, return_indices, layout):
+def tiling_max_pool(owner: str, x, window, *, ties: str, return_indices: bool, layout: str):
+    """`max_pool(x, window)` (stride = window) on behalf of `owner`, whose name its residual
+    carries (``jaxconv.<owner>.offsets``): `adaptive_max_pool`'s tiling windows."""
+    args = (window, None, "VALID", 1, False, ties, return_indices, layout)
+    return _pool(owner, "max", x, *args, owner=owner)
+
+
+def _pool(
+    fn, op, x, window, stride, padding, dilation, ceil_mode, ties, return_indices, layout, owner=""
+):
     win = pool_window(fn, x, window, stride, padding, dilation, ceil_mode, layout, ordered=True)
     v.check_choice(fn, "ties", ties, v.TIES)
     v.check_bool(fn, "return_indices", return_indices)
-    cfg = _Cfg(win, ties, return_indices, op)
+    cfg = _Cfg(win, ties, return_indices, op, owner)
     if not jnp.issubdtype(x.dtype, jnp.floating):  # integers and bools: nothing to differentiate
         return auto_partitioned(lambda x: _forward(x, cfg), x)
     return auto_partitioned(lambda x: (_max_pool if op == "max" else _min_pool)(x, cfg), x)
@@ -193,7 +203,8 @@ def _pool_jvp(cfg: _Cfg, primals, tangents):
     at the recorded winners (`winner_pick`), whose transpose is the hand-written backward."""
     (x,), (t,) = primals, tangents
     y, off, *words = _with_residual(x, cfg.win, cfg.ties, cfg.op)
-    res = name(tuple(words) if cfg.ties == "split" else off, f"{cfg.op}_pool", "offsets")
+    owner = cfg.owner or f"{cfg.op}_pool"
+    res = name(tuple(words) if cfg.ties == "split" else off, owner, "offsets")
     ty = winner_pick(t, res, cfg.win, cfg.ties)
     if not cfg.return_indices:
         return y, ty

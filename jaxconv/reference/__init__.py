@@ -18,8 +18,10 @@ from ._adaptive import adaptive_avg_pool as adaptive_avg_pool
 from ._adaptive import adaptive_avg_pool_grad as adaptive_avg_pool_grad
 from ._adaptive import adaptive_max_pool as adaptive_max_pool
 from ._adaptive import adaptive_max_pool_grad as adaptive_max_pool_grad
+from ._adaptive import adaptive_max_pool_split_grad as adaptive_max_pool_split_grad
 from ._adaptive import fractional_max_pool as fractional_max_pool
 from ._adaptive import fractional_max_pool_grad as fractional_max_pool_grad
+from ._adaptive import fractional_max_pool_split_grad as fractional_max_pool_split_grad
 from ._conv import conv as conv
 from ._conv import conv_bias_grad as conv_bias_grad
 from ._conv import conv_input_grad as conv_input_grad

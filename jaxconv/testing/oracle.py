@@ -718,19 +718,24 @@ def adaptive_avg_pool(x, output_size, layout="channels_last"):
     return _ad_back(y, layout)
 
 
-def _ad_pick(cells, ties):
-    """(value, position) of the winner along axis 1 of cells (N, K, C)."""
-    k = cells.shape[1]
+def _ad_pick(cells, ties, axis=1):
+    """(value, position) of the winner along `axis` of cells: the first or the last maximum
+    (its value a gather there, so the gradient goes to it alone); "split": the value jnp.max,
+    whose JVP is the mean of the tangent over the tied cells, the position the first's."""
+    k = cells.shape[axis]
     if ties == "last":
-        pos = k - 1 - jnp.argmax(cells[:, ::-1], axis=1)
+        pos = k - 1 - jnp.argmax(jnp.flip(cells, axis), axis=axis)
     else:
-        pos = jnp.argmax(cells, axis=1)
-    value = jnp.take_along_axis(cells, pos[:, None], axis=1)[:, 0]
-    return value, pos
+        pos = jnp.argmax(cells, axis=axis)
+    if ties == "split":
+        return jnp.max(cells, axis=axis), pos
+    value = jnp.take_along_axis(cells, jnp.expand_dims(pos, axis), axis=axis)
+    return jnp.squeeze(value, axis), pos
 
 
 def adaptive_max_pool(x, output_size, ties="first", return_indices=False, layout="channels_last"):
-    """Each adaptive window's winner (argmax over its row-major cells) and its flat index."""
+    """Each adaptive window's winner (argmax over its row-major cells, `ties` as in
+    `_ad_pick`) and its flat index."""
     x = _ad_cl(x, layout)
     spatial = x.shape[1:-1]
     out = _ad_out(spatial, output_size)
@@ -763,16 +768,18 @@ def fractional_starts(u, n, k, o):
 
 
 def fractional_max_pool(
-    x, window, output_size, samples, return_indices=False, layout="channels_last"
+    x, window, output_size, samples, return_indices=False, layout="channels_last", ties="first"
 ):
-    """Every window's cells gathered by flat index per (n, c), the first maximum taken."""
+    """Every window's cells gathered by flat index per (n, c), the winner taken (`ties` as in
+    `_ad_pick`). The starts are computed in x's dtype, in the samples' for an integer or
+    bool x."""
     x = _ad_cl(x, layout)
     spatial = x.shape[1:-1]
     d = len(spatial)
     k = (window,) * d if isinstance(window, int) else tuple(window)
     out = (output_size,) * d if isinstance(output_size, int) else tuple(output_size)
     cols = (1, 0) if d == 2 else tuple(range(d))
-    u = samples.astype(x.dtype)
+    u = samples.astype(x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else samples
     st = [fractional_starts(u[..., cols[a]], spatial[a], k[a], out[a]) for a in range(d)]
     n, c = x.shape[0], x.shape[-1]
     flat_x = jnp.moveaxis(x.reshape(n, -1, c), -1, 1)  # (N, C, P)
@@ -786,8 +793,8 @@ def fractional_max_pool(
             cells.append(flat)
         pos = jnp.stack(cells, axis=-1)  # (N, C, K)
         vals = jnp.take_along_axis(flat_x, pos, axis=2)
-        w = jnp.argmax(vals, axis=2)
-        ys.append(jnp.take_along_axis(vals, w[..., None], axis=2)[..., 0])
+        value, w = _ad_pick(vals, ties, axis=2)
+        ys.append(value)
         idxs.append(jnp.take_along_axis(pos, w[..., None], axis=2)[..., 0])
     shape = (n, c, *out)
     y = jnp.stack(ys, axis=-1).reshape(shape)

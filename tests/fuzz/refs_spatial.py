@@ -158,12 +158,11 @@ def _adaptive_bounds(n, o):
 def ref_adaptive_max_pool(
     x, output_size, *, ties="first", return_indices=False, layout="channels_last"
 ):
-    """Any real dtype; ties "first" / "last" / "split" (split: only where every output size
-    divides its input size, else NotImplementedError -- the same value, a tie policy of the
-    gradient only); return_indices: y's shape, int32, the flat row-major winner."""
+    """Any real dtype; ties "first" / "last" / "split" (split: the same value, a tie policy of
+    the gradient only: jnp.max's, shared among tied cells); return_indices: y's shape, int32,
+    the flat row-major winner (split: the first)."""
     nb, size, c, out = _adaptive(x, output_size, layout, ordered=True)
     need(isinstance(ties, str) and ties in ("first", "last", "split"), "ties")
-    need(ties != "split" or all(n % o == 0 for n, o in zip(size, out)), "split not tiling")
     need(is_flag(return_indices), "return_indices")
     shape = join(nb, out, c, layout)
 
@@ -171,8 +170,7 @@ def ref_adaptive_max_pool(
         if x.size == 0:
             y = _empty(shape, x.dtype)
             return (y, _empty(shape, jnp.int32)) if return_indices else y
-        first_or_last = "last" if ties == "last" else "first"  # ("split": first's values)
-        return oracle.adaptive_max_pool(x, out, first_or_last, return_indices, layout)
+        return oracle.adaptive_max_pool(x, out, ties, return_indices, layout)
 
     def post(kw, res):  # the winner of each window, flat row-major, first / last maximum
         if not return_indices:
@@ -192,14 +190,8 @@ def ref_adaptive_max_pool(
             got = idx[(slice(None), *i, slice(None))]
             if ties == "last":
                 want = flat[cells.shape[1] - 1 - np.argmax(cells[:, ::-1], axis=1)]
-            elif ties == "first":
+            else:  # "first", and "split" (whose index is the first maximum's)
                 want = flat[np.argmax(cells, axis=1)]
-            else:  # "split": one of the window's maxima
-                assert np.all(np.isin(got, flat)), f"index outside window {i}"
-                flat_x = xs.reshape(xs.shape[0], -1, xs.shape[-1])
-                hit = np.take_along_axis(flat_x, got[:, None, :], 1)[:, 0]
-                np.testing.assert_array_equal(hit, np.max(cells, axis=1), "x[idx] == y")
-                continue
             np.testing.assert_array_equal(got, want, f"indices of window {i}")
 
     distinct = np.unique(np.asarray(x)).size == np.asarray(x).size
@@ -218,15 +210,18 @@ def ref_fractional_max_pool(
     output_ratio=None,
     samples=None,
     key=None,
+    ties="first",
     return_indices=False,
     layout="channels_last",
 ):
-    """PyTorch's fractional max pool (Graham 2014): a floating x; exactly one of output_size
-    (ints >= 1) and output_ratio (numbers in (0, 1), O = int(L r) >= 1); every window fits,
-    O + k - 1 <= L; samples (N, C, D) floating in [0, 1), or a key drawing them uniformly in
-    x's dtype (exactly one of the two)."""
+    """PyTorch's fractional max pool (Graham 2014): any real x (an integer or bool x: the
+    starts in the samples' dtype); exactly one of output_size (ints >= 1) and output_ratio
+    (numbers in (0, 1), O = int(L r) >= 1); every window fits, O + k - 1 <= L; samples
+    (N, C, D) floating in [0, 1), or a key drawing them uniformly in x's dtype (float32 for an
+    integer or bool x; exactly one of the two); ties "first" / "last" / "split" (split: the
+    same value, jnp.max's gradient; its index the first maximum's)."""
     _layout(layout)
-    float_array(x, "x")
+    real_array(x, "x")
     need(x.ndim >= 3, "rank")
     nb, size, c = split(x.shape, layout)
     nd = len(size)
@@ -241,6 +236,7 @@ def ref_fractional_max_pool(
         out = tuple(int(n * float(r)) for n, r in zip(size, ratios))
         need(min(out) >= 1, "output_ratio: empty output")
     need(all(kk <= n and o + kk - 1 <= n for n, kk, o in zip(size, k, out)), "window fit")
+    need(isinstance(ties, str) and ties in ("first", "last", "split"), "ties")
     need(is_flag(return_indices), "return_indices")
     need((samples is None) != (key is None), "exactly one of samples and key")
     if samples is not None:
@@ -254,8 +250,10 @@ def ref_fractional_max_pool(
         if x.size == 0:
             y = _empty(shape, x.dtype)
             return (y, _empty(shape, jnp.int32)) if return_indices else y
-        u = samples if key is None else jax.random.uniform(key, (nb, c, nd), x.dtype)
-        return oracle.fractional_max_pool(x, k, out, jnp.asarray(u), return_indices, layout)
+        floating = jnp.issubdtype(x.dtype, jnp.floating)
+        dtype = x.dtype if floating else jnp.float32
+        u = samples if key is None else jax.random.uniform(key, (nb, c, nd), dtype)
+        return oracle.fractional_max_pool(x, k, out, jnp.asarray(u), return_indices, layout, ties)
 
     def post(kw, res):  # indices: int32, y's shape, x[n, indices, c] == y
         if not return_indices:
@@ -272,7 +270,8 @@ def ref_fractional_max_pool(
         np.testing.assert_array_equal(got.reshape(y.shape), y, "x[indices] == y")
 
     distinct = np.unique(np.asarray(x)).size == np.asarray(x).size
-    return Ref(f, ("x",) if distinct else (), post)
+    floating = jnp.issubdtype(x.dtype, jnp.floating)
+    return Ref(f, ("x",) if distinct and floating else (), post)
 
 
 # --------------------------------------------------------------------------- shuffles

@@ -142,7 +142,7 @@ def fractional_max_pool_calls(draw):
     if rare(draw, 5):
         shape = shape[:2]
     values = draw(st.sampled_from(["distinct", "distinct", "ties"]))
-    x = arg(draw, shape, draw(st.sampled_from(F_KINDS)), values=values)
+    x = arg(draw, shape, draw(st.sampled_from(F_KINDS + ["i32", "i8", "bool"])), values=values)
     k = tuple(draw(st.integers(1, max(1, min(3 if nd == 1 else 2, n)))) for n in size)
     if rare(draw, 15):
         k = tuple(kk + draw(st.integers(0, 2)) for kk in k)
@@ -190,6 +190,7 @@ def fractional_max_pool_calls(draw):
         kw["key"] = jax.random.key(draw(st.integers(0, 2)))
     if source == "samples" or rare(draw, 5):
         kw["samples"] = u
+    settle(draw, kw, "ties", ["first", "last", "split"], ["random", None, "FIRST"], 6)
     settle(draw, kw, "return_indices", [False, True], [1, "no", None], 6, include=40)
     _layout(draw, kw, layout)
     return Call("fractional_max_pool", (x, window), kw, True)

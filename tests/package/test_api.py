@@ -255,6 +255,7 @@ LATER_SIGNATURES = {
             ("output_ratio", None),
             ("samples", None),
             ("key", None),
+            ("ties", "first"),
             ("return_indices", False),
         ],
     ),

@@ -686,6 +686,11 @@ ADAPTIVE = [
     case("fmp-samples-range", fractional_max_pool, (XA, 2),
          {"output_size": 3, "samples": jnp.full((1, 2, 2), 1.0, F32)}, V,
          r"fractional_max_pool: .*must be >= 0 and < 1 \(found 1.0\)"),
+    case("fmp-ties", fractional_max_pool, (XA, 2), {"output_size": 3, "samples": UA,
+         "ties": "random"}, V, r"fractional_max_pool: `ties` \(='random'\) must be one of"),
+    case("fmp-complex", fractional_max_pool, (XA.astype(jnp.complex64), 2),
+         {"output_size": 3, "samples": UA}, T,
+         r"fractional_max_pool: `x.dtype` \(='complex64'\) must be a real floating, integer "),
 ]
 
 # fmt: on

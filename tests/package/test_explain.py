@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import inspect
+import re
 import sys
 from functools import partial
 from pathlib import Path
@@ -209,6 +210,32 @@ def test_pools_losses_and_transpose_keep_what_their_rules_name():
     assert named <= set(RESIDUAL_NAMES) and "jaxconv.mse_loss.diff" in named
 
 
+def test_spatial_ops_name_their_residuals():
+    """conv_local, and the adaptive (tiling and uneven windows) and fractional max pools with
+    each tie policy: every residual belongs to its op's row, none unattributed."""
+    x, w = jnp.ones((2, 9, 9, 2), F32), jnp.ones((8, 8, 2, 2, 2, 3), F32)
+    u = jnp.full((2, 3, 2), 0.3, F32)
+
+    def f(x, w):
+        h = jc.conv_local(x, w)
+        a = jc.adaptive_max_pool(h, 4).sum() + jc.adaptive_max_pool(h, 3, ties="split").sum()
+        b = jc.fractional_max_pool(h, 2, output_size=5, samples=u, ties="last").sum()
+        c = jc.fractional_max_pool(h, 2, output_size=5, samples=u, ties="split").sum()
+        return a + b + c
+
+    e = jc.explain(f, x, w)
+    kept = [(r.op, [(k.what, k.dtype) for k in r.residuals]) for r in e]
+    u8, i32 = np.dtype(np.uint8), np.dtype(np.int32)
+    assert kept == [
+        ("conv_local", [("x", np.float32), ("w", np.float32)]),
+        ("adaptive_max_pool", [("offsets", np.int8)]),
+        ("adaptive_max_pool", [("index", u8), ("index", u8)]),  # 4x4 windows: 16 tie bits
+        ("fractional_max_pool", [("index", i32)]),
+        ("fractional_max_pool", [("index", u8), ("index", i32), ("index", i32)]),
+    ]
+    assert e.unattributed == () and e.residual_bytes == vjp_bytes(f, x, w)
+
+
 def test_drop_in_is_named_as_called():
     """The drop-in's conv layers run on conv's primitive but are named `conv_general_dilated`
     (its source traceback); its general convolutions give lax's algorithms."""
@@ -292,6 +319,13 @@ def test_every_jaxconv_primitive_is_classified():
     assert set(ex._LABELS) == set(RESIDUAL_NAMES)
     public = {n for n in jc.__all__ if callable(getattr(jc, n))} - {"explain", "native_available"}
     assert set(ex._PUBLIC.values()) == public
+
+
+def test_every_residual_name_is_documented():
+    """The API reference's table of residual names (docs/api/dense.md) lists exactly
+    RESIDUAL_NAMES."""
+    text = (EXPERIMENTS.parent / "docs" / "api" / "dense.md").read_text()
+    assert set(re.findall(r"`(jaxconv\.[a-z_]+\.[a-z]+)`", text)) == set(RESIDUAL_NAMES)
 
 
 def test_rows_are_frozen_and_typed():

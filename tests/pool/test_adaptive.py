@@ -4,7 +4,9 @@ How they are proven:
 - hypothesis over ranks 1-3, sizes, output sizes (incl. None and O > L), layouts: values,
   indices and VJPs against the literal NumPy loops (`jaxconv/reference/_adaptive.py`, float64);
 - `check_rules(order=2)` against JAX's autodiff of the plain jnp oracle (`oracle_adaptive.py`),
-  general and tiling (fast) path, both layouts, ties "first" and "last";
+  general and tiling (fast) path, both layouts, every tie policy ("split" also at points full
+  of ties, against jnp.max's autodiff); hypothesis over inputs full of ties, every policy,
+  against the NumPy loops;
 - the tiling fast path equals the general primitives on the same input;
 - PyTorch (values, gradients, indices) for ranks 1-3;
 - max_unpool of the indices is the VJP; jvp/hessian with JAX's own rules switched off;
@@ -87,18 +89,20 @@ _RUN = jax.jit(lambda x, g, f: _value_vjp(f, x, g), static_argnums=2)
 
 @pytest.mark.parametrize("dtype", [jnp.int32, jnp.int8, jnp.uint8, jnp.bool_])
 def test_integer_and_bool_max(dtype):
-    """lax's max values and indices; the tangent JAX gives an integer input (float0)."""
+    """lax's max values and indices, every tie policy ("split": the first maximum's index);
+    the tangent JAX gives an integer input (float0)."""
     x = np.random.default_rng(0).integers(-5, 5, size=(2, 7, 5, 3))
     xd = jnp.asarray(x).astype(dtype)
-    for o in [(3, 2), (7, 5), (7, 1)]:
-        y, i = adaptive_max_pool(xd, o, return_indices=True)
-        y_ref, i_ref = ref.adaptive_max_pool(np.asarray(xd).astype(np.float64), o)
+    for o, ties in [((3, 2), "first"), ((7, 5), "first"), ((7, 1), "last"), ((3, 2), "split")]:
+        y, i = adaptive_max_pool(xd, o, ties=ties, return_indices=True)
+        y_ref, i_ref = ref.adaptive_max_pool(np.asarray(xd).astype(np.float64), o, ties)
         assert y.dtype == dtype
         np.testing.assert_array_equal(np.asarray(y).astype(np.float64), y_ref)
         np.testing.assert_array_equal(i, i_ref)
     t0 = np.zeros(xd.shape, F0)
-    _, t = jax.jvp(lambda x: adaptive_max_pool(x, (3, 2)), (xd,), (t0,))
-    assert t.dtype == F0
+    for ties in ("first", "split"):
+        _, t = jax.jvp(lambda x, ties=ties: adaptive_max_pool(x, (3, 2), ties=ties), (xd,), (t0,))
+        assert t.dtype == F0
 
 
 @settings(max_examples=12)  # CI time: 12 draws (the profile's 18 elsewhere)
@@ -126,6 +130,37 @@ def test_against_numpy_reference(case):
     assert idx.dtype == jnp.int32
     assert_close(_cl(dxm, lay), ref.adaptive_max_pool_grad(xc.shape, idx_ref, gc))
     np.testing.assert_allclose(max_unpool(g, idx, x.shape, layout=lay), dxm, rtol=1e-12)
+
+
+@settings(max_examples=10)  # CI time
+@given(adaptive_cases(), st.sampled_from(["first", "last", "split"]))
+def test_ties_against_numpy_reference(case, ties):
+    """Values from {0, 1, 2}, so most windows hold several maxima: values, indices (the first
+    or last maximum; "split": the first), the VJP (to that winner; "split": g / |T| to each
+    tied cell) against the NumPy loops, and the JVP as the VJP's transpose (<Jt, g> =
+    <t, J^T g> with the reference's J^T)."""
+    rng = np.random.default_rng(case["seed"])
+    lay, o = case["layout"], case["output_size"]
+    x = jnp.asarray(rng.integers(0, 3, size=_shape(case)), jnp.float64)
+    f = partial(adaptive_max_pool, output_size=o, ties=ties, return_indices=True, layout=lay)
+    y_shape = jax.eval_shape(f, x)[0].shape
+    g, t = jnp.asarray(rng.normal(size=y_shape)), jnp.asarray(rng.normal(size=x.shape))
+
+    @jax.jit
+    def run(x, g, t):
+        return _value_vjp(f, x, g), jax.jvp(lambda x: f(x)[0], (x,), (t,))[1]
+
+    ((y, idx), dx), ty = run(x, g, t)
+    xc, gc = _cl(x, lay), _cl(g, lay)
+    y_ref, idx_ref = ref.adaptive_max_pool(xc, o, ties)
+    assert_close(_cl(y, lay), y_ref)
+    np.testing.assert_array_equal(_cl(idx, lay), idx_ref)
+    if ties == "split":
+        dx_ref = ref.adaptive_max_pool_split_grad(xc, gc, o)
+    else:
+        dx_ref = ref.adaptive_max_pool_grad(xc.shape, idx_ref, gc)
+    assert_close(_cl(dx, lay), dx_ref)
+    assert_close(jnp.vdot(ty, g), np.vdot(_cl(t, lay), dx_ref))
 
 
 RULE_CASES = [
@@ -160,7 +195,7 @@ def test_avg_check_rules(shape, o, layout):
 MAX_RULE_CASES = [(*c, "first") for c in RULE_CASES[:6]] + [
     (*RULE_CASES[1], "last"),
     (*RULE_CASES[3], "last"),
-]
+]  # ties="split" on uneven windows at distinct values: the registry's variant
 
 
 @pytest.mark.parametrize("shape, o, layout, ties", MAX_RULE_CASES)
@@ -216,12 +251,46 @@ def test_fast_path_equals_general_path():
         assert_close(d1, d2)
 
 
+def test_split_check_rules_at_ties():
+    """At a point full of ties, uneven windows: every rule of ties="split" (both modes, order
+    2, vmap, jit) against JAX's autodiff of jnp.max over each window (the mean of the tangent
+    over the tied cells)."""
+    x = jnp.asarray(np.random.default_rng(8).integers(0, 3, size=(2, 3, 7, 5)), jnp.float64)
+    check_rules(
+        lambda x: adaptive_max_pool(x, (3, 4), ties="split", layout="channels_first"),
+        x,
+        reference=lambda x: oracle.adaptive_max_pool(
+            x, (3, 4), ties="split", layout="channels_first"
+        ),
+        order=2,
+    )
+
+
 def test_split_ties():
-    x = jnp.ones((1, 4, 4, 1))
-    g = jax.grad(lambda x: adaptive_max_pool(x, 2, ties="split").sum())(x)
-    np.testing.assert_allclose(g, np.full(x.shape, 0.25))
-    with pytest.raises(NotImplementedError, match=r"adaptive_max_pool: `ties` \(='split'\)"):
-        adaptive_max_pool(jnp.ones((1, 5, 1)), 3, ties="split")
+    """Tiling windows (max_pool's split) and uneven ones (`split.py`): g / |T| to each tied
+    cell, the tangent their mean."""
+    x1 = jnp.ones((1, 4, 4, 1))
+    x2 = jnp.array([1.0, 3.0, 3.0, 0.0, 3.0]).reshape(1, 5, 1)  # windows [0,2) [1,4) [3,5)
+    t2 = jnp.array([1.0, 2.0, 4.0, 8.0, 16.0]).reshape(x2.shape)
+    # a 2-D box (O > L in dim 1: windows repeat cells): window (1, 1), rows [1, 3) x columns
+    # [0, 2), holds three tied cells
+    x3 = jnp.array([[0.0, 1.0], [5.0, 5.0], [5.0, 2.0]]).reshape(1, 3, 2, 1)
+    f = partial(adaptive_max_pool, ties="split")
+
+    @jax.jit
+    def run(x1, x2, t2, x3):
+        return (
+            jax.grad(lambda x: f(x, 2).sum())(x1),
+            jax.grad(lambda x: f(x, 3).sum())(x2),
+            jax.jvp(lambda x: f(x, 3), (x2,), (t2,))[1],
+            jax.grad(lambda x: f(x, (2, 3))[0, 1, 1, 0])(x3),
+        )
+
+    g1, g2, ty, g3 = run(x1, x2, t2, x3)
+    np.testing.assert_allclose(g1, np.full(x1.shape, 0.25))
+    assert g2.ravel().tolist() == [0, 1.5, 0.5, 0, 1]
+    assert ty.ravel().tolist() == [2, 3, 16]
+    np.testing.assert_allclose(g3[0, :, :, 0], [[0, 0], [1 / 3, 1 / 3], [1 / 3, 0]])
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
@@ -266,6 +335,7 @@ def test_runs_with_jax_rules_off(o):
             lambda x: adaptive_avg_pool(x, o),
             lambda x: adaptive_max_pool(x, o),
             lambda x: adaptive_max_pool(x, o, ties="last"),
+            lambda x: adaptive_max_pool(x, o, ties="split"),
         ):
             s = lambda x, f=f: jnp.sum(jnp.sin(f(x)))  # noqa: E731
             jax.jit(lambda x, f=f: jax.jvp(f, (x,), (x,)))(x)
@@ -283,6 +353,7 @@ def test_vmap_and_jit(size):
         lambda x: adaptive_avg_pool(x, (5, 1)),
         lambda x: adaptive_max_pool(x, (3, 4)),
         lambda x: adaptive_max_pool(x, (5, 7)),
+        lambda x: adaptive_max_pool(jnp.round(x), (3, 4), ties="split"),
     ):
         loss = lambda x, f=f: jnp.sum(f(x) ** 2)  # noqa: E731
 
@@ -335,6 +406,16 @@ def test_nan_wins():
     assert idx.ravel().tolist() == [1, 3, 6]
     g = jax.grad(lambda x: jnp.nansum(adaptive_max_pool(x, 3)))(x)
     assert g.ravel().tolist() == [0, 0, 0, 0, 0, 0, 1]
+    ys = lambda x: adaptive_max_pool(x, 3, ties="split")  # noqa: E731
+    w = jnp.asarray([1.0, 1.0, 4.0]).reshape(1, 3, 1)
+    g1, g2 = jax.jit(
+        lambda x: (
+            jax.grad(lambda x: jnp.sum(ys(x) * w))(x),
+            jax.grad(lambda x: ys(x)[0, 0, 0])(x.at[0, 0, 0].set(np.nan)),
+        )
+    )(x)
+    assert g1.ravel().tolist() == [0, 1, 0, 1, 0, 0, 4]  # each window's one NaN, or its max
+    assert g2.ravel().tolist() == [0.5, 0.5, 0, 0, 0, 0, 0]  # two NaNs share
 
 
 def test_docstring_windows():

@@ -4,6 +4,8 @@ How it is proven:
 - hypothesis over ranks 1-3, sizes, windows, output sizes, layouts, samples: values, indices
   and VJP against the literal NumPy loops (`jaxconv/reference/_adaptive.py`, float64);
 - `check_rules(order=2)` against JAX's autodiff of the plain jnp oracle (`oracle_adaptive.py`);
+  ties "last" and "split" over inputs full of ties against the NumPy loops (hypothesis), and
+  "split"'s rules at such a point against jnp.max's autodiff; integer and bool inputs;
 - PyTorch's fractional_max_pool2d/3d (values, gradients, indices; 16-bit starts too);
 - max_unpool of the indices is the VJP; jvp/hessian with JAX's own rules switched off; vmap of
   x and of samples (incl. size 0), jit; keys; output_ratio; every bad argument.
@@ -78,6 +80,120 @@ def test_against_numpy_reference(case):
     np.testing.assert_array_equal(to_cl(idx), idx_ref)
     assert_close(to_cl(dx), ref.fractional_max_pool_grad(xc.shape, idx_ref, to_cl(g)))
     np.testing.assert_allclose(max_unpool(g, idx, x.shape, layout=lay), dx, rtol=1e-12)
+
+
+@settings(max_examples=8)  # CI time
+@given(fractional_cases(), st.sampled_from(["first", "last", "split"]))
+def test_ties_against_numpy_reference(case, ties):
+    """Values from {0, 1, 2}, so most windows hold several maxima: values, indices (the first
+    or last maximum; "split": the first), the VJP (to that winner; "split": g / |T| to each
+    tied cell) against the NumPy loops, and the JVP as the VJP's transpose (<Jt, g> =
+    <t, J^T g> with the reference's J^T)."""
+    rng = np.random.default_rng(case["seed"])
+    n, c, lay = case["n"], case["c"], case["layout"]
+    xc = rng.integers(0, 3, size=(n, *case["size"], c)).astype(np.float64)
+    x = jnp.asarray(xc if lay == "channels_last" else np.moveaxis(xc, -1, 1))
+    u = rng.uniform(size=(n, c, len(case["size"])))
+    k, o = case["window"], case["out"]
+    f = lambda x: fractional_max_pool(  # noqa: E731
+        x, k, output_size=o, samples=u, ties=ties, return_indices=True, layout=lay
+    )
+    y_shape = jax.eval_shape(f, x)[0].shape
+    g, t = jnp.asarray(rng.normal(size=y_shape)), jnp.asarray(rng.normal(size=x.shape))
+
+    @jax.jit
+    def run(x, g, t):
+        return _value_vjp(f, x, g), jax.jvp(lambda x: f(x)[0], (x,), (t,))[1]
+
+    ((y, idx), dx), ty = run(x, g, t)
+
+    def to_cl(a):
+        return np.asarray(a) if lay == "channels_last" else np.moveaxis(np.asarray(a), 1, -1)
+
+    y_ref, idx_ref = ref.fractional_max_pool(xc, k, o, u, ties=ties)
+    assert_close(to_cl(y), y_ref)
+    np.testing.assert_array_equal(to_cl(idx), idx_ref)
+    if ties == "split":
+        dx_ref = ref.fractional_max_pool_split_grad(xc, to_cl(g), k, o, u)
+    else:
+        dx_ref = ref.fractional_max_pool_grad(xc.shape, idx_ref, to_cl(g))
+    assert_close(to_cl(dx), dx_ref)
+    assert_close(jnp.vdot(ty, g), np.vdot(to_cl(t), dx_ref))
+
+
+def test_split_check_rules_at_ties():
+    """At a point full of ties: every rule of ties="split" (both modes, order 2, vmap, jit)
+    against JAX's autodiff of jnp.max over each window's gathered cells."""
+    rng = np.random.default_rng(9)
+    x = jnp.asarray(rng.integers(0, 3, size=(2, 2, 7, 6)), jnp.float64)
+    u = jnp.asarray(rng.uniform(size=(2, 2, 2)))
+    kw = dict(ties="split", layout="channels_first")
+    check_rules(
+        lambda x: fractional_max_pool(x, (3, 2), output_size=(3, 3), samples=u, **kw),
+        x,
+        reference=lambda x: oracle.fractional_max_pool(x, (3, 2), (3, 3), u, **kw),
+        order=2,
+    )
+
+
+def test_split_ties_by_hand():
+    """Windows [0, 2), [2, 4), [4, 6) (u = 0, alpha = 2): g / |T| to each tied cell, the
+    tangent the mean over them; a window's two NaNs share too; "last" takes the last."""
+    x = jnp.array([5.0, 5.0, 1.0, 2.0, 3.0, 3.0]).reshape(1, 6, 1)
+    u = jnp.zeros((1, 1, 1))
+
+    def f(x, ties="split"):
+        return fractional_max_pool(x, 2, output_size=3, samples=u, ties=ties)
+
+    g = jnp.array([2.0, 1.0, 4.0]).reshape(1, 3, 1)
+    t = jnp.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0]).reshape(x.shape)
+
+    @jax.jit
+    def run(x, g, t):
+        return (
+            jax.vjp(f, x)[1](g)[0],
+            jax.vjp(partial(f, ties="last"), x)[1](g)[0],
+            jax.jvp(f, (x,), (t,))[1],
+            jax.grad(lambda x: f(x)[0, 0, 0])(x.at[0, :2, 0].set(jnp.nan)),
+        )
+
+    split, last, ty, nan = run(x, g, t)
+    assert split.ravel().tolist() == [1, 1, 0, 1, 2, 2]
+    assert last.ravel().tolist() == [0, 2, 0, 1, 0, 4]
+    assert ty.ravel().tolist() == [1.5, 8, 24]
+    assert nan.ravel().tolist() == [0.5, 0.5, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.uint8, jnp.bool_])
+def test_integer_and_bool(dtype):
+    """lax's max values and the reference's indices for every tie policy ("split": the first
+    maximum's), the starts in the samples' dtype; a key draws float32 samples; the tangent
+    JAX gives an integer input (float0)."""
+    rng = np.random.default_rng(10)
+    x = jnp.asarray(rng.integers(-3, 3, size=(2, 9, 8, 3))).astype(dtype)
+    u = rng.uniform(size=(2, 3, 2)).astype(np.float32)
+    xr = np.asarray(x).astype(np.float64)
+    for ties in ("first", "last", "split"):
+        kw = dict(output_size=(4, 5), samples=u, ties=ties, return_indices=True)
+        y, i = jax.jit(lambda x, kw=kw: fractional_max_pool(x, (3, 2), **kw))(x)
+        y_ref, i_ref = ref.fractional_max_pool(xr, (3, 2), (4, 5), u, np.float32, ties)
+        assert y.dtype == dtype
+        np.testing.assert_array_equal(np.asarray(y).astype(np.float64), y_ref)
+        np.testing.assert_array_equal(i, i_ref)
+    key = jax.random.key(3)
+    drawn = jax.random.uniform(key, (2, 3, 2), jnp.float32)
+    for ties in ("first", "split"):
+        kw = dict(output_size=(4, 5), ties=ties)
+        np.testing.assert_array_equal(
+            fractional_max_pool(x, (3, 2), key=key, **kw),
+            fractional_max_pool(x, (3, 2), samples=drawn, **kw),
+        )
+        _, t = jax.jvp(
+            lambda x, kw=kw: fractional_max_pool(x, (3, 2), samples=u, **kw),
+            (x,),
+            (np.zeros(x.shape, F0),),
+        )
+        assert t.dtype == F0
 
 
 RULE_CASES = [
@@ -184,22 +300,28 @@ def test_sample_columns_and_whole_alpha():
 def test_runs_with_jax_rules_off():
     x = jnp.asarray(np.random.default_rng(5).permutation(40).reshape(1, 5, 4, 2) / 10.0)
     u = jnp.full((1, 2, 2), 0.3)
-    f = lambda x: fractional_max_pool(x, 2, output_size=(3, 2), samples=u)  # noqa: E731
-    s = lambda x: jnp.sum(jnp.sin(f(x)))  # noqa: E731
     jax.clear_caches()
     with jax_rules_off():
-        jax.jit(lambda x: jax.jvp(f, (x,), (x,)))(x)
-        jax.jit(jax.hessian(s))(x)
-        jax.jit(jax.grad(lambda x: jnp.sum(jax.grad(s)(x) ** 2)))(x)
+        for ties in ("first", "split"):
+            f = lambda x, t=ties: fractional_max_pool(  # noqa: E731
+                x, 2, output_size=(3, 2), samples=u, ties=t
+            )
+            s = lambda x, f=f: jnp.sum(jnp.sin(f(x)))  # noqa: E731
+            jax.jit(lambda x, f=f: jax.jvp(f, (x,), (x,)))(x)
+            jax.jit(jax.hessian(s))(x)
+            jax.jit(jax.grad(lambda x, s=s: jnp.sum(jax.grad(s)(x) ** 2)))(x)
     jax.clear_caches()
 
 
-@pytest.mark.parametrize("size", [0, 3])
-def test_vmap_of_x_and_samples(size):
+@pytest.mark.parametrize("size, ties", [(0, "split"), (3, "first"), (3, "split")])
+def test_vmap_of_x_and_samples(size, ties):
+    """vmap of x and of the samples (the split residual's starts mapped too), size 0 too."""
     rng = np.random.default_rng(6)
     xs = jnp.asarray(rng.normal(size=(size, 2, 7, 6, 3)))
+    if ties == "split":
+        xs = jnp.round(xs)  # ties
     us = jnp.asarray(rng.uniform(size=(size, 2, 3, 2)))
-    f = lambda x, u: fractional_max_pool(x, 2, output_size=(4, 3), samples=u)  # noqa: E731
+    f = lambda x, u: fractional_max_pool(x, 2, output_size=(4, 3), samples=u, ties=ties)  # noqa: E731
     loss = lambda x, u: jnp.sum(f(x, u) ** 2)  # noqa: E731
 
     @jax.jit
@@ -335,10 +457,16 @@ ERRORS = [
         r"`key` \(=.*\) must be None when `samples` is given",
     ),
     (
-        (X.astype(jnp.int32), 2),
+        (X.astype(jnp.complex64), 2),
         {"output_size": 3, "samples": U},
         TypeError,
-        r"`x.dtype` \(='int32'\) must be a floating dtype",
+        r"`x.dtype` \(='complex64'\) must be a real floating, integer or bool",
+    ),
+    (
+        (X, 2),
+        {"output_size": 3, "samples": U, "ties": "random"},
+        ValueError,
+        r"fractional_max_pool: `ties` \(='random'\) must be one of \['first', 'last', 'split'\]",
     ),
     (
         (X, (2, 2, 2)),

@@ -151,3 +151,41 @@ def test_checkpoint_names_drive_remat_policies():
     kept = {why.split("'")[1] for why in lean if why.startswith("named '")}
     assert kept == set(keep), lean
     assert all(why.startswith(("named '", "from the argument")) for why in lean), lean
+
+
+SPATIAL_NAMES = (
+    "jaxconv.conv_local.x",
+    "jaxconv.conv_local.w",
+    "jaxconv.adaptive_max_pool.offsets",
+    "jaxconv.adaptive_max_pool.index",
+    "jaxconv.fractional_max_pool.index",
+)
+
+
+def test_checkpoint_names_of_conv_local_and_the_adaptive_and_fractional_max_pools():
+    """conv_local keeps x and w, the adaptive max pool max_pool's offsets (tiling windows) or
+    its winner indices (uneven ones; "split": tie bitmasks), the fractional one its winner
+    indices ("split": bitmasks and window starts): all named, and with a policy saving only
+    these names they (and the arguments) are all a checkpointed function keeps."""
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((2, 9, 9, 2)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((8, 8, 2, 2, 2, 3)), jnp.float32)
+    u = jnp.asarray(rng.uniform(size=(2, 3, 2)), jnp.float32)
+
+    def loss(x, w):
+        h = jc.conv_local(x, w)  # (2, 8, 8, 3)
+        pools = [jc.adaptive_max_pool(h, 4), jc.adaptive_max_pool(h, 3, ties="split")]
+        pools += [jc.adaptive_max_pool(h, 3, ties="last")]
+        pools += [jc.fractional_max_pool(h, 2, output_size=5, samples=u, ties=t)
+                  for t in ("first", "split")]  # fmt: skip
+        return sum(jnp.sum(p) for p in pools)  # (linear: nothing else to keep)
+
+    everything = _saved(loss, x, w)
+    names = {why.split("'")[1] for why in everything if why.startswith("named '")}
+    assert names == set(SPATIAL_NAMES), names
+    assert all(why.startswith(("named '", "from the argument")) for why in everything), everything
+    policy = jax.checkpoint_policies.save_only_these_names(*SPATIAL_NAMES[2:])
+    lean = _saved(jax.checkpoint(loss, policy=policy), x, w)
+    kept = {why.split("'")[1] for why in lean if why.startswith("named '")}
+    assert kept == set(SPATIAL_NAMES[2:]), lean
+    assert all(why.startswith(("named '", "from the argument")) for why in lean), lean

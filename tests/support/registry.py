@@ -253,6 +253,14 @@ def _ops():
         random_inputs(42, (2, 7, 5, 3)),
         nonfinite=(np.inf, -np.inf),
     )
+    ams = dict(ties="split", layout="channels_first")  # uneven windows (5 -> 4)
+    yield Op(
+        "adaptive_max_pool_split_cf",
+        "adaptive_max_pool",
+        lambda x: jc.adaptive_max_pool(x, (3, 4), **ams),
+        lambda x: oracle.adaptive_max_pool(x, (3, 4), **ams),
+        random_inputs(43, (2, 3, 7, 5)),
+    )
     yield Op(
         "fractional_max_pool",
         "fractional_max_pool",
@@ -260,6 +268,14 @@ def _ops():
         lambda x: oracle.fractional_max_pool(x, 2, (4, 3), SAMPLES),
         random_inputs(44, (1, 8, 7, 2)),
         nonfinite=(np.inf, -np.inf),
+    )
+    fms = dict(ties="split", layout="channels_first")
+    yield Op(
+        "fractional_max_pool_split_cf",
+        "fractional_max_pool",
+        lambda x: jc.fractional_max_pool(x, (3, 2), output_size=(4, 3), samples=SAMPLES, **fms),
+        lambda x: oracle.fractional_max_pool(x, (3, 2), (4, 3), SAMPLES, **fms),
+        random_inputs(45, (1, 2, 8, 7)),
     )
     yield Op(
         "pixel_shuffle",
