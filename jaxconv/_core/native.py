@@ -215,9 +215,10 @@ def on_a_mesh(*arrays) -> bool:
 
 
 def batch_sharding(a, b, both: bool):
-    """``(mesh, names)`` where the types of `a` and `b` (arrays, tracers or abstract values,
-    channels-last) shard only their batch axis, over the mesh axes `names` (explicit axes, none
-    manual), evenly: `a` alone (`b` replicated) or, with `both`, `a` and `b` alike; else None."""
+    """``(mesh, names, shards)`` where the types of `a` and `b` (arrays, tracers or abstract
+    values, channels-last) shard only their batch axis, over the mesh axes `names` (explicit
+    axes, none manual) into `shards` even parts: `a` alone (`b` replicated) or, with `both`,
+    `a` and `b` alike; else None."""
     ta, tb = _type(a), _type(b)
     sa, sb = getattr(ta, "sharding", None), getattr(tb, "sharding", None)
     mesh = getattr(sa, "mesh", None)
@@ -236,4 +237,4 @@ def batch_sharding(a, b, both: bool):
     shards = math.prod(dict(zip(mesh.axis_names, mesh.axis_sizes))[n] for n in names)
     if ta.shape[0] % shards or (both and tb.shape[0] % shards):
         return None
-    return mesh, names
+    return mesh, names, shards

@@ -62,14 +62,12 @@ from jaxconv._core.layout import split_layout
 from jaxconv._core.linmap import fold_rule
 from jaxconv._core.native import on_a_mesh, use_native
 from jaxconv._core.primitive import linear, primitive
-from jaxconv._core.residuals import name
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike
 from jaxconv._core.window import Window
 from jaxconv.pooling.avg_pool import AvgCfg, average, mean
 from jaxconv.pooling.max_pool import tiling_max_pool
-from jaxconv.pooling.split import Boxes, equal, pack, split_pick
-from jaxconv.pooling.unpool import unpool_gather_p
+from jaxconv.pooling.split import Boxes, equal, pack, winner_tangents
 
 _I32 = jnp.int32
 
@@ -502,10 +500,4 @@ def _adaptive_max_jvp(cfg: AdaptiveCfg, ties: str, primals, tangents):
     "split" the mean over the tied cells (`split.split_pick_p`, whose transpose shares g)."""
     (x,), (t,) = primals, tangents
     out = _adaptive_max(x, cfg, ties)  # a second derivative runs this rule again
-    y, idx, *words = out
-    if ties == "split":
-        ty = split_pick(t, name(tuple(words), "adaptive_max_pool", "index"), boxes(cfg))
-    else:
-        idx = name(idx, "adaptive_max_pool", "index")
-        ty = unpool_gather_p.bind(t, idx, layout=cfg.layout, shape=cfg.size)
-    return out, (ty, *(np.zeros(a.shape, jax.dtypes.float0) for a in out[1:]))
+    return out, winner_tangents(t, out, ties, boxes(cfg), "adaptive_max_pool")

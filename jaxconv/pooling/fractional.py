@@ -44,11 +44,9 @@ from jax import lax
 
 from jaxconv._core import validate as v
 from jaxconv._core.layout import split_layout
-from jaxconv._core.residuals import name
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike, Ints
-from jaxconv.pooling.split import Boxes, equal, pack, split_pick
-from jaxconv.pooling.unpool import unpool_gather_p
+from jaxconv.pooling.split import Boxes, equal, pack, winner_tangents
 
 _I32 = jnp.int32
 
@@ -313,10 +311,4 @@ def _fractional_max_jvp(cfg: FractionalCfg, ties: str, primals, tangents):
     The samples' tangent is dropped (the output is piecewise constant in them)."""
     (x, u), (t, _) = primals, tangents
     out = _fractional_max(x, u, cfg, ties)  # a second derivative runs this rule again
-    y, idx, *res = out
-    if ties == "split":
-        ty = split_pick(t, name(tuple(res), "fractional_max_pool", "index"), boxes(cfg))
-    else:
-        idx = name(idx, "fractional_max_pool", "index")
-        ty = unpool_gather_p.bind(t, idx, layout=cfg.layout, shape=cfg.size)
-    return out, (ty, *(np.zeros(a.shape, jax.dtypes.float0) for a in out[1:]))
+    return out, winner_tangents(t, out, ties, boxes(cfg), "fractional_max_pool")

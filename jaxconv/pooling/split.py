@@ -32,6 +32,7 @@ import itertools
 import math
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -39,6 +40,7 @@ from jaxconv._core.dtypes import accumulation
 from jaxconv._core.layout import join_layout, split_layout
 from jaxconv._core.linmap import fold_rule
 from jaxconv._core.primitive import linear, primitive
+from jaxconv._core.residuals import name
 from jaxconv.pooling.max_pool import _tied, tie_count
 from jaxconv.pooling.unpool import flat, scatter, unpool_gather_p
 
@@ -162,3 +164,18 @@ def split_pick(t, res: tuple, boxes: Boxes):
     """The tangent of a split-ties max pool: res the tie words, then the starts tables (if
     the starts are data)."""
     return split_pick_p.bind(t, *res, boxes=boxes)
+
+
+def winner_tangents(t, out: tuple, ties: str, boxes: Boxes, op: str) -> tuple:
+    """The output tangents of a max pool with recorded winners whose forward returned
+    ``out = (y, idx, *res)``: for y the input tangent `t` at the winners (`unpool_gather_p`,
+    whose transpose places g on them) or, for ties="split", its mean over the tied cells
+    (`split_pick`, res the tie words and starts; its transpose shares g); float0 for the
+    integer outputs. The residuals carry `op`'s checkpoint name ``jaxconv.<op>.index``."""
+    _, idx, *res = out
+    if ties == "split":
+        ty = split_pick(t, name(tuple(res), op, "index"), boxes)
+    else:
+        idx = name(idx, op, "index")
+        ty = unpool_gather_p.bind(t, idx, layout=boxes.layout, shape=boxes.size)
+    return (ty, *(np.zeros(a.shape, jax.dtypes.float0) for a in out[1:]))

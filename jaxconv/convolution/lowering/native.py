@@ -122,8 +122,7 @@ def per_shard(kernel, role: str, a, b, geo: Geometry):
     found = batch_sharding(a, b, both=role == "dw")
     if found is None:
         return None
-    mesh, names = found
-    shards = math.prod(dict(zip(mesh.axis_names, mesh.axis_sizes))[n] for n in names)
+    mesh, names, shards = found
     local = geo._replace(x_shape=(geo.x_shape[0] // shards, *geo.x_shape[1:]))
     batch, whole = P(names), P()
     if role == "dw":
