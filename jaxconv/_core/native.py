@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import jax
 
 # The FFI targets the native package exports: the convolutions (one per kernel and input type,
-# float32 and bfloat16; the results are float32 in both) and the axis maps (float32 only).
+# float32 and bfloat16; the results are float32 in both), the axis maps and the pools (float32).
 TARGETS = (
     "jaxconv_conv_fwd_f32",
     "jaxconv_conv_bwd_data_f32",
@@ -35,6 +35,11 @@ TARGETS = (
     "jaxconv_conv_bwd_weights_bf16",
     "jaxconv_axis_map_f32",
     "jaxconv_axis_map2_f32",
+    "jaxconv_max_pool_f32",
+    "jaxconv_max_pool_pick_f32",
+    "jaxconv_max_pool_spread_f32",
+    "jaxconv_avg_pool_f32",
+    "jaxconv_avg_pool_adjoint_f32",
 )
 
 # Read once, at import: a later change of the environment does not switch kernels mid-program.

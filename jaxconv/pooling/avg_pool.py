@@ -45,6 +45,7 @@ from jaxconv._core.primitive import linear, primitive
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike, Ints, Padding
 from jaxconv._core.window import Window, pool_window
+from jaxconv.pooling.lowering import native as kernels
 from jaxconv.pooling.reduce import window_sum, window_sum_adjoint
 
 
@@ -139,6 +140,7 @@ class AvgCfg(NamedTuple):
     win: Window
     counts: tuple[tuple[int, ...], ...] | None  # per-dim divisor factors, N_i = prod_d
     override: int | None
+    native: bool = False  # on CPU, the native kernels (chosen at bind time: `_bind`)
 
 
 def _divisor(cfg: AvgCfg, dtype):
@@ -170,24 +172,44 @@ def _adjoint(g, *, cfg: AvgCfg):
     return dx.astype(g.dtype)
 
 
+def _chosen(params) -> bool:
+    return params["cfg"].native
+
+
+def _average_native(x, *, cfg: AvgCfg):
+    return kernels.average(x, cfg.win, cfg.counts, cfg.override)
+
+
+def _adjoint_native(g, *, cfg: AvgCfg):
+    return kernels.average_adjoint(g, cfg.win, cfg.counts, cfg.override)
+
+
 average_p = primitive("avg_pool", _average, ("cfg",))
 adjoint_p = primitive("avg_pool_adjoint", _adjoint, ("cfg",))
+kernels.register(average_p, "average", _average, _average_native, ("cfg",), _chosen)
+kernels.register(adjoint_p, "adjoint", _adjoint, _adjoint_native, ("cfg",), _chosen)
 linear(average_p, (0,), lambda ct, x, cfg: (adjoint_p.bind(ct, cfg=cfg),), fold_rule(average_p))
 linear(adjoint_p, (0,), lambda ct, g, cfg: (average_p.bind(ct, cfg=cfg),), fold_rule(adjoint_p))
 
 
+def _bind(prim, a, cfg: AvgCfg):
+    """`prim` on a with ``cfg.native`` set where the kernels are usable (static, at bind time:
+    `lowering.native.usable`); the transposes keep it."""
+    return prim.bind(a, cfg=cfg._replace(native=kernels.usable(a, cfg.win)))
+
+
 def average(x, cfg: AvgCfg):
-    return average_p.bind(x, cfg=cfg)
+    return _bind(average_p, x, cfg)
 
 
 def window_sums(x, win: Window):
     """y[i] = sum over window i of x (zero padding), as the linear primitive."""
-    return average_p.bind(x, cfg=AvgCfg(win, None, 1))
+    return _bind(average_p, x, AvgCfg(win, None, 1))
 
 
 def window_sums_adjoint(g, win: Window):
     """The transpose of `window_sums`: every input cell gets the sum of its windows' g."""
-    return adjoint_p.bind(g, cfg=AvgCfg(win, None, 1))
+    return _bind(adjoint_p, g, AvgCfg(win, None, 1))
 
 
 # --------------------------------------------------------------------------- global mean

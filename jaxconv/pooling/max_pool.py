@@ -48,11 +48,12 @@ from jax import lax
 from jaxconv._core import validate as v
 from jaxconv._core.dtypes import accumulation
 from jaxconv._core.linmap import fold_rule
-from jaxconv._core.primitive import linear, primitive
+from jaxconv._core.primitive import batching_rule, linear, primitive
 from jaxconv._core.residuals import name
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike, Ints, Padding
 from jaxconv._core.window import Window, map_windows, pad_to_cover, pool_window
+from jaxconv.pooling.lowering import native as kernels
 from jaxconv.pooling.reduce import one_pass, spread
 
 _I32 = jnp.int32
@@ -173,8 +174,12 @@ def _pool(fn, op, x, window, stride, padding, dilation, ceil_mode, ties, return_
 
 
 def _forward(x, cfg: _Cfg):
-    """The forward alone (no residual): y, and the flat indices if asked."""
-    y, off, *_ = _reduce(x, cfg.win, cfg.ties, cfg.op)
+    """The forward alone (no residual): y, and the flat indices if asked (on the native kernel
+    where it is chosen, `_native_max`)."""
+    if _native_max(x, cfg.win, cfg.ties) and kernels.ADOPTED["max"]:
+        y, off = winners_p.bind(x, win=cfg.win, ties=cfg.ties, op=cfg.op, native=True)
+    else:
+        y, off, *_ = _reduce(x, cfg.win, cfg.ties, cfg.op)
     return (y, _flat_indices(off, cfg.win)) if cfg.return_indices else y
 
 
@@ -207,12 +212,10 @@ _min_pool.defjvp(_pool_jvp)
 
 @partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
 def _with_residual(x, win: Window, ties: str, op: str):
-    """(y, offsets, *tie words) written by one XLA loop (`one_pass`): the backward reads the
-    stored offsets instead of XLA re-inlining the K-way argmax into it."""
-    out = _reduce(x, win, ties, op)
-    # One cell per window: nothing to re-inline, and the offsets are a constant, which with a
-    # folded vmap axis crashed XLA:CPU's compiler inside the variadic reduce (jax 0.10.2).
-    return one_pass(*out) if win.cells > 1 else tuple(out)
+    """(y, offsets, *tie words) as stored arrays (`winners_p`): the backward reads the stored
+    offsets instead of XLA re-inlining the K-way argmax into it."""
+    native_ok = _native_max(x, win, ties)
+    return tuple(winners_p.bind(x, win=win, ties=ties, op=op, native=native_ok))
 
 
 @_with_residual.defjvp
@@ -222,6 +225,36 @@ def _with_residual_jvp(win, ties, op, primals, tangents):
     res = tuple(out[2:]) if ties == "split" else out[1]
     zeros = tuple(np.zeros(a.shape, jax.dtypes.float0) for a in out[1:])
     return out, (winner_pick(t, res, win, ties), *zeros)
+
+
+def _winners(x, *, win: Window, ties: str, op: str, native: bool = False):
+    """`winners_p`'s pure-JAX algorithm: `_reduce`'s (y, offsets, *tie words) written by one
+    XLA loop (`one_pass`)."""
+    del native  # steers the CPU lowering only (`lowering.native.cpu_lowering`)
+    out = _reduce(x, win, ties, op)
+    # One cell per window: nothing to re-inline, and the offsets are a constant, which with a
+    # folded vmap axis crashed XLA:CPU's compiler inside the variadic reduce (jax 0.10.2).
+    return one_pass(*out) if win.cells > 1 else tuple(out)
+
+
+def _winners_native(x, *, win: Window, ties: str, op: str, native: bool):
+    """(y, offsets) of a float32 channels-last x on ``jaxconv_max_pool_f32`` (ties="first")."""
+    assert native and ties == "first", (native, ties)
+    return kernels.max_pool(x, win, op, _offset_dtype(win.cells))
+
+
+def _native_max(x, win: Window, ties: str) -> bool:
+    """Whether the forward may run on the native kernel (static, at bind time): ties="first"
+    and `lowering.native.usable`."""
+    return ties == "first" and kernels.usable(x, win)
+
+
+_WINNERS = ("win", "ties", "op", "native")
+# The forward of the rules above: (y, offsets, *tie words), the offsets stored for the backward.
+# Only ever bound inside `_with_residual` / `_max_pool` (custom_jvp: no JVP rule of its own).
+winners_p = primitive("max_pool_winners", _winners, _WINNERS, multiple_results=True)
+kernels.register(winners_p, "max", _winners, _winners_native, _WINNERS)
+batching_rule(winners_p, fold_rule(winners_p))
 
 
 def _gt(a, b):
@@ -366,8 +399,9 @@ def _cells(t, win: Window):
     return out
 
 
-def _winner_pick(t, *res, win: Window, ties: str):
+def _winner_pick(t, *res, win: Window, ties: str, native: bool = False):
     """The tangent of y: t at each window's winner, or the mean of t over its tied cells."""
+    del native  # steers the CPU lowering only (`lowering.native.cpu_lowering`)
     cells = _cells(t, win)
     if ties != "split":
         (off,) = res
@@ -381,9 +415,10 @@ def _winner_pick(t, *res, win: Window, ties: str):
     return (total / tie_count(res).astype(acc)).astype(t.dtype)
 
 
-def _winner_spread(g, *res, win: Window, ties: str):
+def _winner_spread(g, *res, win: Window, ties: str, native: bool = False):
     """dx: g routed to each window's winner (ties="split": g / count to every tied cell),
     overlapping windows accumulating (`reduce.spread`)."""
+    del native  # steers the CPU lowering only
     zero = jnp.zeros((), g.dtype)
     if ties == "split":
         g = g / tie_count(res).astype(g.dtype)
@@ -399,16 +434,29 @@ def _winner_spread(g, *res, win: Window, ties: str):
     return spread(win, (*res, g), piece)
 
 
-winner_pick_p = primitive("max_pool_pick", _winner_pick, ("win", "ties"))
-winner_spread_p = primitive("max_pool_spread", _winner_spread, ("win", "ties"))
+def _pick_native(t, off, *, win: Window, ties: str, native: bool):
+    assert native and ties != "split", (native, ties)
+    return kernels.pick(t, off, win)
 
 
-def _winner_pick_t(ct, t, *res, win, ties):
-    return (winner_spread_p.bind(ct, *res, win=win, ties=ties),)
+def _spread_native(g, off, *, win: Window, ties: str, native: bool):
+    assert native and ties != "split", (native, ties)
+    return kernels.spread(g, off, win)
 
 
-def _winner_spread_t(ct, g, *res, win, ties):
-    return (winner_pick_p.bind(ct, *res, win=win, ties=ties),)
+_MAPS = ("win", "ties", "native")
+winner_pick_p = primitive("max_pool_pick", _winner_pick, _MAPS)
+winner_spread_p = primitive("max_pool_spread", _winner_spread, _MAPS)
+kernels.register(winner_pick_p, "pick", _winner_pick, _pick_native, _MAPS)
+kernels.register(winner_spread_p, "spread", _winner_spread, _spread_native, _MAPS)
+
+
+def _winner_pick_t(ct, t, *res, win, ties, native):
+    return (winner_spread_p.bind(ct, *res, win=win, ties=ties, native=native),)
+
+
+def _winner_spread_t(ct, g, *res, win, ties, native):
+    return (winner_pick_p.bind(ct, *res, win=win, ties=ties, native=native),)
 
 
 linear(winner_pick_p, (0,), _winner_pick_t, fold_rule(winner_pick_p))
@@ -416,6 +464,9 @@ linear(winner_spread_p, (0,), _winner_spread_t, fold_rule(winner_spread_p))
 
 
 def winner_pick(t, res, win: Window, ties: str):
-    """The tangent of max pooling for the input tangent t, res the offsets or the tie words."""
+    """The tangent of max pooling for the input tangent t, res the offsets or the tie words;
+    on the native kernels (and so is its transpose, the spread) where they are usable: offsets,
+    not tie words (`lowering.native.usable`)."""
     res = res if isinstance(res, tuple) else (res,)
-    return winner_pick_p.bind(t, *res, win=win, ties=ties)
+    native = ties != "split" and kernels.usable(t, win)
+    return winner_pick_p.bind(t, *res, win=win, ties=ties, native=native)
