@@ -112,7 +112,11 @@ std::string MakeGeo(ffi::Span<const int64_t> xd, ffi::Span<const int64_t> yd,
              ") and dilation (" + Str(dilation[j]) + ") must be >= 1 and pad_lo (" +
              Str(pad_lo[j]) + ") >= 0";
     }
-    if (window[j] > (int64_t{1} << 31) / geo->cells) return "windows of more than 2^31 cells";
+    constexpr int64_t kBig = int64_t{1} << 31;  // positions then fit int64 with room to spare
+    if (stride[j] >= kBig || dilation[j] >= kBig || pad_lo[j] >= kBig) {
+      return "dim " + Str(j) + ": stride, dilation and pad_lo must be below 2^31";
+    }
+    if (window[j] > kBig / geo->cells) return "windows of more than 2^31 cells";
     geo->n[a] = xd[1 + j];
     geo->o[a] = yd[1 + j];
     geo->k[a] = window[j];
@@ -180,6 +184,20 @@ struct Holders {
     }
   }
 };
+
+// The most input cells a window holds along the first `dims` dims: min(k, n) along each.
+int64_t MostCells(const Geo& g, int dims) {
+  int64_t most = 1;
+  for (int a = 0; a < dims; ++a) most *= std::min(g.k[a], g.n[a]);
+  return most;
+}
+
+// The most windows an input cell lies in along the first `dims` dims: min(k, o) along each.
+int64_t MostWindows(const Geo& g, int dims) {
+  int64_t most = 1;
+  for (int a = 0; a < dims; ++a) most *= std::min(g.k[a], g.o[a]);
+  return most;
+}
 
 // Splits a row number of a (batch, a0, a1) grid.
 JAXCONV_INLINE void Split(int64_t row, int64_t a0, int64_t a1, int64_t* b, int64_t* i0,
