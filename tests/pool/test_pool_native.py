@@ -36,12 +36,15 @@ FORWARD, PICK, SPREAD = (
     "jaxconv_max_pool_spread_f32",
 )
 AVERAGE, ADJOINT = "jaxconv_avg_pool_f32", "jaxconv_avg_pool_adjoint_f32"
+DEFAULTS = dict(kernels.ADOPTED), kernels.MIN_CHANNELS  # before the fixture below
 
 
 @pytest.fixture(autouse=True)
 def _every_kernel(monkeypatch):
-    """Every kernel in use here, adopted by default or not (`lowering.native.ADOPTED`)."""
+    """Every kernel in use here, adopted by default or not (`lowering.native.ADOPTED`), for
+    any channel count (`MIN_CHANNELS`: the lane-by-lane path too)."""
     monkeypatch.setattr(kernels, "ADOPTED", dict.fromkeys(kernels.ADOPTED, True))
+    monkeypatch.setattr(kernels, "MIN_CHANNELS", 0)
 
 
 def _x(case, c, rng, special):
@@ -265,6 +268,28 @@ def test_where_the_custom_calls_go():
     assert "jaxconv_" not in cf
     ints = _hlo(lambda x: jc.max_pool(x, 2), x32.astype(jnp.int32))
     assert "jaxconv_" not in ints
+
+
+def test_the_default_choices(monkeypatch):
+    """By default (measured, `lowering.native.ADOPTED`): max pooling's three maps on the
+    kernels; the average on them for tiling windows, its adjoint for overlapping ones; fewer
+    channels than `MIN_CHANNELS` on the pure-JAX algorithms."""
+    monkeypatch.setattr(kernels, "ADOPTED", DEFAULTS[0])
+    monkeypatch.setattr(kernels, "MIN_CHANNELS", DEFAULTS[1])
+    x = jnp.ones((2, 8, 8, 16), jnp.float32)
+
+    def hlo(pool):
+        return _hlo(jax.grad(lambda x: jnp.sum(jnp.sin(pool(x)))), x)
+
+    text = hlo(lambda x: jc.max_pool(x, 3, stride=2, padding=1))
+    assert FORWARD in text and SPREAD in text
+    tiling, overlapping = (
+        hlo(lambda x: jc.avg_pool(x, 2)),
+        hlo(lambda x: jc.avg_pool(x, 3, stride=1, padding=1)),
+    )
+    assert AVERAGE in tiling and ADJOINT not in tiling
+    assert AVERAGE not in overlapping and ADJOINT in overlapping
+    assert "jaxconv_" not in _hlo(jax.grad(lambda x: jc.max_pool(x, 2).sum()), x[..., :15])
 
 
 def test_not_adopted_kernels_stay_pure(monkeypatch):

@@ -40,21 +40,41 @@ from jax.interpreters import mlir
 from jaxconv._core.native import lowering_blocker, native_status, on_a_mesh, use_native
 from jaxconv._core.window import Window
 
-# The kernels that lower by default, by map (measured; see the module docstring).
-ADOPTED = {"max": True, "pick": True, "spread": True, "average": True, "adjoint": True}
+# The kernels that lower by default, by map and, for the average's pair, by whether the windows
+# tile the input (`tiles`) or overlap: those measured faster than the pure-JAX algorithms
+# (`max_pool` and `avg_pool`'s docstrings have the numbers).
+ADOPTED = {
+    "max": True,
+    "pick": True,
+    "spread": True,
+    "average/tiling": True,
+    "average/overlapping": False,
+    "adjoint/tiling": False,
+    "adjoint/overlapping": True,
+}
+# Fewer channels than one 16-lane chunk run lane by lane in the kernels: 4-6x slower than XLA's
+# loops (N64 64² C3 2x2 max), so those keep the pure-JAX algorithms.
+MIN_CHANNELS = 16
 
 
 def usable(x, win: Window) -> bool:
     """Whether the kernels can compute this pooling of x (static, at bind time): float32,
-    channels-last with 1 to 3 spatial dims, the kernels loaded and not inside `pure_jax()`,
-    not partitioned over a mesh in the types."""
+    channels-last with 1 to 3 spatial dims and at least `MIN_CHANNELS` channels, the kernels
+    loaded and not inside `pure_jax()`, not partitioned over a mesh in the types."""
     return (
         jnp.dtype(x.dtype) == jnp.float32
         and win.layout == "channels_last"
         and 1 <= len(win.axes) <= 3
+        and x.shape[-1] >= MIN_CHANNELS
         and use_native()
         and not on_a_mesh(x)
     )
+
+
+def tiles(win: Window) -> bool:
+    """No input cell lies in two windows: stride >= the dilated window in every dim (the
+    kernels' `Tiling`: their backward maps then write each window's cells from the window)."""
+    return all(s >= (k - 1) * d + 1 for k, s, d in zip(win.window, win.stride, win.dilation))
 
 
 def _attrs(win: Window) -> dict:
@@ -117,18 +137,20 @@ def _native_param(params) -> bool:
     return params["native"]
 
 
-def cpu_lowering(kernel: str, pure, native, *, multiple_results=False, chosen=_native_param):
+def cpu_lowering(kernel, pure, native, *, multiple_results=False, chosen=_native_param):
     """The CPU lowering rule of a pooling primitive: ``native(*args, **params)`` (the custom
     call) where the kernels were chosen at bind time (``chosen(params)``: by default the
-    ``native`` param), `kernel` is in `ADOPTED`, the operands are float32, a custom call can
-    go here (`lowering_blocker`) and the kernels are loaded; otherwise ``pure(*args,
-    **params)``, the pure-JAX algorithm every other platform lowers."""
+    ``native`` param), the kernel is adopted (`ADOPTED`: `kernel` is its key, or a function of
+    the params giving it), the operands are float32, a custom call can go here
+    (`lowering_blocker`) and the kernels are loaded; otherwise ``pure(*args, **params)``, the
+    pure-JAX algorithm every other platform lowers."""
 
     def rule(ctx, *args, **params):
+        key = kernel(params) if callable(kernel) else kernel
         fun = pure
         if (
             chosen(params)
-            and ADOPTED[kernel]
+            and ADOPTED[key]
             and ctx.avals_in[0].dtype == np.float32
             and not lowering_blocker(ctx)
             and native_status()  # registered (loads them if a jaxpr came from elsewhere)
@@ -140,7 +162,7 @@ def cpu_lowering(kernel: str, pure, native, *, multiple_results=False, chosen=_n
     return rule
 
 
-def register(prim, kernel: str, pure, native, static: tuple[str, ...], chosen=_native_param):
+def register(prim, kernel, pure, native, static: tuple[str, ...], chosen=_native_param):
     """`prim`'s CPU lowering (`cpu_lowering`), and an eager evaluation that runs the primitive
     under jit, so that it lowers as inside a jit (the kernel included) rather than evaluating
     the pure algorithm."""
