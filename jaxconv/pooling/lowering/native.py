@@ -44,7 +44,9 @@ from jaxconv._core.window import Window
 # tile the input (`tiles`) or overlap: those measured faster than the pure-JAX algorithms
 # (`max_pool` and `avg_pool`'s docstrings have the numbers).
 ADOPTED = {
-    "max": True,
+    "max": True,  # y and the offsets, under differentiation (against the pure one-loop pair)
+    "max/inference/tiling": True,  # y alone, no derivative: 2-D and 3-D tiling windows
+    "max/inference/other": False,  # (against the pure forward, which skips the offsets)
     "pick": True,
     "spread": True,
     "average/tiling": True,
