@@ -188,15 +188,8 @@ average_p = primitive("avg_pool", _average, ("cfg",))
 adjoint_p = primitive("avg_pool_adjoint", _adjoint, ("cfg",))
 
 
-def _key(name):
-    """The `kernels.ADOPTED` key of map `name` for these windows."""
-    return lambda params: (
-        f"{name}/{'tiling' if kernels.tiles(params['cfg'].win) else 'overlapping'}"
-    )
-
-
-kernels.register(average_p, _key("average"), _average, _average_native, ("cfg",), _chosen)
-kernels.register(adjoint_p, _key("adjoint"), _adjoint, _adjoint_native, ("cfg",), _chosen)
+kernels.register(average_p, kernels.key("average"), _average, _average_native, ("cfg",), _chosen)
+kernels.register(adjoint_p, kernels.key("adjoint"), _adjoint, _adjoint_native, ("cfg",), _chosen)
 linear(average_p, (0,), lambda ct, x, cfg: (adjoint_p.bind(ct, cfg=cfg),), fold_rule(average_p))
 linear(adjoint_p, (0,), lambda ct, g, cfg: (average_p.bind(ct, cfg=cfg),), fold_rule(adjoint_p))
 

@@ -454,7 +454,7 @@ def _spread_native(g, off, *, win: Window, ties: str, native: bool):
 _MAPS = ("win", "ties", "native")
 winner_pick_p = primitive("max_pool_pick", _winner_pick, _MAPS)
 winner_spread_p = primitive("max_pool_spread", _winner_spread, _MAPS)
-kernels.register(winner_pick_p, "pick", _winner_pick, _pick_native, _MAPS)
+kernels.register(winner_pick_p, kernels.key("pick"), _winner_pick, _pick_native, _MAPS)
 kernels.register(winner_spread_p, "spread", _winner_spread, _spread_native, _MAPS)
 
 

@@ -271,10 +271,10 @@ def test_where_the_custom_calls_go():
 
 
 def test_the_default_choices(monkeypatch):
-    """By default (measured, `lowering.native.ADOPTED`): max pooling's three maps on the
-    kernels (its forward alone, without a derivative, for 2-D/3-D tiling windows only); the
-    average on them for tiling windows, its adjoint for overlapping ones; fewer channels than
-    `MIN_CHANNELS` on the pure-JAX algorithms."""
+    """By default (measured, `lowering.native.ADOPTED`): max pooling's forward and spread on
+    the kernels (its forward alone, without a derivative, for 2-D/3-D tiling windows only), its
+    pick for overlapping windows; the average on them for tiling windows, its adjoint for
+    overlapping ones; fewer channels than `MIN_CHANNELS` on the pure-JAX algorithms."""
     monkeypatch.setattr(kernels, "ADOPTED", DEFAULTS[0])
     monkeypatch.setattr(kernels, "MIN_CHANNELS", DEFAULTS[1])
     x = jnp.ones((2, 8, 8, 16), jnp.float32)
@@ -291,6 +291,9 @@ def test_the_default_choices(monkeypatch):
     assert AVERAGE in tiling and ADJOINT not in tiling
     assert AVERAGE not in overlapping and ADJOINT in overlapping
     assert "jaxconv_" not in _hlo(jax.grad(lambda x: jc.max_pool(x, 2).sum()), x[..., :15])
+    # forward mode: the pick on the kernel for overlapping windows only
+    jvp = lambda w, s: _hlo(lambda x: jax.jvp(lambda x: jc.max_pool(x, w, stride=s), (x,), (x,)), x)  # noqa: E731
+    assert PICK not in jvp(2, 2) and PICK in jvp(3, 2)
     # no derivative: the forward alone on the kernel for 2-D/3-D tiling windows only
     assert FORWARD in _hlo(lambda x: jc.max_pool(x, 2), x)
     assert FORWARD not in _hlo(lambda x: jc.max_pool(x, 3, stride=2, padding=1), x)

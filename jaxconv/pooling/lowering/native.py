@@ -47,7 +47,8 @@ ADOPTED = {
     "max": True,  # y and the offsets, under differentiation (against the pure one-loop pair)
     "max/inference/tiling": True,  # y alone, no derivative: 2-D and 3-D tiling windows
     "max/inference/other": False,  # (against the pure forward, which skips the offsets)
-    "pick": True,
+    "pick/tiling": False,
+    "pick/overlapping": True,
     "spread": True,
     "average/tiling": True,
     "average/overlapping": False,
@@ -77,6 +78,17 @@ def tiles(win: Window) -> bool:
     """No input cell lies in two windows: stride >= the dilated window in every dim (the
     kernels' `Tiling`: their backward maps then write each window's cells from the window)."""
     return all(s >= (k - 1) * d + 1 for k, s, d in zip(win.window, win.stride, win.dilation))
+
+
+def key(name: str):
+    """The lowering's `ADOPTED` key of map `name` as a function of a primitive's params (its
+    windows in ``win`` or ``cfg.win``): ``name/tiling`` or ``name/overlapping``."""
+
+    def of(params) -> str:
+        win = params["win"] if "win" in params else params["cfg"].win
+        return f"{name}/{'tiling' if tiles(win) else 'overlapping'}"
+
+    return of
 
 
 def _attrs(win: Window) -> dict:
