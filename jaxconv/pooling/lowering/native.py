@@ -17,15 +17,17 @@ only gives -inf (+inf for min) and offset 0; padding cells are zeros for the sum
 
 Only the lowering changes: `max_pool.winners_p`, `winner_pick_p`, `winner_spread_p`,
 `avg_pool.average_p` and `adjoint_p` carry a static ``native`` param chosen when they are bound
-(`usable`: float32, channels-last, 1 to 3 spatial dims, the kernels loaded and no `pure_jax()`
-block active, no mesh of several devices in the types), which their transposes and batching
-rules keep; `cpu_lowering` lowers a primitive to its kernel where ``native`` is set, the kernel
-is adopted (`ADOPTED`) and a custom call can go (`lowering_blocker`: not under jax.export, one
-device), and to its pure-JAX algorithm everywhere else. Their JVP, transpose and batching rules
-are the same either way, so every transformation runs on them.
+(`usable`: float32, channels-last, 1 to 3 spatial dims, at least `MIN_CHANNELS` channels, the
+kernels loaded and no `pure_jax()` block active, no mesh of several devices in the types),
+which their transposes and batching rules keep; `cpu_lowering` lowers a primitive to its kernel
+where ``native`` is set, the kernel is adopted (`ADOPTED`) and a custom call can go
+(`lowering_blocker`: not under jax.export, one device), and to its pure-JAX algorithm
+everywhere else (every other platform, dtype, layout and tie rule). Their JVP, transpose and
+batching rules are the same either way, so every transformation runs on them.
 
-`ADOPTED` lists the kernels that run by default: those measured faster than the pure-JAX
-algorithms (the numbers are in `max_pool` and `avg_pool`'s docstrings).
+`ADOPTED` says which kernels run by default: those measured faster than the pure-JAX algorithms,
+some only for tiling windows (stride >= the dilated window: `tiles`) or only for overlapping
+ones (the numbers are in `max_pool` and `avg_pool`'s docstrings). Tests switch them all on.
 """
 
 from __future__ import annotations
