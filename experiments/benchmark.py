@@ -7,7 +7,8 @@ output and the gradients with one fixed random cotangent g:
   for conv_transpose the lhs-dilated convolution with the flipped kernel; ``reduce_window``
   max/add for the pools) -- what JAX derives by itself;
 - ``auto``, ``transpose``, ``phase``, ``matmul``: ``jit(vjp)`` of `jaxconv.conv` /
-  `jaxconv.conv_transpose` with that ``backward=`` (the pools have a single algorithm, ``auto``);
+  `jaxconv.conv_transpose` with that ``backward=`` (the pools have a single algorithm, ``auto``,
+  which runs the native pooling kernels on CPU where they are adopted, and ``pure`` beside it);
 - ``torch``: forward + ``torch.autograd.grad`` for dx and dw, for every memory format
   (contiguous NCHW, channels_last) x thread count (``--threads``); the best median is reported.
 
@@ -320,7 +321,7 @@ def bench_config(cfg: Config, args, bar) -> dict[str, Variant]:
     want = [np.asarray(a) for a in exe(*jargs)]
     variants = [Variant("autodiff", block(exe, jargs), temp, secs)]
     status = jc.native_available()
-    for algo in ALGORITHMS if is_conv(cfg) else ("auto",):
+    for algo in ALGORITHMS if is_conv(cfg) else ("auto", "pure"):
         v = Variant(algo, lambda: None)
         if algo == "native" and not status:
             v.status, v.note = "n/a", f"native kernels unavailable: {status.reason[:100]}"
@@ -581,7 +582,7 @@ def native_summary(results) -> list[str]:
             f"over {len(ran)} layers; max {worst[0]:.2f}× torch ({worst[1]})"
         )
     auto = {n: r["auto"] for n, r in results.items()}
-    pure = {n: r.get("pure", r["auto"]) for n, r in results.items()}  # pools: one algorithm
+    pure = {n: r.get("pure", r["auto"]) for n, r in results.items()}
     t = {n: ratio(v, best_torch(results[n])) for n, v in auto.items()}
     a = {n: ratio(v, results[n]["autodiff"]) for n, v in auto.items()}
     tp = {n: ratio(v, best_torch(results[n])) for n, v in pure.items()}
@@ -859,7 +860,8 @@ def write_markdown(path: Path, results, args, info, seconds, spatial=None) -> st
         tables.append(table)
         parts += [
             "autodiff = `jit(vjp)` of plain lax (NHWC/HWIO); jaxconv columns = `backward=` "
-            "algorithm (pools have one); torch best over {NCHW, channels_last} × "
+            "algorithm (pools have one, auto, and auto (pure) beside it); torch best over "
+            "{NCHW, channels_last} × "
             f"{{{', '.join(map(str, args.threads))}}} threads; ratios < 1 mean jaxconv is faster; "
             "temp MB = compiled `memory_analysis().temp_size_in_bytes`; FAIL = (y, dx, dw) differs "
             f"from autodiff by more than {RTOL:g} relative.",

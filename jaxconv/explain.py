@@ -145,8 +145,14 @@ _PRIMITIVES = {
     losses.xent_t_p: ("softmax_cross_entropy", ()),
 }
 # jaxconv primitives that are a piece of an op with a row of its own: bias addition (conv,
-# conv_transpose, linear) and the border copies of conv's `padding_mode`.
-_INTERNAL = ("jaxconv_bias_add", "jaxconv_pad_gather", "jaxconv_pad_fold")
+# conv_transpose, linear), the border copies of conv's `padding_mode`, and max pooling's
+# forward with its winner offsets (always inside the max_pool / min_pool custom_jvp).
+_INTERNAL = (
+    "jaxconv_bias_add",
+    "jaxconv_pad_gather",
+    "jaxconv_pad_fold",
+    "jaxconv_max_pool_winners",
+)
 
 # The custom_jvp functions that are an op's forward, by (name, file) of their traced function
 # (a custom_jvp_call's debug info). Their jvp rules call `_with_residual` (max_pool, when

@@ -7,7 +7,7 @@ cross-entropy. Each such map is a primitive linear in its tangent argument(s)
 pass); `coefficients` adds the JVP in the coefficients, for the float ones that a second
 derivative moves (integer and boolean coefficients have none). `fold_rule` batches a pooling
 map by folding the mapped axis into the batch axis N (axis 0 in both layouts), every argument
-alike, unmapped ones broadcast first.
+alike, unmapped ones broadcast first (every result alike for a primitive with several).
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ def fold_rule(prim):
     def rule(args, dims, **params):
         args, size = broadcast_moved(args, dims)
         out = prim.bind(*(fold_batch(a) for a in args), **params)
+        if prim.multiple_results:
+            return [unfold_batch(o, size) for o in out], [0] * len(out)
         return unfold_batch(out, size), 0
 
     return rule

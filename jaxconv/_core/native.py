@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import jax
 
 # The FFI targets the native package exports: the convolutions (one per kernel and input type,
-# float32 and bfloat16; the results are float32 in both), the axis maps and the max-unpooling
-# scatter (float32 only).
+# float32 and bfloat16; the results are float32 in both), the axis maps, the max-unpooling
+# scatter and the pools (float32).
 TARGETS = (
     "jaxconv_conv_fwd_f32",
     "jaxconv_conv_bwd_data_f32",
@@ -37,6 +37,11 @@ TARGETS = (
     "jaxconv_axis_map_f32",
     "jaxconv_axis_map2_f32",
     "jaxconv_unpool_scatter_f32",
+    "jaxconv_max_pool_f32",
+    "jaxconv_max_pool_pick_f32",
+    "jaxconv_max_pool_spread_f32",
+    "jaxconv_avg_pool_f32",
+    "jaxconv_avg_pool_adjoint_f32",
 )
 
 # Read once, at import: a later change of the environment does not switch kernels mid-program.
@@ -127,6 +132,16 @@ def conv_workspace_bytes(kind: int, bf16: bool, x_shape, w_shape, y_shape, attrs
             int(attrs["groups"]),
         )
     )
+
+
+@functools.cache
+def pool_kernels() -> bool:
+    """Whether the native pooling kernels run on this CPU: the library is loaded and the CPU
+    has AVX-512 (F, BW, VL, DQ) and FMA, the one instruction set they are built and measured
+    for (native/src/pool.cc). Elsewhere the pools lower their pure-JAX algorithms."""
+    if not native_status():
+        return False
+    return bool(_LIB.jaxconv_pool_kernels_supported())
 
 
 def native_available() -> NativeStatus:

@@ -33,6 +33,33 @@ reverse mode runs `winner_spread_p` -- seed 001's routing of the window's error 
 i.e. the hand-written backward pass (`reduce.spread`) -- and every higher derivative alternates
 the two. The offsets (int8/int16/int32) or, for ties="split", the uint8 tie bitmasks are constant
 arguments; both maps batch by folding the mapped axis into N.
+
+On CPU, float32 channels-last pools of 1-3 spatial dims and at least 16 channels with
+ties="first" (max and min) compute on our own kernels (native/src/pool.cc, through XLA's FFI;
+`pooling.lowering.native`): the forward with its offsets is the primitive `winners_p`, which
+`_with_residual` binds, and the pick and the spread carry a static ``native`` param chosen at
+bind time -- only their lowering changes, every rule above is the same. The kernels follow the
+pure algorithm's conventions exactly (the first maximum, NaN wins, padding never beats an
+input cell, a window of padding only gives -inf and offset 0): the same offsets, the spread's
+sums in the same order. Measured on a 2-core AMD EPYC (AVX-512), kernel vs the pure loop traced
+in `pure_jax()`, one process, interleaved medians of 80 calls with a 2 ms pause before each (the
+benchmark's protocol) / without the pause:
+
+====================  ===========  ===========  ===========  ==============
+window, N 64-ch       forward+r    spread       pick         fwd+bwd (op)
+====================  ===========  ===========  ===========  ==============
+2x2, N64 32²          0.75 / 0.81  0.70 / 0.79  1.01 / 1.16  0.75 / 0.56
+3x3 s2 p1, N32 56²    1.06 / 1.06  0.93 / 0.82  0.45 / 0.43  0.94 / 0.94
+3x3 s1 p1, N32 28²    0.86 / 0.72  1.05 / 0.96  0.64 / 0.47  0.67 / 0.57
+1-D 2, N64 1024       0.93 / 1.05  0.61 / 0.58  1.01 / 0.95  0.79 / 0.60
+====================  ===========  ===========  ===========  ==============
+
+so the forward and the spread run on the kernels by default (max_pool's fwd+bwd: 0.56-0.94x;
+experiments/benchmark.py, 3 runs: maxpool_2x2 0.72x, maxpool_3x3_s2_p1 0.90-1.17x, median 0.91x
+the pure path), the pick for overlapping windows only, and the forward without a derivative (y
+alone, against a pure forward that skips the offsets) only for 2-D/3-D tiling windows (2x2:
+0.68-0.70x; 3x3 s2 p1 1.07-1.18x, 1-D 1.2-1.4x: not adopted). Under 16 channels the kernels go
+lane by lane (N64 64² C3: 3-6x slower) and the pure algorithm runs.
 """
 
 from __future__ import annotations
@@ -48,11 +75,12 @@ from jax import lax
 from jaxconv._core import validate as v
 from jaxconv._core.dtypes import accumulation
 from jaxconv._core.linmap import fold_rule
-from jaxconv._core.primitive import linear, primitive
+from jaxconv._core.primitive import batching_rule, linear, primitive
 from jaxconv._core.residuals import name
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike, Ints, Padding
 from jaxconv._core.window import Window, map_windows, pad_to_cover, pool_window
+from jaxconv.pooling.lowering import native as kernels
 from jaxconv.pooling.reduce import one_pass, spread
 
 _I32 = jnp.int32
@@ -183,8 +211,12 @@ def _pool(
 
 
 def _forward(x, cfg: _Cfg):
-    """The forward alone (no residual): y, and the flat indices if asked."""
-    y, off, *_ = _reduce(x, cfg.win, cfg.ties, cfg.op)
+    """The forward alone (no residual): y, and the flat indices if asked (on the native kernel
+    where it is chosen, `_native_max`)."""
+    if _native_max(x, cfg.win, cfg.ties) and kernels.ADOPTED[_inference(cfg.win)]:
+        y, off = winners_p.bind(x, win=cfg.win, ties=cfg.ties, op=cfg.op, native=True)
+    else:
+        y, off, *_ = _reduce(x, cfg.win, cfg.ties, cfg.op)
     return (y, _flat_indices(off, cfg.win)) if cfg.return_indices else y
 
 
@@ -218,12 +250,10 @@ _min_pool.defjvp(_pool_jvp)
 
 @partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
 def _with_residual(x, win: Window, ties: str, op: str):
-    """(y, offsets, *tie words) written by one XLA loop (`one_pass`): the backward reads the
-    stored offsets instead of XLA re-inlining the K-way argmax into it."""
-    out = _reduce(x, win, ties, op)
-    # One cell per window: nothing to re-inline, and the offsets are a constant, which with a
-    # folded vmap axis crashed XLA:CPU's compiler inside the variadic reduce (jax 0.10.2).
-    return one_pass(*out) if win.cells > 1 else tuple(out)
+    """(y, offsets, *tie words) as stored arrays (`winners_p`): the backward reads the stored
+    offsets instead of XLA re-inlining the K-way argmax into it."""
+    native_ok = _native_max(x, win, ties)
+    return tuple(winners_p.bind(x, win=win, ties=ties, op=op, native=native_ok))
 
 
 @_with_residual.defjvp
@@ -233,6 +263,43 @@ def _with_residual_jvp(win, ties, op, primals, tangents):
     res = tuple(out[2:]) if ties == "split" else out[1]
     zeros = tuple(np.zeros(a.shape, jax.dtypes.float0) for a in out[1:])
     return out, (winner_pick(t, res, win, ties), *zeros)
+
+
+def _winners(x, *, win: Window, ties: str, op: str, native: bool = False):
+    """`winners_p`'s pure-JAX algorithm: `_reduce`'s (y, offsets, *tie words) written by one
+    XLA loop (`one_pass`)."""
+    del native  # steers the CPU lowering only (`lowering.native.cpu_lowering`)
+    out = _reduce(x, win, ties, op)
+    # One cell per window: nothing to re-inline, and the offsets are a constant, which with a
+    # folded vmap axis crashed XLA:CPU's compiler inside the variadic reduce (jax 0.10.2).
+    return one_pass(*out) if win.cells > 1 else tuple(out)
+
+
+def _winners_native(x, *, win: Window, ties: str, op: str, native: bool):
+    """(y, offsets) of a float32 channels-last x on ``jaxconv_max_pool_f32`` (ties="first")."""
+    assert native and ties == "first", (native, ties)
+    return kernels.max_pool(x, win, op, _offset_dtype(win.cells))
+
+
+def _inference(win: Window) -> str:
+    """The `kernels.ADOPTED` key of the forward alone (y without the offsets a derivative
+    needs): measured faster than the pure loop only for tiling windows of 2-D and 3-D pools."""
+    tiling = kernels.tiles(win) and len(win.axes) >= 2
+    return "max/inference/tiling" if tiling else "max/inference/other"
+
+
+def _native_max(x, win: Window, ties: str) -> bool:
+    """Whether the forward may run on the native kernel (static, at bind time): ties="first"
+    and `lowering.native.usable`."""
+    return ties == "first" and kernels.usable(x, win)
+
+
+_WINNERS = ("win", "ties", "op", "native")
+# The forward of the rules above: (y, offsets, *tie words), the offsets stored for the backward.
+# Only ever bound inside `_with_residual` / `_max_pool` (custom_jvp: no JVP rule of its own).
+winners_p = primitive("max_pool_winners", _winners, _WINNERS, multiple_results=True)
+kernels.register(winners_p, "max", _winners, _winners_native, _WINNERS)
+batching_rule(winners_p, fold_rule(winners_p))
 
 
 def _gt(a, b):
@@ -377,8 +444,9 @@ def _cells(t, win: Window):
     return out
 
 
-def _winner_pick(t, *res, win: Window, ties: str):
+def _winner_pick(t, *res, win: Window, ties: str, native: bool = False):
     """The tangent of y: t at each window's winner, or the mean of t over its tied cells."""
+    del native  # steers the CPU lowering only (`lowering.native.cpu_lowering`)
     cells = _cells(t, win)
     if ties != "split":
         (off,) = res
@@ -392,9 +460,10 @@ def _winner_pick(t, *res, win: Window, ties: str):
     return (total / tie_count(res).astype(acc)).astype(t.dtype)
 
 
-def _winner_spread(g, *res, win: Window, ties: str):
+def _winner_spread(g, *res, win: Window, ties: str, native: bool = False):
     """dx: g routed to each window's winner (ties="split": g / count to every tied cell),
     overlapping windows accumulating (`reduce.spread`)."""
+    del native  # steers the CPU lowering only
     zero = jnp.zeros((), g.dtype)
     if ties == "split":
         g = g / tie_count(res).astype(g.dtype)
@@ -410,16 +479,29 @@ def _winner_spread(g, *res, win: Window, ties: str):
     return spread(win, (*res, g), piece)
 
 
-winner_pick_p = primitive("max_pool_pick", _winner_pick, ("win", "ties"))
-winner_spread_p = primitive("max_pool_spread", _winner_spread, ("win", "ties"))
+def _pick_native(t, off, *, win: Window, ties: str, native: bool):
+    assert native and ties != "split", (native, ties)
+    return kernels.pick(t, off, win)
 
 
-def _winner_pick_t(ct, t, *res, win, ties):
-    return (winner_spread_p.bind(ct, *res, win=win, ties=ties),)
+def _spread_native(g, off, *, win: Window, ties: str, native: bool):
+    assert native and ties != "split", (native, ties)
+    return kernels.spread(g, off, win)
 
 
-def _winner_spread_t(ct, g, *res, win, ties):
-    return (winner_pick_p.bind(ct, *res, win=win, ties=ties),)
+_MAPS = ("win", "ties", "native")
+winner_pick_p = primitive("max_pool_pick", _winner_pick, _MAPS)
+winner_spread_p = primitive("max_pool_spread", _winner_spread, _MAPS)
+kernels.register(winner_pick_p, kernels.key("pick"), _winner_pick, _pick_native, _MAPS)
+kernels.register(winner_spread_p, "spread", _winner_spread, _spread_native, _MAPS)
+
+
+def _winner_pick_t(ct, t, *res, win, ties, native):
+    return (winner_spread_p.bind(ct, *res, win=win, ties=ties, native=native),)
+
+
+def _winner_spread_t(ct, g, *res, win, ties, native):
+    return (winner_pick_p.bind(ct, *res, win=win, ties=ties, native=native),)
 
 
 linear(winner_pick_p, (0,), _winner_pick_t, fold_rule(winner_pick_p))
@@ -427,6 +509,9 @@ linear(winner_spread_p, (0,), _winner_spread_t, fold_rule(winner_spread_p))
 
 
 def winner_pick(t, res, win: Window, ties: str):
-    """The tangent of max pooling for the input tangent t, res the offsets or the tie words."""
+    """The tangent of max pooling for the input tangent t, res the offsets or the tie words;
+    on the native kernels (and so is its transpose, the spread) where they are usable: offsets,
+    not tie words (`lowering.native.usable`)."""
     res = res if isinstance(res, tuple) else (res,)
-    return winner_pick_p.bind(t, *res, win=win, ties=ties)
+    native = ties != "split" and kernels.usable(t, win)
+    return winner_pick_p.bind(t, *res, win=win, ties=ties, native=native)

@@ -24,13 +24,11 @@
 // written out of bounds.
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
+#include "intra_op.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -44,10 +42,9 @@ constexpr const char* kName2 = "jaxconv_axis_map2_f32";
 // threads costs more than it saves there.
 constexpr int64_t kSmallCall = int64_t{1} << 17;
 
-// The helpers below are forced inline into the per-CPU clones of Rows / Rows2 (target_clones),
-// which compile them for that clone's vector width; a helper called out of line would run the
-// baseline SSE2 code on every CPU.
-#define JAXCONV_INLINE inline __attribute__((always_inline))
+// The helpers below are forced inline (JAXCONV_INLINE, intra_op.h) into the per-CPU clones of
+// Rows / Rows2 (target_clones), which compile them for that clone's vector width; a helper
+// called out of line would run the baseline SSE2 code on every CPU.
 
 // Elements of a y row computed over all taps before the next block (16 KiB of float32).
 constexpr int64_t kBlock = 4096;
@@ -58,8 +55,7 @@ ffi::Error Bad(const char* name, const std::string& what) {
 
 // The threads a call runs on: one for a small call, else XLA's intra-op pool size.
 int64_t Threads(const ffi::ThreadPool& pool, int64_t macs) {
-  if (macs < kSmallCall) return 1;
-  return std::max<int64_t>(1, pool.num_threads());
+  return jaxconv_native::Threads(pool, macs, kSmallCall);
 }
 
 // One call's operands, checked.
@@ -203,45 +199,8 @@ void Rows2(const Map2& m, int64_t lo, int64_t hi, float* t) {
   }
 }
 
-// Rows [lo, hi) of one call's output, whichever map computes them.
-using RowsFn = std::function<void(int64_t, int64_t)>;
-
-// The chunks of one call, claimed by the calling thread and the tasks it hands XLA's pool.
-struct Shared {
-  RowsFn rows_fn;
-  int64_t rows = 0, chunk = 1, chunks = 0;
-  std::atomic<int64_t> next{0}, done{0};
-
-  void Work() {
-    for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
-      rows_fn(c * chunk, std::min(rows, (c + 1) * chunk));
-      done.fetch_add(1, std::memory_order_release);
-    }
-  }
-};
-
-// Threads: XLA's own intra-op pool, not OpenMP. Measured on a busy 2-core machine, an OpenMP
-// team of 2 made every call cost a scheduler tick or two (~8 ms for a 0.3 ms map; its threads
-// spin, and OMP_WAIT_POLICY=passive did not cure it), while XLA's pool threads are the ones XLA
-// runs its own fusions on. The calling thread works too and, when the chunks run out, waits only
-// for chunks other threads have claimed, so a task the pool never starts delays nothing; the
-// state is shared-owned, so a task starting after the call returned touches only that.
-void Run(ffi::ThreadPool& pool, RowsFn rows_fn, int64_t rows, int64_t threads) {
-  if (threads <= 1) {
-    rows_fn(0, rows);
-    return;
-  }
-  auto shared = std::make_shared<Shared>();
-  shared->rows_fn = std::move(rows_fn);
-  shared->rows = rows;
-  shared->chunk = std::max<int64_t>(1, (rows + 4 * threads - 1) / (4 * threads));
-  shared->chunks = (rows + shared->chunk - 1) / shared->chunk;
-  for (int64_t t = 1; t < threads; ++t) pool.Schedule([shared] { shared->Work(); });
-  shared->Work();
-  while (shared->done.load(std::memory_order_acquire) < shared->chunks) {
-    std::this_thread::yield();
-  }
-}
+// Rows are spread over XLA's intra-op pool (intra_op.h: the calling thread works too).
+using jaxconv_native::Run;
 
 // Checks one table's attributes against its sizes; "" when they are consistent.
 std::string CheckTable(const char* name, ffi::Span<const int64_t> idx,

@@ -12,17 +12,15 @@
 //
 // Work: out is zeroed and accumulated one outer slice at a time (slices never share a cell, so
 // no two threads write the same element), slices spread in chunks over XLA's intra-op thread
-// pool, one thread for a small call. Windows that share a winner add in the order of p. Every
+// pool (intra_op.h), one thread for a small call. Windows that share a winner add in the order of p. Every
 // bad input returns an ffi::Error naming the handler; nothing outside out is written.
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <string>
-#include <thread>
 
+#include "intra_op.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -64,21 +62,6 @@ void Slices(const Scatter& s, int64_t lo, int64_t hi) {
   }
 }
 
-// The chunks of one call, claimed by the calling thread and the tasks it hands XLA's pool
-// (the scheme of axis_map.cc's Run: a task the pool starts late finds no chunk left).
-struct Shared {
-  Scatter scatter;
-  int64_t outer = 0, chunk = 1, chunks = 0;
-  std::atomic<int64_t> next{0}, done{0};
-
-  void Work() {
-    for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
-      Slices(scatter, c * chunk, std::min(outer, (c + 1) * chunk));
-      done.fetch_add(1, std::memory_order_release);
-    }
-  }
-};
-
 ffi::Error ScatterImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> y, ffi::Buffer<ffi::S32> idx,
                        ffi::ResultBuffer<ffi::F32> out, int64_t outer, int64_t inner) {
   const int64_t n_y = static_cast<int64_t>(y.element_count());
@@ -99,21 +82,8 @@ ffi::Error ScatterImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> y, ffi::Buffe
   }
   const Scatter s{y.typed_data(), idx.typed_data(), out->typed_data(), n_y / slice,
                   n_out / slice, inner};
-  const int64_t threads = n_y < kSmallCall ? 1 : std::max<int64_t>(1, pool.num_threads());
-  if (threads <= 1 || outer == 1) {
-    Slices(s, 0, outer);
-    return ffi::Error::Success();
-  }
-  auto shared = std::make_shared<Shared>();
-  shared->scatter = s;
-  shared->outer = outer;
-  shared->chunk = std::max<int64_t>(1, (outer + 4 * threads - 1) / (4 * threads));
-  shared->chunks = (outer + shared->chunk - 1) / shared->chunk;
-  for (int64_t t = 1; t < threads; ++t) pool.Schedule([shared] { shared->Work(); });
-  shared->Work();
-  while (shared->done.load(std::memory_order_acquire) < shared->chunks) {
-    std::this_thread::yield();
-  }
+  const int64_t threads = outer == 1 ? 1 : jaxconv_native::Threads(pool, n_y, kSmallCall);
+  jaxconv_native::Run(pool, [s](int64_t lo, int64_t hi) { Slices(s, lo, hi); }, outer, threads);
   return ffi::Error::Success();
 }
 
