@@ -36,10 +36,13 @@ kept by the transposes: only the lowering changes. Measured (2-core AMD EPYC, AV
 the pure algorithm traced in `pure_jax()`, interleaved medians of 80 calls with a 2 ms pause
 before each / without it): average 2x2 on N64 32² C64 0.96 / 0.96 (1-D 2: 1.01 / 0.92),
 adjoint 1.05 / 1.05; 3x3 s2 p1 on N32 56² C64 average 1.00 / 0.96, adjoint 0.35 / 0.31;
-3x3 s1 p1 on N32 28² C64 average 1.07 / 1.12, adjoint 0.82 / 0.52. So by default the average
-runs on the kernel for tiling windows (stride >= window; a marginal gain: avgpool_2x2 fwd+bwd in
-experiments/benchmark.py 0.94-1.02x the pure path over 3 runs) and the adjoint for overlapping
-windows (avg_pool 3x3 fwd+bwd 0.51-0.82x); the other two stay pure (not measured faster).
+3x3 s1 p1 on N32 28² C64 average 1.07 / 1.12, adjoint 0.82 / 0.52. Re-measured on a quiet
+machine (fwd+bwd, 60 interleaved rounds, 2 ms pause): adding the tiling adjoint to the tiling
+average took 2x2 on N64 32² C64 from 1.63 to 1.56 ms and on N32 14² C256 from 1.04 to 0.87 ms
+(against 1.9 and 0.86 for the pure pair); adding the overlapping average to the overlapping
+adjoint took 3x3 s1 p1 from 1.81 to 2.17 ms (slower). So by default the average runs on the
+kernel for tiling windows (stride >= window), the adjoint for tiling and overlapping windows
+(avg_pool 3x3 fwd+bwd 0.51-0.82x), and the overlapping average stays pure.
 """
 
 from __future__ import annotations

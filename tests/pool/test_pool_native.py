@@ -273,8 +273,8 @@ def test_where_the_custom_calls_go():
 def test_the_default_choices(monkeypatch):
     """By default (measured, `lowering.native.ADOPTED`): max pooling's forward and spread on
     the kernels (its forward alone, without a derivative, for 2-D/3-D tiling windows only), its
-    pick for overlapping windows; the average on them for tiling windows, its adjoint for
-    overlapping ones; fewer channels than `MIN_CHANNELS` on the pure-JAX algorithms."""
+    pick for overlapping windows; the average on them for tiling windows, its adjoint for both;
+    fewer channels than `MIN_CHANNELS` on the pure-JAX algorithms."""
     monkeypatch.setattr(kernels, "ADOPTED", DEFAULTS[0])
     monkeypatch.setattr(kernels, "MIN_CHANNELS", DEFAULTS[1])
     x = jnp.ones((2, 8, 8, 16), jnp.float32)
@@ -288,7 +288,7 @@ def test_the_default_choices(monkeypatch):
         hlo(lambda x: jc.avg_pool(x, 2)),
         hlo(lambda x: jc.avg_pool(x, 3, stride=1, padding=1)),
     )
-    assert AVERAGE in tiling and ADJOINT not in tiling
+    assert AVERAGE in tiling and ADJOINT in tiling
     assert AVERAGE not in overlapping and ADJOINT in overlapping
     assert "jaxconv_" not in _hlo(jax.grad(lambda x: jc.max_pool(x, 2).sum()), x[..., :15])
     # forward mode: the pick on the kernel for overlapping windows only

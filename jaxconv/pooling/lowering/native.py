@@ -60,7 +60,7 @@ ADOPTED = {
     "spread": True,
     "average/tiling": True,
     "average/overlapping": False,
-    "adjoint/tiling": False,
+    "adjoint/tiling": True,
     "adjoint/overlapping": True,
 }
 # Fewer channels than one 16-lane chunk run lane by lane in the kernels: 4-6x slower than XLA's
