@@ -39,6 +39,31 @@ def malloc_setting() -> str:
     return "glibc defaults"
 
 
+# GNU OpenMP's worker threads (PyTorch's and oneDNN's) spin-wait after a parallel region before
+# they sleep: by default 300,000 spins, several milliseconds here, longer than the benchmark's
+# 2 ms pause between variants, so they spun on the cores while the next variant was timed
+# (bilinear x2 fwd+bwd: jaxconv 2.9-3.6 ms after PyTorch's variants, 2.2 with this setting;
+# PyTorch's own 2.27 -> 2.28 ms, resnet_3x3's 33.3 -> 33.3). 30,000 spins end within the pause.
+SPIN_ENV = {"GOMP_SPINCOUNT": "30000"}
+
+
+def spin_setting() -> str:
+    """GNU OpenMP's spin count this process runs with ("default" when unset)."""
+    return os.environ.get("GOMP_SPINCOUNT", "default")
+
+
+def reexec_with(env: dict[str, str]) -> None:
+    """Restart this script with `env` added to its environment (glibc and GNU OpenMP read
+    theirs only at start-up); a no-op when every entry is set already (to any value: a user's
+    own setting stays) or off Linux."""
+    missing = {k: v for k, v in env.items() if k not in os.environ}
+    if not sys.platform.startswith("linux") or not missing:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **missing})
+
+
 def reexec_with_tuned_malloc() -> None:
     """Restart this script with `MALLOC_ENV` set (glibc reads it only at start-up); a no-op
     when it is set already or off Linux."""

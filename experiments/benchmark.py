@@ -18,11 +18,12 @@ in one process, interleaved round-robin (each round calls each variant once, in 
 after compile and warm-up); the table holds median milliseconds over the rounds. A variant whose
 accumulated time passes ``--budget`` seconds stops after ``--min-rounds`` rounds. A 2 ms pause
 precedes each timed call, so OpenMP/Eigen worker threads still spinning after the previous
-variant do not steal the next one's cores. That pause is shorter than GNU OpenMP's spin-wait
-(PyTorch's and oneDNN's threads are still awake after it) and longer than XLA's thread pool's
-(its threads have gone to sleep, and waking them costs about a millisecond on this VM), so with
-``--warm 1`` each timed call is preceded by an untimed one of the same variant: every variant is
-timed with its own threads awake, as in a training loop. The compiled
+variant do not steal the next one's cores; the script restarts itself with
+``GOMP_SPINCOUNT=30000`` (`_common.SPIN_ENV`, unless set) because GNU OpenMP's default spin
+(PyTorch's and oneDNN's threads) outlasts the pause. XLA's pool threads sleep in the pause and
+waking them costs about a millisecond on this VM; with ``--warm 1`` each timed call is preceded
+by an untimed one of the same variant, so every variant is timed with its own threads awake, as
+in a training loop. The compiled
 executables' ``memory_analysis()`` temp bytes are recorded too.
 
 A second table, the spatial ops (issue 22; experiments/layers.py `SPATIAL`): per case
@@ -952,8 +953,10 @@ def main(argv=None) -> dict:
         "autodiff, torch) page-faults its buffers in afresh on every call; default: glibc's",
     )
     args = ap.parse_args(argv)
-    if args.malloc == "tuned" and argv is None:
-        _common.reexec_with_tuned_malloc()
+    if argv is None:  # (a restart: glibc and GNU OpenMP read these only at start-up)
+        _common.reexec_with(
+            {**_common.SPIN_ENV, **(_common.MALLOC_ENV if args.malloc == "tuned" else {})}
+        )
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.threads = [int(t) for t in args.threads.split(",")]
     if args.configs:  # only the named ones, of either table
@@ -980,6 +983,7 @@ def main(argv=None) -> dict:
             args.no_torch = True
     info = _common.environment(extra=("torch",))
     info["malloc"] = _common.malloc_setting()
+    info["GOMP_SPINCOUNT"] = _common.spin_setting()
     _common.print_banner("benchmark: jaxconv fwd+bwd vs JAX autodiff vs PyTorch", info)
     print(f"   rounds {args.rounds}, configs {', '.join(names + spatial_names)}")
 

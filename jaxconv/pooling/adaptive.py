@@ -20,10 +20,8 @@ adjoint; second order: the average again). Where every dim divides evenly the op
 average pool, `avg_pool.average_p` with k = s = L / O (O = 1 everywhere: the global mean), and
 its own pair of rules. 16-bit inputs sum in float32. On CPU, float32 pools where the native
 kernels are built run the same per-dim matrices as tables of `_core.axis_map`'s primitive
-instead (its transpose is A^T too; the kernels take two dims in one pass) where the windows are
-uneven or the output is one cell (even windows: the tiling pool's own kernels measured faster),
-staged with `lax.platform_dependent` so that other platforms keep the algorithms above
-(`_native_average`).
+instead (its transpose is A^T too; the kernels take two dims in one pass), staged with
+`lax.platform_dependent` so that other platforms keep the algorithms above (`_native_average`).
 
 Max::
 
@@ -176,7 +174,7 @@ def adaptive_avg_pool(
     cfg = adaptive_geometry("adaptive_avg_pool", x, output_size, layout)
     pure = _pure_average(x, cfg)
     maps = _average_maps(cfg)
-    if not (maps[0] and _native_average(x, cfg)):
+    if not (maps[0] and _native_average(x)):
         return auto_partitioned(pure, x)
 
     def on_cpu(x):
@@ -220,16 +218,16 @@ def _average_maps(cfg: AdaptiveCfg) -> tuple[tuple[AxisTable, ...], tuple[int, .
     return tuple(_average_table(n, o) for _, n, o in dims), tuple(a for a, _, _ in dims)
 
 
-def _native_average(x, cfg: AdaptiveCfg) -> bool:
+def _native_average(x) -> bool:
     """Whether a CPU compilation averages on the native axis-map kernels (`separable_map`):
-    float32, the kernels usable (`use_native`), not partitioned over a mesh in the types, and
-    the windows uneven or the output one cell (the global mean). Measured (fwd+bwd, 2-core AMD
-    EPYC, quiet machine, interleaved medians with a 2 ms pause): N32 14² C256 to 5² (overlapping
-    windows) 0.36x and N32 7² C512 to 1² 0.69x the pure-JAX algorithms' time; to 7² (tiling
-    windows) 1.04 ms against 0.84 for the tiling average pool on its own kernels, which even
-    windows therefore keep. Other platforms keep the pure algorithms (not measured there)."""
-    if _divides(cfg) and not all(o == 1 for o in cfg.out):
-        return False
+    float32, the kernels usable (`use_native`), not partitioned over a mesh in the types.
+    Measured (fwd+bwd, 2-core AMD EPYC; experiments/benchmark.py's spatial table): N32 14² C256
+    to 5² (overlapping windows) 0.36x, N32 7² C512 to 1² 0.69x the pure-JAX algorithms' time;
+    to 7² (tiling windows) 0.90x on a busy machine, and on an idle one (each variant its own
+    jit, 2 ms pause, four runs) 1.0-1.5x the pure-JAX tiling pool traced in `pure_jax()` (0.93
+    -1.08 ms against 0.62-1.01) and 0.7-0.95x that pool on the native pooling kernels: near this
+    machine's noise, left on the axis maps. Other platforms keep the pure algorithms (not
+    measured there)."""
     return jnp.dtype(x.dtype) == jnp.float32 and use_native() and not on_a_mesh(x)
 
 

@@ -36,13 +36,14 @@ kept by the transposes: only the lowering changes. Measured (2-core AMD EPYC, AV
 the pure algorithm traced in `pure_jax()`, interleaved medians of 80 calls with a 2 ms pause
 before each / without it): average 2x2 on N64 32² C64 0.96 / 0.96 (1-D 2: 1.01 / 0.92),
 adjoint 1.05 / 1.05; 3x3 s2 p1 on N32 56² C64 average 1.00 / 0.96, adjoint 0.35 / 0.31;
-3x3 s1 p1 on N32 28² C64 average 1.07 / 1.12, adjoint 0.82 / 0.52. Re-measured on a quiet
-machine (fwd+bwd, 60 interleaved rounds, 2 ms pause): adding the tiling adjoint to the tiling
-average took 2x2 on N64 32² C64 from 1.63 to 1.56 ms and on N32 14² C256 from 1.04 to 0.87 ms
-(against 1.9 and 0.86 for the pure pair); adding the overlapping average to the overlapping
-adjoint took 3x3 s1 p1 from 1.81 to 2.17 ms (slower). So by default the average runs on the
-kernel for tiling windows (stride >= window), the adjoint for tiling and overlapping windows
-(avg_pool 3x3 fwd+bwd 0.51-0.82x), and the overlapping average stays pure.
+3x3 s1 p1 on N32 28² C64 average 1.07 / 1.12, adjoint 0.82 / 0.52. Re-measured on an idle
+machine (fwd+bwd, each variant its own jit, 30 interleaved rounds, 2 ms pause, two runs): with
+the average and its adjoint both on the kernels against the pure pair, 2x2 on N64 32² C64
+1.09-1.42 ms against 1.91-2.18, on N32 14² C256 0.39-0.69 against 0.64-0.86; the adjoint alone
+on the kernel took 1.30-1.52 and 0.50-0.79. So by default the average runs on the kernel for
+tiling windows (stride >= window), the adjoint for tiling and overlapping windows (avg_pool 3x3
+fwd+bwd 0.51-0.82x), and the overlapping average stays pure (the helper's 1.07-1.12x; the rerun
+found it faster, 1.45-1.54 ms against the adjoint alone's 1.69-2.01, not yet confirmed).
 """
 
 from __future__ import annotations

@@ -77,15 +77,18 @@ def test_benchmark_quick(bench, tmp_path):
 
 
 def test_benchmark_spatial_only(bench, tmp_path):
-    """--spatial-only runs the spatial ops' table alone (here one case, one round): no conv
-    table in benchmark.md, only that case in the CSV."""
+    """--spatial-only runs the spatial ops' table alone (here one case, one round, each timed
+    call after an untimed one: --warm 1): no conv table in benchmark.md, only that case in the
+    CSV; the header says how calls were timed."""
     name = "adaptive_avg_1x1"
-    argv = ["--spatial-only", "--configs", name, "--rounds", "1", "--no-progress"]
+    argv = ["--spatial-only", "--configs", name, "--rounds", "1", "--no-progress", "--warm", "1"]
     results = bench.main([*argv, "--out", str(tmp_path)])
 
     assert set(results) == {name}
     assert results[name]["jaxconv"]["status"] == "ok"
     md = (tmp_path / "benchmark.md").read_text()
+    assert "each timed call after 1 untimed one(s)" in md
+    assert "GOMP_SPINCOUNT" in md
     assert "### Spatial ops" in md and f"| {name}: " in md
     assert "| config | autodiff ms |" not in md
     with open(tmp_path / "benchmark.csv") as f:
@@ -116,3 +119,22 @@ def test_malloc_setting_and_reexec(monkeypatch):
     assert _common.malloc_setting().startswith("tuned (MALLOC_ARENA_MAX=1")
     _common.reexec_with_tuned_malloc()
     assert len(calls) == 1  # already tuned: no restart
+
+
+def test_reexec_with_keeps_the_users_settings(monkeypatch):
+    """`_common.reexec_with` restarts once with the missing entries added (GNU OpenMP's spin
+    count for the benchmark) and never overrides a value the user set."""
+    sys.path.insert(0, str(EXPERIMENTS))
+    import _common
+
+    calls = []
+    monkeypatch.setattr(_common.os, "execve", lambda *a: calls.append(a))
+    monkeypatch.setattr(_common.sys, "platform", "linux")
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    assert _common.spin_setting() == "default"
+    _common.reexec_with(_common.SPIN_ENV)
+    assert len(calls) == 1 and calls[0][2]["GOMP_SPINCOUNT"] == _common.SPIN_ENV["GOMP_SPINCOUNT"]
+
+    monkeypatch.setenv("GOMP_SPINCOUNT", "7")  # the user's own: kept, no restart
+    _common.reexec_with(_common.SPIN_ENV)
+    assert len(calls) == 1 and _common.spin_setting() == "7"
