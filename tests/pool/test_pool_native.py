@@ -14,6 +14,7 @@ Skipped where the native package is not built (`jaxconv.native_available()`)."""
 from __future__ import annotations
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -305,6 +306,27 @@ def test_not_adopted_kernels_stay_pure(monkeypatch):
     x = jnp.ones((2, 8, 8, 3), jnp.float32)
     text = _hlo(jax.grad(lambda x: jnp.sum(jc.max_pool(x, 2) + jc.avg_pool(x, 2))), x)
     assert "jaxconv_" not in text
+
+
+def test_cpus_without_avx512_lower_the_pure_pools(monkeypatch):
+    """The kernels are built for AVX-512 alone: where the CPU lacks it (`pool_kernels()`
+    false; monkeypatched here, the CI machine has AVX-512) neither binding (`usable`) nor a
+    jaxpr traced elsewhere (the lowering rule) reaches them, and the values are the pure
+    pools'."""
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 8, 8, 16)), jnp.float32)
+
+    def f(x):
+        return jnp.sum(jc.max_pool(x, 3, stride=2, padding=1) ** 2 + jc.avg_pool(x, 2).sum())
+
+    bound = jax.make_jaxpr(jax.grad(f))(x)  # bound while the kernels were usable
+    assert SPREAD in _hlo(jax.extend.core.jaxpr_as_fun(bound), x)
+    monkeypatch.setattr(kernels, "pool_kernels", lambda: False)
+    assert not kernels.usable(x, pool_window("t", x, 2, None, 0, 1, False, "channels_last"))
+    assert "jaxconv_" not in _hlo(jax.extend.core.jaxpr_as_fun(bound), x)
+    assert "jaxconv_" not in _hlo(jax.grad(f), x)
+    with pure_jax():
+        want = jax.jit(jax.grad(lambda x: f(x)))(x)
+    assert_close(jax.jit(jax.grad(f))(x), want, tol=1e-6)
 
 
 @pytest.mark.parametrize(
