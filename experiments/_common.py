@@ -57,21 +57,22 @@ def reexec_with(env: dict[str, str]) -> None:
     theirs only at start-up); a no-op when every entry is set already (to any value: a user's
     own setting stays) or off Linux."""
     missing = {k: v for k, v in env.items() if k not in os.environ}
-    if not sys.platform.startswith("linux") or not missing:
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **missing})
+    if sys.platform.startswith("linux") and missing:
+        _restart(missing)
 
 
 def reexec_with_tuned_malloc() -> None:
     """Restart this script with `MALLOC_ENV` set (glibc reads it only at start-up); a no-op
     when it is set already or off Linux."""
-    if not sys.platform.startswith("linux") or malloc_setting() != "glibc defaults":
-        return
+    if sys.platform.startswith("linux") and malloc_setting() == "glibc defaults":
+        _restart(MALLOC_ENV)
+
+
+def _restart(env: dict[str, str]) -> None:
+    """Replace this process by the same script with `env` over its environment."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **env})
 
 
 def results_dir(out: str | os.PathLike | None) -> Path:

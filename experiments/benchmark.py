@@ -592,7 +592,7 @@ def native_summary(results) -> list[str]:
             f"over {len(ran)} layers; max {worst[0]:.2f}× torch ({worst[1]})"
         )
     auto = {n: r["auto"] for n, r in results.items()}
-    pure = {n: r.get("pure", r["auto"]) for n, r in results.items()}
+    pure = {n: r["pure"] for n, r in results.items()}
     t = {n: ratio(v, best_torch(results[n])) for n, v in auto.items()}
     a = {n: ratio(v, results[n]["autodiff"]) for n, v in auto.items()}
     tp = {n: ratio(v, best_torch(results[n])) for n, v in pure.items()}

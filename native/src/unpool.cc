@@ -12,8 +12,9 @@
 //
 // Work: out is zeroed and accumulated one outer slice at a time (slices never share a cell, so
 // no two threads write the same element), slices spread in chunks over XLA's intra-op thread
-// pool (intra_op.h), one thread for a small call. Windows that share a winner add in the order of p. Every
-// bad input returns an ffi::Error naming the handler; nothing outside out is written.
+// pool (intra_op.h), one thread for a small call. Windows that share a winner add in the order
+// of p. Every bad input returns an ffi::Error naming the handler; nothing outside out is
+// written.
 
 #include <algorithm>
 #include <cstdint>
