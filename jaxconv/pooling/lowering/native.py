@@ -41,7 +41,6 @@ from jax.interpreters import mlir
 
 from jaxconv._core.native import (
     lowering_blocker,
-    native_status,
     on_a_mesh,
     pool_kernels,
     use_native,
@@ -177,8 +176,7 @@ def cpu_lowering(kernel, pure, native, *, multiple_results=False, chosen=_native
             and ADOPTED[key]
             and ctx.avals_in[0].dtype == np.float32
             and not lowering_blocker(ctx)
-            and native_status()  # registered (loads them if a jaxpr came from elsewhere)
-            and pool_kernels()  # this CPU runs them
+            and pool_kernels()  # loads them (a jaxpr from elsewhere); this CPU runs them
         ):
             fun = native
         lower = mlir.lower_fun(partial(fun, **params), multiple_results=multiple_results)
