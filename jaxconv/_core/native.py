@@ -26,7 +26,7 @@ import jax
 
 # The FFI targets the native package exports: the convolutions (one per kernel and input type,
 # float32 and bfloat16; the results are float32 in both), the axis maps, the max-unpooling
-# scatter and the pools (float32).
+# scatter and the pools (float32), and the pixel shuffles (any dtype of 2, 4 or 8 bytes).
 TARGETS = (
     "jaxconv_conv_fwd_f32",
     "jaxconv_conv_bwd_data_f32",
@@ -42,6 +42,7 @@ TARGETS = (
     "jaxconv_max_pool_spread_f32",
     "jaxconv_avg_pool_f32",
     "jaxconv_avg_pool_adjoint_f32",
+    "jaxconv_pixel_shuffle",
 )
 
 # Read once, at import: a later change of the environment does not switch kernels mid-program.

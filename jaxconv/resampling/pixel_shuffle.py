@@ -15,16 +15,28 @@ Both are permutations of the cells (a reshape, a transpose, a reshape), so each 
 orthogonal: its transpose is its inverse, the other one. The JVP of each is itself on the
 tangent (`_core.primitive.linear`); reverse mode transposes with the other: every derivative of
 every order runs on these two primitives. Both batch by folding the mapped axis into N.
+
+On CPU, where the native kernels are built, both lower to one custom call,
+``jaxconv_pixel_shuffle`` (native/src/shuffle.cc: the same permutation walked in the order in
+which both arrays are contiguous, bit for bit, any dtype of 2, 4 or 8 bytes) where it was
+measured faster than XLA's loop (`_native_shuffle`); elsewhere, and on other platforms, the
+reshape-transpose-reshape above.
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
+
+import jax
+import numpy as np
+from jax.interpreters import mlir
 
 from jaxconv._core import validate as v
 from jaxconv._core.layout import split_layout
 from jaxconv._core.linmap import fold_rule
+from jaxconv._core.native import lowering_blocker, use_native
 from jaxconv._core.primitive import linear, primitive
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike, Ints
@@ -176,5 +188,60 @@ def _unshuffle(y, *, cfg: Shuffle):
 
 shuffle_p = primitive("pixel_shuffle", _shuffle, ("cfg",))
 unshuffle_p = primitive("pixel_unshuffle", _unshuffle, ("cfg",))
+
+
+def _native_shuffle(cfg: Shuffle, to_fine: bool, x) -> bool:
+    """Whether the CPU lowering of a shuffle (`to_fine`) or unshuffle of x takes the native
+    kernel rather than XLA's loop (x an abstract value; the kernels loaded separately).
+
+    Measured on a 2-core AMD EPYC (AVX-512), one direction at a time, float32, medians of 300
+    back-to-back calls (ms, XLA's loop -> the kernel): channels-first, every case measured
+    (N16 C64 32² x2: shuffle 0.49 -> 0.09, unshuffle 0.22 -> 0.09; N16 C256 32² x4: 2.0 -> 0.49,
+    1.55 -> 0.75; N64 C64 512 x2: 1.03 -> 0.16; 3-D x2: 0.38 -> 0.37, 0.44 -> 0.43);
+    channels-last with C >= 16 fine channels, every unshuffle (N16 64² C16 x2: 0.70 -> 0.20;
+    N16 128² C16 x4: 2.70 -> 1.20; 3-D x2: 1.79 -> 0.82) and the shuffles with R <= 4 (0.21 ->
+    0.15, 1-D x2: 0.38 -> 0.20). XLA's loop stays for channels-last with C < 16 (short runs:
+    C = 4, R = 9: 0.11 -> 0.19) and channels-last shuffles with R > 4 (3-D x2: 0.38 -> 0.50;
+    R = 16 about even)."""
+    width = np.dtype(x.dtype).itemsize
+    if width not in (2, 4, 8) or math.prod(x.shape) == 0 or len(cfg.factors) > 8:
+        return False  # (the kernel's limits: element widths, up to 8 spatial dims)
+    if cfg.layout == "channels_first":
+        return True
+    big_r = math.prod(cfg.factors)
+    c = x.shape[-1] // big_r if to_fine else x.shape[-1]  # the fine channels
+    return c >= 16 and (not to_fine or big_r <= 4)
+
+
+def _kernel(x, *, cfg: Shuffle, to_fine: bool, out_shape):
+    return jax.ffi.ffi_call("jaxconv_pixel_shuffle", jax.ShapeDtypeStruct(out_shape, x.dtype))(
+        x,
+        factors=np.asarray(cfg.factors, np.int64),
+        channels_last=np.int64(cfg.layout == "channels_last"),
+        to_fine=np.int64(to_fine),
+    )
+
+
+def _cpu_lowering(pure, to_fine: bool):
+    """CPU lowering of `shuffle_p` (`to_fine`) or `unshuffle_p`: the native kernel where
+    `_native_shuffle` picks it, the kernels are usable and a custom call can go
+    (`lowering_blocker`: not exported, not partitioned over devices), else `pure`."""
+
+    def lower(ctx, x, *, cfg):
+        aval = ctx.avals_in[0]
+        if _native_shuffle(cfg, to_fine, aval) and use_native() and not lowering_blocker(ctx):
+            fun = partial(_kernel, cfg=cfg, to_fine=to_fine, out_shape=ctx.avals_out[0].shape)
+        else:
+            fun = partial(pure, cfg=cfg)
+        return mlir.lower_fun(fun, multiple_results=False)(ctx, x)
+
+    return lower
+
+
+for _p, _pure, _to_fine in ((shuffle_p, _shuffle, True), (unshuffle_p, _unshuffle, False)):
+    mlir.register_lowering(_p, _cpu_lowering(_pure, _to_fine), platform="cpu")
+    # Eager calls run the primitive under jit, so that they lower as inside a jit (the kernel
+    # included) rather than the pure permutation that `primitive` evaluates.
+    _p.def_impl(jax.jit(partial(lambda p, x, **kw: p.bind(x, **kw), _p), static_argnames="cfg"))
 linear(shuffle_p, (0,), lambda ct, x, cfg: (unshuffle_p.bind(ct, cfg=cfg),), fold_rule(shuffle_p))
 linear(unshuffle_p, (0,), lambda ct, y, cfg: (shuffle_p.bind(ct, cfg=cfg),), fold_rule(unshuffle_p))
