@@ -27,6 +27,16 @@ cell of T_i g[i] / |T_i| (`split.py`'s pair of primitives, each the other's tran
 samples get no gradient (the output is piecewise constant in them). Integer and bool x: the
 same windows (the starts in the samples' floating dtype) and winners, nothing to
 differentiate (JAX's float0).
+
+Windows on a grid: where alpha is a whole number a in every dim (O = 1: k = L), the starts are
+i a for every sample in exact arithmetic (PyTorch's output_ratio 0.5 with k = 2 on even L is
+such a case), and the windows are `max_pool`'s with window k, stride a. Rounding can still move
+a start (u within about (i + 1) 2^-24 of 1 rounds i + u up to i + 1 in float32, as in
+PyTorch), so this is checked at run time: the forward computes the starts and, where every
+one is i a, takes `max_pool`'s winners (`_forward`: the native kernel where it runs) instead
+of gathering the windows' cells (`lax.cond`; a batched sample turns it into a select of both).
+The winners, and so y, the indices and every derivative, are the same either way: the same
+comparisons in the same row-major order.
 """
 
 from __future__ import annotations
@@ -46,6 +56,8 @@ from jaxconv._core import validate as v
 from jaxconv._core.layout import split_layout
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike, Ints
+from jaxconv._core.window import pool_window
+from jaxconv.pooling import max_pool as mp
 from jaxconv.pooling.split import Boxes, equal, pack, winner_tangents
 
 _I32 = jnp.int32
@@ -246,11 +258,61 @@ def boxes(cfg: FractionalCfg) -> Boxes:
     return Boxes(cfg.layout, cfg.axes, cfg.size, cfg.window, cfg.out)
 
 
+def grid_strides(cfg: FractionalCfg) -> tuple[int, ...] | None:
+    """Per dim the stride a = (L - k) / (O - 1) where it is a whole number in every dim (1 for
+    O = 1 with k = L): the windows then start at i a whatever the sample, up to rounding
+    (checked at run time, `_winners`). None elsewhere."""
+    strides = []
+    for n, k, o in zip(cfg.size, cfg.window, cfg.out):
+        if o == 1:
+            if n != k:
+                return None
+            strides.append(1)
+        elif (n - k) % (o - 1):
+            return None
+        else:
+            strides.append((n - k) // (o - 1))
+    return tuple(strides)
+
+
+def _on_grid(u, cfg: FractionalCfg, strides) -> Array:
+    """Whether every start the samples give is i * stride (a bool scalar)."""
+    ok = jnp.bool_(True)
+    for d, (n, k, o, a) in enumerate(zip(cfg.size, cfg.window, cfg.out, strides)):
+        s = starts(u[..., cfg.sample_of[d]], n, k, o)
+        ok = ok & jnp.all(s == lax.broadcasted_iota(_I32, s.shape, s.ndim - 1) * a)
+    return ok
+
+
+def _grid_winners(x, cfg: FractionalCfg, strides, ties: str):
+    """(y, flat winner index) of windows k with stride `strides` from 0: `max_pool`'s forward
+    (its winners: the same comparisons, row-major, NaN above every number)."""
+    win = pool_window(
+        "fractional_max_pool", x, cfg.window, strides, "VALID", 1, False, cfg.layout, ordered=True
+    )
+    return mp._forward(x, mp._Cfg(win, ties, True))
+
+
 def _winners(x, u, cfg: FractionalCfg, ties: str):
     """(y, flat winner index) of every window; for ties="split" also the tie bits of every
     window's cells as uint8 words (`split.pack`; the index: the first maximum's) and the
     starts of each dim, (N, C, O_d) int32. u (N, C, D) already in the dtype of the starts (x's
-    when floating).
+    when floating). Windows on a grid (`grid_strides`, checked on the samples) take
+    `max_pool`'s winners (ties "first" and "last")."""
+    strides = grid_strides(cfg)
+    if strides is None or ties == "split" or 0 in x.shape:
+        return _gathered(x, u, cfg, ties)
+    return lax.cond(
+        _on_grid(u, cfg, strides),
+        lambda x, u: _grid_winners(x, cfg, strides, ties),
+        lambda x, u: _gathered(x, u, cfg, ties),
+        x,
+        u,
+    )
+
+
+def _gathered(x, u, cfg: FractionalCfg, ties: str):
+    """`_winners` by gathering every window's cells.
 
     Per dim the k cells of every window (start + m, start per (n, c)) are gathered along the
     axis (take_along_axis: it holds O * k cells, offset m of every window the slice m::k); the

@@ -8,7 +8,10 @@ How it is proven:
   "split"'s rules at such a point against jnp.max's autodiff; integer and bool inputs;
 - PyTorch's fractional_max_pool2d/3d (values, gradients, indices; 16-bit starts too);
 - max_unpool of the indices is the VJP; jvp/hessian with JAX's own rules switched off; vmap of
-  x and of samples (incl. size 0), jit; keys; output_ratio; every bad argument.
+  x and of samples (incl. size 0), jit; keys; output_ratio; every bad argument;
+- windows on a grid (a whole alpha): `max_pool`'s winners equal the gathered ones (values,
+  indices, ties, NaN, integers, hypothesis), a sample whose rounding moves a start off the
+  grid takes the gathered path, the conditional in the jaxpr, vmap of the samples.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jaxconv.pooling import fractional as fr
 from jaxconv.pooling.fractional import fractional_max_pool
 from jaxconv.pooling.unpool import max_unpool
 from jaxconv.reference import _adaptive as ref
@@ -493,3 +497,104 @@ ERRORS = [
 def test_errors(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         FN(*args, **kwargs)
+
+
+@st.composite
+def grid_cases(draw):
+    """Geometries whose windows lie on a grid: L = (O - 1) a + k (O = 1: L = k)."""
+    nd = draw(st.integers(1, 3))
+    window = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    out = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    size = tuple(k if o == 1 else (o - 1) * a + k for k, o, a in zip(window, out, stride))
+    return dict(
+        window=window,
+        out=out,
+        size=size,
+        layout=draw(st.sampled_from(["channels_last", "channels_first"])),
+        dtype=draw(st.sampled_from([np.float32, np.float64, np.int32])),
+        ties=draw(st.sampled_from(["first", "last"])),
+        seed=draw(st.integers(0, 2**16)),
+    )
+
+
+@given(grid_cases())
+def test_windows_on_a_grid_take_max_pools_winners(case):
+    """Where alpha is whole in every dim the forward takes `max_pool`'s winners: y and the
+    indices equal the gathered path's bit for bit (ties, NaN, integers), and so do the VJP."""
+    rng = np.random.default_rng(case["seed"])
+    n, c = 2, 3
+    shape = (n, *case["size"], c) if case["layout"] == "channels_last" else (n, c, *case["size"])
+    x = rng.integers(-2, 3, size=shape).astype(case["dtype"])  # many ties
+    if case["dtype"] != np.int32:
+        x[rng.random(shape) < 0.1] = np.nan
+    x = jnp.asarray(x)
+    u = jnp.asarray(rng.uniform(size=(n, c, len(case["size"]))), jnp.float32)
+    cfg = fr.FractionalCfg(
+        case["layout"],
+        tuple(range(1, len(shape) - 1)) if case["layout"] == "channels_last" else
+        tuple(range(2, len(shape))),
+        case["size"], case["window"], case["out"], fr.sample_columns(len(case["size"])),
+    )  # fmt: skip
+    assert fr.grid_strides(cfg) is not None
+    uu = u.astype(x.dtype) if case["dtype"] != np.int32 else u
+    assert bool(fr._on_grid(uu, cfg, fr.grid_strides(cfg)))
+    jaxpr = str(jax.make_jaxpr(lambda x, u: fr._winners(x, u, cfg, case["ties"]))(x, uu))
+    assert "cond" in jaxpr
+    y, idx = jax.jit(lambda x, u: fr._winners(x, u, cfg, case["ties"]))(x, uu)
+    y0, idx0 = jax.jit(lambda x, u: fr._gathered(x, u, cfg, case["ties"]))(x, uu)
+    np.testing.assert_array_equal(y, y0)  # NaN where NaN
+    np.testing.assert_array_equal(idx, idx0)
+    if case["dtype"] == np.int32:
+        return
+    x = jnp.nan_to_num(x)  # the VJP: g on the gathered path's winners
+    idx = fr._gathered(x, uu, cfg, case["ties"])[1]
+    kw = dict(output_size=case["out"], samples=u, ties=case["ties"], layout=case["layout"])
+    f = lambda x: fractional_max_pool(x, case["window"], **kw)  # noqa: E731
+    g = jnp.asarray(rng.normal(size=y.shape), x.dtype)
+    dx = jax.vjp(f, x)[1](g)[0]
+    assert_close(dx, max_unpool_like(g, idx, x.shape, case["layout"]), tol=1e-6)
+
+
+def max_unpool_like(g, idx, shape, layout):
+    """g placed on the flat spatial indices idx of each (n, c) (windows sharing a winner add)."""
+    g, idx = np.asarray(g, np.float64), np.asarray(idx)
+    if layout == "channels_last":
+        g, idx = np.moveaxis(g, -1, 1), np.moveaxis(idx, -1, 1)
+        shape = (shape[0], shape[-1], *shape[1:-1])
+    out = np.zeros((shape[0], shape[1], int(np.prod(shape[2:]))))
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            np.add.at(out[i, j], idx[i, j].ravel(), g[i, j].ravel())
+    out = out.reshape(shape)
+    return np.moveaxis(out, 1, -1) if layout == "channels_last" else out
+
+
+def test_a_sample_rounded_off_the_grid_takes_the_gathered_windows():
+    """L = 10, k = 2, O = 5: alpha = 2, but u = 1 - 2**-24 in float32 rounds i + u up to i + 1
+    for i >= 1, so windows 1-3 start at 3, 5, 7, not 2, 4, 6: the run-time check sends them to
+    the gathered windows."""
+    x = jnp.arange(10, dtype=jnp.float32)[::-1].reshape(1, 10, 1)  # decreasing: winner = start
+    u = jnp.full((1, 1, 1), np.nextafter(np.float32(1), np.float32(0)), jnp.float32)
+    y, idx = jax.jit(
+        lambda x, u: fractional_max_pool(x, 2, output_size=5, samples=u, return_indices=True)
+    )(x, u)
+    assert idx.ravel().tolist() == [0, 3, 5, 7, 8]  # as PyTorch's float32 arithmetic gives
+    assert y.ravel().tolist() == [9.0, 6.0, 4.0, 2.0, 1.0]
+    u_on = jnp.full((1, 1, 1), 0.5, jnp.float32)
+    idx_on = fractional_max_pool(x, 2, output_size=5, samples=u_on, return_indices=True)[1]
+    assert idx_on.ravel().tolist() == [0, 2, 4, 6, 8]
+
+
+def test_grid_windows_under_vmap_of_the_samples():
+    """A batched sample makes the conditional a select of both paths: the same values."""
+    rng = np.random.default_rng(9)
+    x = jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32)
+    us = jnp.asarray(rng.uniform(size=(4, 2, 3, 2)), jnp.float32)
+    us = us.at[1, 0, 0, 0].set(np.nextafter(np.float32(1), np.float32(0)))  # off the grid
+    f = lambda u: fractional_max_pool(x, 2, output_size=4, samples=u, return_indices=True)  # noqa: E731
+    ys, idxs = jax.jit(jax.vmap(f))(us)
+    for b in range(4):
+        y, idx = f(us[b])
+        np.testing.assert_array_equal(ys[b], y)
+        np.testing.assert_array_equal(idxs[b], idx)
