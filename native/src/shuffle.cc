@@ -219,48 +219,75 @@ Geometry Check(ffi::Span<const int64_t> cd, ffi::Span<const int64_t> fd,
   return g;
 }
 
-ffi::Error ShuffleImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> y,
-                       ffi::Span<const int64_t> factors, int64_t channels_last,
-                       int64_t to_fine) {
-  if (x.element_type() != y->element_type()) return Bad("x and y must have the same dtype");
-  const ffi::AnyBuffer& coarse = to_fine ? x : *y;
-  const ffi::AnyBuffer& fine = to_fine ? *y : x;
+// Everything one call needs, checked: the geometry, the kernel for the element width, the fine
+// offsets of a coarse cell's R columns (channels-last) and the rows to spread over threads.
+struct Plan {
+  Geometry g;
+  RowsKernel kernel = nullptr;
+  std::shared_ptr<int64_t[]> delta;
+  int64_t rows = 0;
+};
+
+// The plan of one call (coarse dims cd, fine dims fd, elements of `width` bytes); "" when the
+// arguments are consistent, else why not. A plan with no rows has nothing to copy.
+std::string MakePlan(ffi::Span<const int64_t> cd, ffi::Span<const int64_t> fd,
+                     ffi::Span<const int64_t> factors, bool channels_last, bool to_fine,
+                     size_t width, Plan* plan) {
   std::string why;
-  const Geometry g =
-      Check(coarse.dimensions(), fine.dimensions(), factors, channels_last != 0, &why);
-  if (!why.empty()) return Bad(why);
-  const int64_t elements = static_cast<int64_t>(x.element_count());
-  if (elements == 0) return ffi::Error::Success();
-  RowsKernel kernel;
-  switch (ffi::ByteWidth(x.element_type())) {
-    case 2: kernel = Pick<uint16_t>(channels_last != 0, to_fine != 0, g); break;
-    case 4: kernel = Pick<uint32_t>(channels_last != 0, to_fine != 0, g); break;
-    case 8: kernel = Pick<uint64_t>(channels_last != 0, to_fine != 0, g); break;
+  const Geometry g = Check(cd, fd, factors, channels_last, &why);
+  if (!why.empty()) return why;
+  switch (width) {
+    case 2: plan->kernel = Pick<uint16_t>(channels_last, to_fine, g); break;
+    case 4: plan->kernel = Pick<uint32_t>(channels_last, to_fine, g); break;
+    case 8: plan->kernel = Pick<uint64_t>(channels_last, to_fine, g); break;
     default:
-      return Bad("elements of " + std::to_string(ffi::ByteWidth(x.element_type())) +
-                 " bytes are not supported (2, 4 or 8)");
+      return "elements of " + std::to_string(width) + " bytes are not supported (2, 4 or 8)";
   }
+  plan->g = g;
+  int64_t elements = g.n * g.c * g.big_r;
+  for (int a = 0; a < g.nd; ++a) elements *= g.s[a];
+  if (elements == 0) return "";  // rows stays 0
   // offsets of the R fine cells of one coarse cell (channels-last), q row-major over o
   int64_t fstride[kMaxDims];
   fstride[g.nd - 1] = g.c;
   for (int a = g.nd - 2; a >= 0; --a) fstride[a] = fstride[a + 1] * g.s[a + 1] * g.r[a + 1];
-  std::shared_ptr<int64_t[]> delta(new int64_t[g.big_r]);
+  plan->delta.reset(new int64_t[g.big_r]);
   for (int64_t q = 0; q < g.big_r; ++q) {
     int64_t rem = q, off = 0;
     for (int a = g.nd - 1; a >= 0; --a) {
       off += (rem % g.r[a]) * fstride[a];
       rem /= g.r[a];
     }
-    delta[q] = off;
+    plan->delta[q] = off;
   }
   // channels-last: coarse rows (n, i_1..i_{D-1}); channels-first: fine rows (n, c, I_1..I_{D-1})
   int64_t rows = channels_last ? g.n : g.n * g.c;
   for (int a = 0; a < g.nd - 1; ++a) rows *= channels_last ? g.s[a] : g.s[a] * g.r[a];
+  plan->rows = rows;
+  return "";
+}
+
+ffi::Error ShuffleImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> y,
+                       ffi::Span<const int64_t> factors, int64_t channels_last,
+                       int64_t to_fine) {
+  if (x.element_type() != y->element_type()) return Bad("x and y must have the same dtype");
+  const ffi::AnyBuffer& coarse = to_fine ? x : *y;
+  const ffi::AnyBuffer& fine = to_fine ? *y : x;
+  Plan plan;
+  const std::string why =
+      MakePlan(coarse.dimensions(), fine.dimensions(), factors, channels_last != 0,
+               to_fine != 0, ffi::ByteWidth(x.element_type()), &plan);
+  if (!why.empty()) return Bad(why);
+  if (plan.rows == 0) return ffi::Error::Success();
   void* cp = coarse.untyped_data();
   void* fp = fine.untyped_data();
+  const int64_t elements = static_cast<int64_t>(x.element_count());
   jaxconv_native::Run(
-      pool, [=](int64_t lo, int64_t hi) { kernel(g, cp, fp, delta.get(), lo, hi); }, rows,
-      jaxconv_native::Threads(pool, elements, kSmallCall));
+      pool,
+      [plan, cp, fp](int64_t lo, int64_t hi) {
+        plan.kernel(plan.g, cp, fp, plan.delta.get(), lo, hi);
+      },
+      plan.rows, jaxconv_native::Threads(pool, elements, kSmallCall));
   return ffi::Error::Success();
 }
 
