@@ -94,7 +94,7 @@ def pixel_shuffle(
             f"must have channels (={c}) divisible by prod(`upscale_factor`) (={r}, "
             f"factors {cfg.factors})",
         )
-    return auto_partitioned(lambda x: shuffle_p.bind(x, cfg=cfg), x, batch=())
+    return auto_partitioned(lambda x: shuffle_p.bind(x, cfg=cfg, native=use_native()), x, batch=())
 
 
 def pixel_unshuffle(
@@ -138,7 +138,9 @@ def pixel_unshuffle(
             f"must have spatial sizes {spatial} divisible by `downscale_factor` "
             f"(={cfg.factors} per dim)",
         )
-    return auto_partitioned(lambda x: unshuffle_p.bind(x, cfg=cfg), x, batch=())
+    return auto_partitioned(
+        lambda x: unshuffle_p.bind(x, cfg=cfg, native=use_native()), x, batch=()
+    )
 
 
 def _settings(fn, x, factor, arg, layout) -> Shuffle:
@@ -156,9 +158,12 @@ def _split(shape, cfg: Shuffle):
     return split_layout(shape, cfg.layout)
 
 
-def _shuffle(x, *, cfg: Shuffle):
+def _shuffle(x, *, cfg: Shuffle, native: bool = False):
     """(N, C R, *n) -> (N, C, *n r): split channels into (C, r_1..r_D), interleave each r_a
-    after its spatial dim, merge (channels_last alike, channels on the last axis)."""
+    after its spatial dim, merge (channels_last alike, channels on the last axis). `native`
+    (static, set when bound: `use_native()`, false inside `pure_jax()`) lets the CPU lowering
+    take the kernel; it does not change the values."""
+    del native
     r, nd = cfg.factors, len(cfg.factors)
     n, sp, cr = _split(x.shape, cfg)
     c = cr // math.prod(r)
@@ -171,8 +176,9 @@ def _shuffle(x, *, cfg: Shuffle):
     return a.transpose(perm).reshape(n, *(s * f for s, f in zip(sp, r)), c)
 
 
-def _unshuffle(y, *, cfg: Shuffle):
-    """The inverse permutation: (N, C, *n r) -> (N, C R, *n)."""
+def _unshuffle(y, *, cfg: Shuffle, native: bool = False):
+    """The inverse permutation: (N, C, *n r) -> (N, C R, *n); `native` as `_shuffle`'s."""
+    del native
     r, nd = cfg.factors, len(cfg.factors)
     n, sp_r, c = _split(y.shape, cfg)
     sp = tuple(s // f for s, f in zip(sp_r, r))
@@ -186,8 +192,8 @@ def _unshuffle(y, *, cfg: Shuffle):
     return a.transpose(perm).reshape(n, *sp, c * math.prod(r))
 
 
-shuffle_p = primitive("pixel_shuffle", _shuffle, ("cfg",))
-unshuffle_p = primitive("pixel_unshuffle", _unshuffle, ("cfg",))
+shuffle_p = primitive("pixel_shuffle", _shuffle, ("cfg", "native"))
+unshuffle_p = primitive("pixel_unshuffle", _unshuffle, ("cfg", "native"))
 
 
 def _native_shuffle(cfg: Shuffle, to_fine: bool, x) -> bool:
@@ -223,16 +229,17 @@ def _kernel(x, *, cfg: Shuffle, to_fine: bool, out_shape):
 
 
 def _cpu_lowering(pure, to_fine: bool):
-    """CPU lowering of `shuffle_p` (`to_fine`) or `unshuffle_p`: the native kernel where
-    `_native_shuffle` picks it, the kernels are usable and a custom call can go
-    (`lowering_blocker`: not exported, not partitioned over devices), else `pure`."""
+    """CPU lowering of `shuffle_p` (`to_fine`) or `unshuffle_p`: the native kernel where the
+    primitive was bound with `native` (the kernels available, no `pure_jax()` block),
+    `_native_shuffle` picks it and a custom call can go (`lowering_blocker`: not exported, not
+    partitioned over devices), else `pure`."""
 
-    def lower(ctx, x, *, cfg):
+    def lower(ctx, x, *, cfg, native):
         aval = ctx.avals_in[0]
-        if _native_shuffle(cfg, to_fine, aval) and use_native() and not lowering_blocker(ctx):
+        if native and _native_shuffle(cfg, to_fine, aval) and not lowering_blocker(ctx):
             fun = partial(_kernel, cfg=cfg, to_fine=to_fine, out_shape=ctx.avals_out[0].shape)
         else:
-            fun = partial(pure, cfg=cfg)
+            fun = partial(pure, cfg=cfg)  # (native: values alike)
         return mlir.lower_fun(fun, multiple_results=False)(ctx, x)
 
     return lower
@@ -242,6 +249,8 @@ for _p, _pure, _to_fine in ((shuffle_p, _shuffle, True), (unshuffle_p, _unshuffl
     mlir.register_lowering(_p, _cpu_lowering(_pure, _to_fine), platform="cpu")
     # Eager calls run the primitive under jit, so that they lower as inside a jit (the kernel
     # included) rather than the pure permutation that `primitive` evaluates.
-    _p.def_impl(jax.jit(partial(lambda p, x, **kw: p.bind(x, **kw), _p), static_argnames="cfg"))
-linear(shuffle_p, (0,), lambda ct, x, cfg: (unshuffle_p.bind(ct, cfg=cfg),), fold_rule(shuffle_p))
-linear(unshuffle_p, (0,), lambda ct, y, cfg: (shuffle_p.bind(ct, cfg=cfg),), fold_rule(unshuffle_p))
+    _p.def_impl(
+        jax.jit(partial(lambda p, x, **kw: p.bind(x, **kw), _p), static_argnames=("cfg", "native"))
+    )
+linear(shuffle_p, (0,), lambda ct, x, **kw: (unshuffle_p.bind(ct, **kw),), fold_rule(shuffle_p))
+linear(unshuffle_p, (0,), lambda ct, y, **kw: (shuffle_p.bind(ct, **kw),), fold_rule(unshuffle_p))

@@ -11,6 +11,7 @@ Skipped where the native package is not built (`jaxconv.native_available()`)."""
 from __future__ import annotations
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import jaxconv as jc
+from jaxconv._core.native import pure_jax
 from jaxconv.resampling import pixel_shuffle as ps
 
 STATUS = jc.native_available()
@@ -112,7 +114,7 @@ def test_public_ops_on_cpu_equal_the_pure_permutations(g):
 def test_where_the_lowering_picks_the_kernel():
     """As measured (`_native_shuffle`): channels-first always; channels-last with C >= 16 fine
     channels for every unshuffle and the shuffles with R <= 4; never for 1-byte dtypes, empty
-    arrays, jax.export or more than 8 spatial dims."""
+    arrays, jax.export, more than 8 spatial dims or a trace inside `pure_jax()`."""
 
     def hlo(f, x):
         return jax.jit(f).lower(x).as_text()
@@ -130,6 +132,12 @@ def test_where_the_lowering_picks_the_kernel():
     nine = jnp.ones((1, *(1,) * 9, 16 * 2**9))
     assert TARGET not in hlo(lambda x: jc.pixel_shuffle(x, 2), nine)
     assert jc.pixel_shuffle(nine, 2).shape == (1, *(2,) * 9, 16)
+    with pure_jax():  # decided when traced: the jaxpr made inside, lowered outside
+        jaxpr = jax.make_jaxpr(lambda x: jax.vjp(lambda x: jc.pixel_shuffle(x, 2), x)[1](x[..., :16]
+                               .repeat(2, 1).repeat(2, 2)))(cl16)  # fmt: skip
+    pure = jax.jit(jax.extend.core.jaxpr_as_fun(jaxpr))
+    assert TARGET not in pure.lower(cl16).as_text()
+    assert TARGET in jax.jit(lambda x: jc.pixel_shuffle(x, 2)).lower(cl16).as_text()
     exported = jax.export.export(jax.jit(lambda x: jc.pixel_shuffle(x, 2)))(cl16)
     assert TARGET not in exported.mlir_module()
     np.testing.assert_array_equal(exported.call(cl16), jc.pixel_shuffle(cl16, 2))
