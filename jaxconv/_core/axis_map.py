@@ -60,7 +60,7 @@ from jax.interpreters import mlir
 from jaxconv._core.dtypes import accumulation
 from jaxconv._core.linmap import fold_rule
 from jaxconv._core.native import lowering_blocker, use_native
-from jaxconv._core.primitive import linear, primitive
+from jaxconv._core.primitive import cpu_lowering, linear, primitive
 
 _MAX_PERIOD = 8  # phases tried for the periodic plan
 _WEIGHT_ATOL = 1e-13  # weights equal up to rounding count as the same phase
@@ -390,12 +390,7 @@ def _choose_native(x) -> bool:
 
 STATIC = ("tables", "axes", "native")
 axis_map_p = primitive("axis_map", _axis_map, STATIC)
-# Eager calls run the primitive itself under jit, so that they lower as inside a jit (the
-# native kernel included) rather than the pure `_axis_map` that `primitive` evaluates.
-axis_map_p.def_impl(
-    jax.jit(lambda x, **params: axis_map_p.bind(x, **params), static_argnames=STATIC)
-)
-mlir.register_lowering(axis_map_p, _cpu_rule, platform="cpu")
+cpu_lowering(axis_map_p, _cpu_rule, STATIC)
 linear(
     axis_map_p,
     (0,),

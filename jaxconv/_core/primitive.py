@@ -16,6 +16,10 @@ only by the rules its op module registers beside its forward:
   (`jax.interpreters.batching`), binding the same primitive again; registered through
   `batching_rule`, which answers a mapped axis of size 0 itself (`empty_batch`).
 
+`cpu_lowering` gives a primitive a CPU lowering of its own (a native kernel where one is
+chosen) and evaluates it eagerly under `jax.jit` of the primitive itself, so that eager calls
+lower as inside a jit rather than evaluating `impl`.
+
 `linear` registers the rules of a primitive that is linear in some of its arguments (the
 others, e.g. integer winner offsets, are constants): its JVP is itself applied to the tangents,
 its transpose is the given adjoint.
@@ -45,6 +49,18 @@ def primitive(name: str, impl, static: tuple[str, ...], multiple_results: bool =
     prim.def_abstract_eval(abstract)
     mlir.register_lowering(prim, mlir.lower_fun(impl, multiple_results=multiple_results))
     return prim
+
+
+def cpu_lowering(prim, rule, static: tuple[str, ...]):
+    """Register `rule` as `prim`'s lowering on CPU, and `prim`'s eager evaluation as the
+    primitive itself bound under `jax.jit` (`static`: its params), so that an eager call lowers
+    as inside a jit (the native kernel included) rather than evaluating the pure `impl`."""
+    mlir.register_lowering(prim, rule, platform="cpu")
+    prim.def_impl(jax.jit(partial(_bind, prim), static_argnames=static))
+
+
+def _bind(prim, *args, **params):
+    return prim.bind(*args, **params)
 
 
 def _aval(s):

@@ -38,7 +38,7 @@ from jaxconv._core import validate as v
 from jaxconv._core.layout import join_layout, split_layout
 from jaxconv._core.linmap import fold_rule
 from jaxconv._core.native import lowering_blocker, use_native
-from jaxconv._core.primitive import linear, primitive
+from jaxconv._core.primitive import cpu_lowering, linear, primitive
 from jaxconv._core.residuals import name
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike, Shape
@@ -237,12 +237,7 @@ def _scatter_cpu(ctx, y, idx, *, layout, shape):
     )
 
 
-mlir.register_lowering(scatter_p, _scatter_cpu, platform="cpu")
-# Eager calls run the primitive under jit, so that they lower as inside a jit (the kernel
-# included) rather than the pure `_scatter` that `primitive` evaluates.
-scatter_p.def_impl(
-    jax.jit(lambda y, idx, **kw: scatter_p.bind(y, idx, **kw), static_argnames=("layout", "shape"))
-)
+cpu_lowering(scatter_p, _scatter_cpu, ("layout", "shape"))
 unpool_gather_p = primitive("max_unpool_gather", _unpool_gather, ("layout", "shape"))
 linear(
     scatter_p,

@@ -37,7 +37,7 @@ from jaxconv._core import validate as v
 from jaxconv._core.layout import split_layout
 from jaxconv._core.linmap import fold_rule
 from jaxconv._core.native import lowering_blocker, use_native
-from jaxconv._core.primitive import linear, primitive
+from jaxconv._core.primitive import cpu_lowering, linear, primitive
 from jaxconv._core.sharding import auto_partitioned
 from jaxconv._core.types import Array, ArrayLike, Ints
 
@@ -245,12 +245,7 @@ def _cpu_lowering(pure, to_fine: bool):
     return lower
 
 
-for _p, _pure, _to_fine in ((shuffle_p, _shuffle, True), (unshuffle_p, _unshuffle, False)):
-    mlir.register_lowering(_p, _cpu_lowering(_pure, _to_fine), platform="cpu")
-    # Eager calls run the primitive under jit, so that they lower as inside a jit (the kernel
-    # included) rather than the pure permutation that `primitive` evaluates.
-    _p.def_impl(
-        jax.jit(partial(lambda p, x, **kw: p.bind(x, **kw), _p), static_argnames=("cfg", "native"))
-    )
+cpu_lowering(shuffle_p, _cpu_lowering(_shuffle, True), ("cfg", "native"))
+cpu_lowering(unshuffle_p, _cpu_lowering(_unshuffle, False), ("cfg", "native"))
 linear(shuffle_p, (0,), lambda ct, x, **kw: (unshuffle_p.bind(ct, **kw),), fold_rule(shuffle_p))
 linear(unshuffle_p, (0,), lambda ct, y, **kw: (shuffle_p.bind(ct, **kw),), fold_rule(unshuffle_p))

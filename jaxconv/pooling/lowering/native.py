@@ -45,6 +45,7 @@ from jaxconv._core.native import (
     pool_kernels,
     use_native,
 )
+from jaxconv._core.primitive import cpu_lowering as register_cpu
 from jaxconv._core.window import Window
 
 # The kernels that lower by default, by map and, for the average's pair, by whether the windows
@@ -190,7 +191,4 @@ def register(prim, kernel, pure, native, static: tuple[str, ...], chosen=_native
     under jit, so that it lowers as inside a jit (the kernel included) rather than evaluating
     the pure algorithm."""
     rule = cpu_lowering(kernel, pure, native, multiple_results=prim.multiple_results, chosen=chosen)
-    mlir.register_lowering(prim, rule, platform="cpu")
-    prim.def_impl(
-        jax.jit(lambda *args, **params: prim.bind(*args, **params), static_argnames=static)
-    )
+    register_cpu(prim, rule, static)
