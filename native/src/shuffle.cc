@@ -50,11 +50,12 @@ ffi::Error Bad(const std::string& what) {
   return ffi::Error::InvalidArgument(std::string(kName) + ": " + what);
 }
 
-// One call's geometry, checked: C the fine channels, s the coarse spatial sizes, r the factors.
+// One call's geometry, checked: C the fine channels, s the coarse spatial sizes, r the factors,
+// fstride the channels-last fine array's stride of each spatial dim (elements).
 struct Geometry {
   int nd = 0;
   int64_t n = 0, c = 0, big_r = 1;  // N, C, R
-  int64_t s[kMaxDims] = {}, r[kMaxDims] = {};
+  int64_t s[kMaxDims] = {}, r[kMaxDims] = {}, fstride[kMaxDims] = {};
 };
 
 // Channels-last. A coarse row (n, i_1 .. i_{D-1}) holds s_D cells of C R channels, walked in
@@ -66,9 +67,7 @@ void Cells(const Geometry& g, T* __restrict coarse, T* __restrict fine, const in
            int64_t lo, int64_t hi) {
   const int nd = g.nd;
   const int64_t cc = g.c, big_r = kR > 0 ? kR : g.big_r, cr = cc * big_r;
-  int64_t fstride[kMaxDims];  // fine strides per spatial dim (elements)
-  fstride[nd - 1] = cc;
-  for (int a = nd - 2; a >= 0; --a) fstride[a] = fstride[a + 1] * g.s[a + 1] * g.r[a + 1];
+  const int64_t* fstride = g.fstride;
   const int64_t fine_batch = fstride[0] * g.s[0] * g.r[0];
   const int64_t sd = g.s[nd - 1], step = g.r[nd - 1] * cc;
   for (int64_t row = lo; row < hi; ++row) {
@@ -216,6 +215,8 @@ Geometry Check(ffi::Span<const int64_t> cd, ffi::Span<const int64_t> fd,
     *why = "coarse " + Dims(cd) + " and fine " + Dims(fd) + " do not correspond under factors " +
            Dims(factors) + (channels_last ? " (channels-last)" : " (channels-first)");
   }
+  g.fstride[g.nd - 1] = g.c;
+  for (int a = g.nd - 2; a >= 0; --a) g.fstride[a] = g.fstride[a + 1] * g.s[a + 1] * g.r[a + 1];
   return g;
 }
 
@@ -248,14 +249,11 @@ std::string MakePlan(ffi::Span<const int64_t> cd, ffi::Span<const int64_t> fd,
   for (int a = 0; a < g.nd; ++a) elements *= g.s[a];
   if (elements == 0) return "";  // rows stays 0
   // offsets of the R fine cells of one coarse cell (channels-last), q row-major over o
-  int64_t fstride[kMaxDims];
-  fstride[g.nd - 1] = g.c;
-  for (int a = g.nd - 2; a >= 0; --a) fstride[a] = fstride[a + 1] * g.s[a + 1] * g.r[a + 1];
   plan->delta.reset(new int64_t[g.big_r]);
   for (int64_t q = 0; q < g.big_r; ++q) {
     int64_t rem = q, off = 0;
     for (int a = g.nd - 1; a >= 0; --a) {
-      off += (rem % g.r[a]) * fstride[a];
+      off += (rem % g.r[a]) * g.fstride[a];
       rem /= g.r[a];
     }
     plan->delta[q] = off;
