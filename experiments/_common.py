@@ -39,14 +39,6 @@ def malloc_setting() -> str:
     return "glibc defaults"
 
 
-# GNU OpenMP's worker threads (PyTorch's and oneDNN's) spin-wait after a parallel region before
-# they sleep: by default 300,000 spins, several milliseconds here, longer than the benchmark's
-# 2 ms pause between variants, so they spun on the cores while the next variant was timed
-# (bilinear x2 fwd+bwd: jaxconv 2.9-3.6 ms after PyTorch's variants, 2.2 with this setting;
-# PyTorch's own 2.27 -> 2.28 ms, resnet_3x3's 33.3 -> 33.3). 30,000 spins end within the pause.
-SPIN_ENV = {"GOMP_SPINCOUNT": "30000"}
-
-
 def spin_setting() -> str:
     """GNU OpenMP's spin count this process runs with ("default" when unset)."""
     return os.environ.get("GOMP_SPINCOUNT", "default")

@@ -16,14 +16,20 @@ Before timing, every variant's (y, dx, dw) is checked against autodiff's (max |a
 max |b| per output, <= 1e-3; a variant beyond that is marked FAIL). All variants of one config run
 in one process, interleaved round-robin (each round calls each variant once, in a rotating order,
 after compile and warm-up); the table holds median milliseconds over the rounds. A variant whose
-accumulated time passes ``--budget`` seconds stops after ``--min-rounds`` rounds. A 2 ms pause
-precedes each timed call, so OpenMP/Eigen worker threads still spinning after the previous
-variant do not steal the next one's cores; the script restarts itself with
-``GOMP_SPINCOUNT=30000`` (`_common.SPIN_ENV`, unless set) because GNU OpenMP's default spin
-(PyTorch's and oneDNN's threads) outlasts the pause. XLA's pool threads sleep in the pause and
-waking them costs about a millisecond on this VM; with ``--warm 1`` each timed call is preceded
-by an untimed one of the same variant, so every variant is timed with its own threads awake, as
-in a training loop. The compiled
+accumulated time passes ``--budget`` seconds stops after ``--min-rounds`` rounds.
+
+Each timed call is taken in a training loop's steady state, with no other library's threads on
+the cores: a 20 ms pause (``--pause``), then one untimed call of the same variant
+(``--warm 1``), then the timed one. The pause outlasts GNU OpenMP's default spin-wait (PyTorch's
+and oneDNN's idle threads spin about 9 ms on this VM after a call: the process's CPU time
+during a sleep), so the previous variant's threads are asleep; the untimed call wakes this
+variant's own (XLA's pool, oneDNN's or PyTorch's OpenMP team), as the previous step of a
+training loop would. Every library keeps its default thread settings. (Until 2026-12-05 the
+script paused 2 ms with no untimed call and set ``GOMP_SPINCOUNT=30000`` so PyTorch's threads
+stopped spinning within that pause; that also let oneDNN's worker fall asleep inside jaxconv's
+calls and drew slow runs of the small native convs: docs/performance.md. ``--pause 2 --warm 0``
+with that variable set gives the old measurement.) The compiled
+executables' The compiled
 executables' ``memory_analysis()`` temp bytes are recorded too.
 
 A second table, the spatial ops (issue 22; experiments/layers.py `SPATIAL`): per case
@@ -82,7 +88,6 @@ from jaxconv.testing import oracle  # noqa: E402
 # side by side with "auto" (which runs the kernels where its rule picks them).
 ALGORITHMS = ("auto", "pure", "lean", "transpose", "phase", "matmul", "native")
 RTOL = 1e-3
-GAP = 0.002  # seconds of sleep before each timed call
 FAST = ("depthwise", "conv3d_small", "conv_transpose_up", "maxpool_2x2", "maxpool_3x3_s2_p1")
 
 
@@ -290,10 +295,17 @@ class Variant:
 
 
 def interleave(
-    variants: list[Variant], rounds: int, min_rounds: int, budget: float, bar, warm: int = 0
+    variants: list[Variant],
+    rounds: int,
+    min_rounds: int,
+    budget: float,
+    bar,
+    warm: int = 0,
+    pause: float = 0.02,
 ):
     """Round-robin: each round calls every active variant once, starting at a rotating index;
-    after the pause, `warm` untimed calls of the same variant precede the timed one."""
+    after `pause` seconds of sleep, `warm` untimed calls of the same variant precede the timed
+    one."""
     live = [v for v in variants if v.status != "n/a"]
     for v in live:  # warm-up
         for _ in range(2):
@@ -302,7 +314,7 @@ def interleave(
         active = [v for v in live if len(v.times) < min_rounds or sum(v.times) < budget]
         shift = r % max(len(active), 1)
         for v in active[shift:] + active[:shift]:
-            time.sleep(GAP)  # let the previous variant's spinning worker threads go idle
+            time.sleep(pause)  # let the previous variant's spinning worker threads go idle
             for _ in range(warm):  # wake this variant's own threads (--warm)
                 v.call()
             t0 = time.perf_counter()
@@ -360,7 +372,9 @@ def bench_config(cfg: Config, args, bar) -> dict[str, Variant]:
             variants.append(
                 Variant(f"torch[{name}]", call, err=err, status="ok" if err <= RTOL else "FAIL")
             )
-    interleave(variants, args.rounds, args.min_rounds, args.budget, bar, args.warm)
+    interleave(
+        variants, args.rounds, args.min_rounds, args.budget, bar, args.warm, args.pause / 1e3
+    )
     return {v.name: v for v in variants}
 
 
@@ -500,7 +514,9 @@ def bench_spatial(case: SpatialCase, args, bar) -> dict[str, Variant]:
             for name, call in tv.items():
                 status = "ok" if err <= RTOL else "FAIL"
                 variants.append(Variant(f"torch[{name}]", call, err=err, status=status))
-    interleave(variants, args.rounds, args.min_rounds, args.budget, bar, args.warm)
+    interleave(
+        variants, args.rounds, args.min_rounds, args.budget, bar, args.warm, args.pause / 1e3
+    )
     return {v.name: v for v in variants}
 
 
@@ -844,7 +860,10 @@ def _bars(ax, results, series) -> None:
 
 def markdown_head(title: str, script: str, args, info, seconds) -> list[str]:
     """A benchmark table's opening lines: title, how it was generated, environment."""
-    warm = getattr(args, "warm", 0)  # (benchmark_gpu.py's arguments have none)
+    warm = getattr(args, "warm", 0)  # (benchmark_gpu.py's arguments have neither)
+    pause = getattr(args, "pause", None)
+    timed = [f"a {pause:g} ms pause"] if pause is not None else []
+    timed += [f"{warm} untimed one(s)"] if warm else []
     return [
         f"# {title}",
         "",
@@ -852,7 +871,7 @@ def markdown_head(title: str, script: str, args, info, seconds) -> list[str]:
         + f" on {datetime.datetime.now().isoformat(timespec='seconds')}; "
         f"{args.rounds} interleaved rounds (at least {args.min_rounds} for variants over "
         f"the {args.budget:g} s budget), median ms"
-        + (f", each timed call after {warm} untimed one(s)" if warm else "")
+        + (f", each timed call after {' and '.join(timed)}" if timed else "")
         + f"; {seconds:.0f} s in all.",
         "",
         "## Environment",
@@ -925,10 +944,17 @@ def main(argv=None) -> dict:
     ap.add_argument(
         "--warm",
         type=int,
-        default=0,
+        default=1,
         help="untimed calls of the same variant between the pause and each timed call "
-        "(default 0: the timed call wakes the variant's worker threads; 1: it finds them awake, "
-        "as inside a training loop)",
+        "(default 1: the timed call finds the variant's worker threads awake, as inside a "
+        "training loop; 0: it wakes them)",
+    )
+    ap.add_argument(
+        "--pause",
+        type=float,
+        default=20.0,
+        help="milliseconds of sleep before each timed call and its --warm calls (default 20: "
+        "longer than GNU OpenMP's default spin-wait, so no other variant's threads still spin)",
     )
     ap.add_argument(
         "--configs",
@@ -953,10 +979,8 @@ def main(argv=None) -> dict:
         "autodiff, torch) page-faults its buffers in afresh on every call; default: glibc's",
     )
     args = ap.parse_args(argv)
-    if argv is None:  # (a restart: glibc and GNU OpenMP read these only at start-up)
-        _common.reexec_with(
-            {**_common.SPIN_ENV, **(_common.MALLOC_ENV if args.malloc == "tuned" else {})}
-        )
+    if argv is None and args.malloc == "tuned":  # (a restart: glibc reads it only at start-up)
+        _common.reexec_with(_common.MALLOC_ENV)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.threads = [int(t) for t in args.threads.split(",")]
     if args.configs:  # only the named ones, of either table

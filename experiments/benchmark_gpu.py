@@ -230,7 +230,7 @@ def bench_config(cfg, dtype: str, args, torch_device, bar) -> dict[str, bench.Va
         for name, call in tv.items():
             status = "ok" if err <= rtol else "FAIL"
             variants.append(bench.Variant(f"torch[{name}]", call, err=err, status=status))
-    bench.interleave(variants, args.rounds, args.min_rounds, args.budget, bar)
+    bench.interleave(variants, args.rounds, args.min_rounds, args.budget, bar, pause=0.002)
     for v in variants:  # free the layer's device buffers and executables
         v.call = None
     return {v.name: v for v in variants}

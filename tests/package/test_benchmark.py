@@ -87,7 +87,7 @@ def test_benchmark_spatial_only(bench, tmp_path):
     assert set(results) == {name}
     assert results[name]["jaxconv"]["status"] == "ok"
     md = (tmp_path / "benchmark.md").read_text()
-    assert "each timed call after 1 untimed one(s)" in md
+    assert "each timed call after a 20 ms pause and 1 untimed one(s)" in md
     assert "GOMP_SPINCOUNT" in md
     assert "### Spatial ops" in md and f"| {name}: " in md
     assert "| config | autodiff ms |" not in md
@@ -122,19 +122,28 @@ def test_malloc_setting_and_reexec(monkeypatch):
 
 
 def test_reexec_with_keeps_the_users_settings(monkeypatch):
-    """`_common.reexec_with` restarts once with the missing entries added (GNU OpenMP's spin
-    count for the benchmark) and never overrides a value the user set."""
+    """`_common.reexec_with` restarts once with the missing entries added (the benchmark's
+    tuned allocator) and never overrides a value the user set."""
     sys.path.insert(0, str(EXPERIMENTS))
     import _common
 
     calls = []
     monkeypatch.setattr(_common.os, "execve", lambda *a: calls.append(a))
     monkeypatch.setattr(_common.sys, "platform", "linux")
-    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
-    assert _common.spin_setting() == "default"
-    _common.reexec_with(_common.SPIN_ENV)
-    assert len(calls) == 1 and calls[0][2]["GOMP_SPINCOUNT"] == _common.SPIN_ENV["GOMP_SPINCOUNT"]
+    for key in _common.MALLOC_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the user's own
+    _common.reexec_with(_common.MALLOC_ENV)
+    assert len(calls) == 1
+    env = calls[0][2]
+    assert env["MALLOC_ARENA_MAX"] == "4"  # kept
+    assert env["MALLOC_TRIM_THRESHOLD_"] == _common.MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"]
 
-    monkeypatch.setenv("GOMP_SPINCOUNT", "7")  # the user's own: kept, no restart
-    _common.reexec_with(_common.SPIN_ENV)
-    assert len(calls) == 1 and _common.spin_setting() == "7"
+    for key, value in _common.MALLOC_ENV.items():  # every entry set: no restart
+        monkeypatch.setenv(key, value)
+    _common.reexec_with(_common.MALLOC_ENV)
+    assert len(calls) == 1
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    assert _common.spin_setting() == "default"  # the banner's entry
+    monkeypatch.setenv("GOMP_SPINCOUNT", "7")
+    assert _common.spin_setting() == "7"
