@@ -181,8 +181,11 @@ def flat(a, layout):
     return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:])), 2
 
 
-def _scatter(y, idx, *, layout, shape):
-    """out[i] += y[p] for i = idx[p] per (n, c), over `shape` (spatial); idx in [0, size]."""
+def _scatter(y, idx, *, layout, shape, native: bool = False):
+    """out[i] += y[p] for i = idx[p] per (n, c), over `shape` (spatial); idx in [0, size].
+    `native` (static, set when bound: `use_native()`, false inside `pure_jax()`) lets the CPU
+    lowering take the kernel; the values are the same either way."""
+    del native
     size = math.prod(shape)
     y2, ax = flat(y, layout)
     idx2, _ = flat(idx, layout)
@@ -204,7 +207,7 @@ def _unpool_gather(g, idx, *, layout, shape):
     return dy.reshape(idx.shape)
 
 
-scatter_p = primitive("max_unpool", _scatter, ("layout", "shape"))
+scatter_p = primitive("max_unpool", _scatter, ("layout", "shape", "native"))
 
 
 def _native_scatter(y, idx, *, layout, shape):
@@ -219,16 +222,17 @@ def _native_scatter(y, idx, *, layout, shape):
     )
 
 
-def _scatter_cpu(ctx, y, idx, *, layout, shape):
+def _scatter_cpu(ctx, y, idx, *, layout, shape, native):
     """CPU lowering of `scatter_p`: the native kernel for float32 values and int32 indices where
-    the kernels are available and a custom call can go (`lowering_blocker`), else `_scatter`.
+    the primitive was bound with `native` (the kernels available, no `pure_jax()` block while
+    it was traced) and a custom call can go (`lowering_blocker`), else `_scatter`.
     Measured on a 2-core AMD EPYC (the backward of fractional_max_pool N16 32² C32 → 16²,
     medians of 100 interleaved calls): 0.19 ms on the kernel, 0.82 ms for XLA's batched
     scatter-add."""
     use = (
         ctx.avals_in[0].dtype == np.float32
         and ctx.avals_in[1].dtype == np.int32
-        and use_native()
+        and native
         and not lowering_blocker(ctx)
     )
     fun = _native_scatter if use else _scatter
@@ -237,24 +241,27 @@ def _scatter_cpu(ctx, y, idx, *, layout, shape):
     )
 
 
-cpu_lowering(scatter_p, _scatter_cpu, ("layout", "shape"))
+cpu_lowering(scatter_p, _scatter_cpu, ("layout", "shape", "native"))
 unpool_gather_p = primitive("max_unpool_gather", _unpool_gather, ("layout", "shape"))
 linear(
     scatter_p,
     (0,),
-    lambda ct, y, idx, **kw: (unpool_gather_p.bind(ct, idx, **kw),),
+    lambda ct, y, idx, *, layout, shape, native: (
+        unpool_gather_p.bind(ct, idx, layout=layout, shape=shape),
+    ),
     fold_rule(scatter_p),
 )
 linear(
     unpool_gather_p,
     (0,),
-    lambda ct, g, idx, **kw: (scatter_p.bind(ct, idx, **kw),),
+    lambda ct, g, idx, **kw: (scatter(ct, idx, **kw),),
     fold_rule(unpool_gather_p),
 )
 
 
 def scatter(y, idx, layout: str, shape):
-    return scatter_p.bind(y, idx, layout=layout, shape=tuple(shape))
+    """`scatter_p` bound with the kernel choice of this trace (`use_native()`)."""
+    return scatter_p.bind(y, idx, layout=layout, shape=tuple(shape), native=use_native())
 
 
 # --------------------------------------------------------------------------- one per (n, c)

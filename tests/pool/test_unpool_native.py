@@ -30,7 +30,7 @@ TARGET = "jaxconv_unpool_scatter_f32"
 
 def _scatter(y, idx, layout, shape, native):
     if native:
-        return unpool.scatter_p.bind(y, idx, layout=layout, shape=shape)
+        return unpool.scatter_p.bind(y, idx, layout=layout, shape=shape, native=True)
     return unpool._scatter(y, idx, layout=layout, shape=shape)
 
 
@@ -100,3 +100,48 @@ def test_ops_on_the_kernel_equal_pure_jax(op):
     assert TARGET not in exported.mlir_module()
     for a, b in zip(exported.call(x), want):
         assert_close(a, b, tol=1e-6)
+
+
+def test_the_choice_is_made_when_traced():
+    """`scatter_p` carries the kernel choice of its trace (static `native`, `use_native()` at
+    bind): a jaxpr traced inside `pure_jax()` and lowered outside it has no custom call, one
+    traced outside has it; a primitive bound with native=False lowers to XLA's scatter-add,
+    with the same values; transposing twice (unpool_gather_p back to scatter_p) keeps it."""
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 8, 8, 4)), jnp.float32)
+
+    def backward(x):  # adaptive max pooling's VJP: g scattered onto the winners
+        y, vjp = jax.vjp(CASES["adaptive_max_pool"], x)
+        return vjp(jnp.cos(y))[0]
+
+    with pure_jax():  # (a function of its own: jit's trace cache keys on the function)
+        inside = jax.make_jaxpr(lambda x: backward(x))(x)
+    outside = jax.make_jaxpr(backward)(x)
+    assert TARGET not in jax.jit(jax.extend.core.jaxpr_as_fun(inside)).lower(x).as_text()
+    assert TARGET in jax.jit(jax.extend.core.jaxpr_as_fun(outside)).lower(x).as_text()
+    assert_close(jax.extend.core.jaxpr_as_fun(inside)(x)[0], backward(x), tol=1e-6)
+
+    def f(x):
+        y, idx = jc.max_pool(x, 2, return_indices=True)
+        return jc.max_unpool(y, idx, x.shape)
+
+    y, idx = jc.max_pool(x, 2, return_indices=True)
+    for native in (False, True):
+        bound = jax.jit(
+            lambda y, native=native: unpool.scatter_p.bind(
+                y, idx, layout="channels_last", shape=(8, 8), native=native
+            )
+        )
+        assert (TARGET in bound.lower(y).as_text()) == native
+        assert_close(bound(y), f(x), tol=0)
+
+    # scatter's transpose is unpool_gather_p; the gather's transpose binds a scatter again, with
+    # the choice of the trace that transposes it
+    def twice(y):
+        gather = jax.linear_transpose(lambda u: unpool.scatter(u, idx, "channels_last", (8, 8)), y)
+        return jax.linear_transpose(lambda c: gather(c)[0], f(x))(y)[0]
+
+    with pure_jax():
+        inside = jax.make_jaxpr(lambda y: twice(y))(y)
+    assert TARGET not in jax.jit(jax.extend.core.jaxpr_as_fun(inside)).lower(y).as_text()
+    assert TARGET in jax.jit(twice).lower(y).as_text()
+    assert_close(jax.jit(twice)(y), f(x), tol=0)
