@@ -119,13 +119,43 @@ JAXCONV_INLINE void Combine(float* y, const float* x, int64_t stride, int64_t n,
 constexpr int64_t kNarrow = 128;
 constexpr int64_t kLanes = 16;  // one AVX-512 register, two AVX2 ones
 
-// y[0:n] = sum_r wr[r] * x[ir[r] * stride + (0:n)]: Combine, or for a narrow row 16 lanes at a
-// time summed over every tap in registers before one store.
+// A narrow row with a fixed number of taps T (the tables' common widths: nearest 1, linear 2,
+// their transposes and cubic up to 4): the taps' rows and weights held in registers, each
+// element summed over the T taps in one expression and stored once.
+template <int T>
+JAXCONV_INLINE void NarrowRow(float* __restrict y, const float* x, int64_t stride, int64_t n,
+                              const int64_t* ir, const float* wr) {
+  // One named pointer and weight per tap (an array of pointers indexed in the loop is not
+  // vectorised: 4 taps ran 3.5x slower than the generic path below).
+  const float* __restrict x0 = x + ir[0] * stride;
+  const float* __restrict x1 = x + ir[T > 1 ? 1 : 0] * stride;
+  const float* __restrict x2 = x + ir[T > 2 ? 2 : 0] * stride;
+  const float* __restrict x3 = x + ir[T > 3 ? 3 : 0] * stride;
+  const float w0 = wr[0], w1 = wr[T > 1 ? 1 : 0], w2 = wr[T > 2 ? 2 : 0], w3 = wr[T > 3 ? 3 : 0];
+#pragma omp simd
+  for (int64_t c = 0; c < n; ++c) {
+    float acc = w0 * x0[c];
+    if constexpr (T > 1) acc += w1 * x1[c];
+    if constexpr (T > 2) acc += w2 * x2[c];
+    if constexpr (T > 3) acc += w3 * x3[c];
+    y[c] = acc;
+  }
+}
+
+// y[0:n] = sum_r wr[r] * x[ir[r] * stride + (0:n)]: Combine, or for a narrow row NarrowRow
+// (1-4 taps) or 16 lanes at a time summed over every tap in registers before one store.
 JAXCONV_INLINE void OneRow(float* y, const float* x, int64_t stride, int64_t n, const int64_t* ir,
                    const float* wr, int64_t taps) {
   if (n >= kNarrow) {
     Combine(y, x, stride, n, ir, wr, taps);
     return;
+  }
+  switch (taps) {
+    case 1: return NarrowRow<1>(y, x, stride, n, ir, wr);
+    case 2: return NarrowRow<2>(y, x, stride, n, ir, wr);
+    case 3: return NarrowRow<3>(y, x, stride, n, ir, wr);
+    case 4: return NarrowRow<4>(y, x, stride, n, ir, wr);
+    default: break;
   }
   int64_t c = 0;
   for (; c + kLanes <= n; c += kLanes) {
