@@ -18,19 +18,20 @@ in one process, interleaved round-robin (each round calls each variant once, in 
 after compile and warm-up); the table holds median milliseconds over the rounds. A variant whose
 accumulated time passes ``--budget`` seconds stops after ``--min-rounds`` rounds.
 
-Each timed call is taken in a training loop's steady state, with no other library's threads on
-the cores: a 20 ms pause (``--pause``), then one untimed call of the same variant
-(``--warm 1``), then the timed one. The pause outlasts GNU OpenMP's default spin-wait (PyTorch's
-and oneDNN's idle threads spin about 9 ms on this VM after a call: the process's CPU time
-during a sleep), so the previous variant's threads are asleep; the untimed call wakes this
-variant's own (XLA's pool, oneDNN's or PyTorch's OpenMP team), as the previous step of a
-training loop would. Every library keeps its default thread settings. (Until 2026-12-05 the
-script paused 2 ms with no untimed call and set ``GOMP_SPINCOUNT=30000`` so PyTorch's threads
-stopped spinning within that pause; that also let oneDNN's worker fall asleep inside jaxconv's
-calls and drew slow runs of the small native convs: docs/performance.md. ``--pause 2 --warm 0``
-with that variable set gives the old measurement.) The compiled
-executables' The compiled
-executables' ``memory_analysis()`` temp bytes are recorded too.
+Each timed call is taken in the variant's steady state, with no other library's threads on the
+cores: a 20 ms pause (``--pause``), then untimed calls of the same variant for 10 ms
+(``--warm-ms``; at least ``--warm``, 1, of them), then the timed call. The pause outlasts GNU
+OpenMP's default spin-wait (PyTorch's and oneDNN's idle threads spin about 9 ms on this VM after
+a call: the process's CPU time during a sleep), so the previous variant's threads are asleep;
+the untimed calls wake this variant's own (XLA's pool, oneDNN's or PyTorch's OpenMP team) and
+run it until it has settled, as inside a training loop: after a 20 ms pause bilinear x2's
+forward took 1.61, 1.34, 0.71, 0.65, ... 0.55 ms on jaxconv's kernel (XLA's pool) and 0.91,
+0.75, 0.70, ... 0.65 in PyTorch. Every library keeps its default thread settings. (Until
+2026-12-05 the script paused 2 ms with no untimed call and set ``GOMP_SPINCOUNT=30000`` so
+PyTorch's threads stopped spinning within that pause; that also let oneDNN's worker fall asleep
+inside jaxconv's calls and drew slow runs of the small native convs: docs/performance.md.
+``--pause 2 --warm 0 --warm-ms 0`` with that variable set gives the old measurement.) The
+compiled executables' ``memory_analysis()`` temp bytes are recorded too.
 
 A second table, the spatial ops (issue 22; experiments/layers.py `SPATIAL`): per case
 ``jaxconv`` (``jit(vjp)`` of the `jaxconv` op), ``autodiff`` (``jit(vjp)`` of the plain-JAX
@@ -302,10 +303,11 @@ def interleave(
     bar,
     warm: int = 0,
     pause: float = 0.02,
+    warm_s: float = 0.0,
 ):
     """Round-robin: each round calls every active variant once, starting at a rotating index;
-    after `pause` seconds of sleep, `warm` untimed calls of the same variant precede the timed
-    one."""
+    after `pause` seconds of sleep, untimed calls of the same variant precede the timed one: at
+    least `warm` of them, and more until `warm_s` seconds have passed."""
     live = [v for v in variants if v.status != "n/a"]
     for v in live:  # warm-up
         for _ in range(2):
@@ -315,8 +317,10 @@ def interleave(
         shift = r % max(len(active), 1)
         for v in active[shift:] + active[:shift]:
             time.sleep(pause)  # let the previous variant's spinning worker threads go idle
-            for _ in range(warm):  # wake this variant's own threads (--warm)
+            calls, until = 0, time.perf_counter() + warm_s
+            while calls < warm or time.perf_counter() < until:  # this variant's steady state
                 v.call()
+                calls += 1
             t0 = time.perf_counter()
             v.call()
             v.times.append(time.perf_counter() - t0)
@@ -373,7 +377,14 @@ def bench_config(cfg: Config, args, bar) -> dict[str, Variant]:
                 Variant(f"torch[{name}]", call, err=err, status="ok" if err <= RTOL else "FAIL")
             )
     interleave(
-        variants, args.rounds, args.min_rounds, args.budget, bar, args.warm, args.pause / 1e3
+        variants,
+        args.rounds,
+        args.min_rounds,
+        args.budget,
+        bar,
+        args.warm,
+        args.pause / 1e3,
+        args.warm_ms / 1e3,
     )
     return {v.name: v for v in variants}
 
@@ -515,7 +526,14 @@ def bench_spatial(case: SpatialCase, args, bar) -> dict[str, Variant]:
                 status = "ok" if err <= RTOL else "FAIL"
                 variants.append(Variant(f"torch[{name}]", call, err=err, status=status))
     interleave(
-        variants, args.rounds, args.min_rounds, args.budget, bar, args.warm, args.pause / 1e3
+        variants,
+        args.rounds,
+        args.min_rounds,
+        args.budget,
+        bar,
+        args.warm,
+        args.pause / 1e3,
+        args.warm_ms / 1e3,
     )
     return {v.name: v for v in variants}
 
@@ -863,7 +881,13 @@ def markdown_head(title: str, script: str, args, info, seconds) -> list[str]:
     warm = getattr(args, "warm", 0)  # (benchmark_gpu.py's arguments have neither)
     pause = getattr(args, "pause", None)
     timed = [f"a {pause:g} ms pause"] if pause is not None else []
-    timed += [f"{warm} untimed one(s)"] if warm else []
+    warm_ms = getattr(args, "warm_ms", 0)
+    if warm or warm_ms:
+        timed.append(
+            f"untimed calls of the same variant for {warm_ms:g} ms (at least {warm})"
+            if warm_ms
+            else f"{warm} untimed one(s)"
+        )
     return [
         f"# {title}",
         "",
@@ -948,6 +972,14 @@ def main(argv=None) -> dict:
         help="untimed calls of the same variant between the pause and each timed call "
         "(default 1: the timed call finds the variant's worker threads awake, as inside a "
         "training loop; 0: it wakes them)",
+    )
+    ap.add_argument(
+        "--warm-ms",
+        type=float,
+        default=10.0,
+        help="after the pause, untimed calls of the same variant go on until this many "
+        "milliseconds have passed (at least --warm of them; default 10: XLA's pool threads "
+        "take 3-5 ms of calls to settle after an idle pause on a 2-core VM)",
     )
     ap.add_argument(
         "--pause",

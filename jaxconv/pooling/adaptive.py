@@ -20,7 +20,8 @@ adjoint; second order: the average again). Where every dim divides evenly the op
 average pool, `avg_pool.average_p` with k = s = L / O (O = 1 everywhere: the global mean), and
 its own pair of rules. 16-bit inputs sum in float32. On CPU, float32 pools where the native
 kernels are built run the same per-dim matrices as tables of `_core.axis_map`'s primitive
-instead (its transpose is A^T too; the kernels take two dims in one pass), staged with
+instead (its transpose is A^T too; the kernels take two dims in one pass) unless the windows
+tile (those run the tiling pool, on the pooling kernels: measured faster), staged with
 `lax.platform_dependent` so that other platforms keep the algorithms above (`_native_average`).
 
 Max::
@@ -132,6 +133,18 @@ def _divides(cfg: AdaptiveCfg) -> bool:
     return all(n % o == 0 for n, o in zip(cfg.size, cfg.out))
 
 
+def _tiles(cfg: AdaptiveCfg) -> bool:
+    """Whether the windows tile every dim and are not one window (the global mean): the tiling
+    average pool, whose pair of rules runs on the native pooling kernels on CPU where they
+    are adopted. Measured against the axis maps (fwd+bwd, N32 14² C256 -> 7², 2-core AMD
+    EPYC, each call after a 20 ms pause and 10 ms of untimed calls, interleaved medians of 40,
+    three processes): the pooling kernels 0.33-0.37 ms, the axis maps 0.40-0.43, the
+    pure-JAX pool 0.35-0.41, PyTorch 0.42-0.60. (After a 2 ms pause with no untimed call the
+    axis maps were ahead, 0.7-0.95x the pooling kernels: the regime the benchmark measured
+    before 2026-12-05.)"""
+    return _divides(cfg) and not all(o == 1 for o in cfg.out)
+
+
 # --------------------------------------------------------------------------- average
 
 
@@ -174,7 +187,7 @@ def adaptive_avg_pool(
     cfg = adaptive_geometry("adaptive_avg_pool", x, output_size, layout)
     pure = _pure_average(x, cfg)
     maps = _average_maps(cfg)
-    if not (maps[0] and _native_average(x)):
+    if not (maps[0] and _native_average(x)) or _tiles(cfg):
         return auto_partitioned(pure, x)
 
     def on_cpu(x):
@@ -220,14 +233,11 @@ def _average_maps(cfg: AdaptiveCfg) -> tuple[tuple[AxisTable, ...], tuple[int, .
 
 def _native_average(x) -> bool:
     """Whether a CPU compilation averages on the native axis-map kernels (`separable_map`):
-    float32, the kernels usable (`use_native`), not partitioned over a mesh in the types.
-    Measured (fwd+bwd, 2-core AMD EPYC; experiments/benchmark.py's spatial table): N32 14² C256
-    to 5² (overlapping windows) 0.36x, N32 7² C512 to 1² 0.69x the pure-JAX algorithms' time;
-    to 7² (tiling windows) 0.90x on a busy machine, and on an idle one (each variant its own
-    jit, 2 ms pause, four runs) 1.0-1.5x the pure-JAX tiling pool traced in `pure_jax()` (0.93
-    -1.08 ms against 0.62-1.01) and 0.7-0.95x that pool on the native pooling kernels: near this
-    machine's noise, left on the axis maps. Other platforms keep the pure algorithms (not
-    measured there)."""
+    float32, the kernels usable (`use_native`), not partitioned over a mesh in the types;
+    tiling windows take the tiling pool instead (`_tiles`). Measured (fwd+bwd, 2-core AMD
+    EPYC; experiments/benchmark.py's spatial table): N32 14² C256 to 5² (overlapping windows)
+    0.36x, N32 7² C512 to 1² 0.69x the pure-JAX algorithms' time. Other platforms keep the
+    pure algorithms (not measured there)."""
     return jnp.dtype(x.dtype) == jnp.float32 and use_native() and not on_a_mesh(x)
 
 

@@ -33,10 +33,10 @@ i a for every sample in exact arithmetic (PyTorch's output_ratio 0.5 with k = 2 
 such a case), and the windows are `max_pool`'s with window k, stride a. Rounding can still move
 a start (u within about (i + 1) 2^-24 of 1 rounds i + u up to i + 1 in float32, as in
 PyTorch), so this is checked at run time: the forward computes the starts and, where every
-one is i a, takes `max_pool`'s winners (`_forward`: the native kernel where it runs) instead
-of gathering the windows' cells (`lax.cond`; a batched sample turns it into a select of both).
-The winners, and so y, the indices and every derivative, are the same either way: the same
-comparisons in the same row-major order.
+one is i a, takes `max_pool`'s winners (`window_winners`: the native kernel where it runs)
+instead of gathering the windows' cells (`lax.cond`; a batched sample turns it into a select
+of both). The winners, and so y, the indices and every derivative, are the same either way:
+the same comparisons in the same row-major order.
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ def _grid_winners(x, cfg: FractionalCfg, strides, ties: str):
     win = pool_window(
         "fractional_max_pool", x, cfg.window, strides, "VALID", 1, False, cfg.layout, ordered=True
     )
-    return mp._forward(x, mp._Cfg(win, ties, True))
+    return mp.window_winners(x, win, ties)
 
 
 def _winners(x, u, cfg: FractionalCfg, ties: str):

@@ -220,6 +220,14 @@ def _forward(x, cfg: _Cfg):
     return (y, _flat_indices(off, cfg.win)) if cfg.return_indices else y
 
 
+def window_winners(x, win: Window, ties: str = "first"):
+    """(y, flat winner index per window) of max pooling over `win`, for other pools whose
+    windows are these (fractional max pooling on a grid): the forward alone, on the native
+    kernel where it is chosen, no derivative rule (the caller differentiates through the
+    indices)."""
+    return _forward(x, _Cfg(win, ties, True))
+
+
 @partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_pool(x, cfg: _Cfg):
     return _forward(x, cfg)

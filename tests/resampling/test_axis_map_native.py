@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 import jaxconv as jc
 from jaxconv._core import axis_map as am
-from jaxconv._core.native import pure_jax
+from jaxconv._core.native import pool_kernels, pure_jax
+from jaxconv.pooling import adaptive
 from tests.support.numerics import assert_close
 
 STATUS = jc.native_available()
@@ -232,9 +233,11 @@ def test_periodic_single_maps_stay_pure_by_default(monkeypatch):
 )  # fmt: skip
 @pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
 def test_adaptive_avg_pool_native_vs_pure(shape, out, layout):
-    """Adaptive average pooling runs the axis-map kernels on CPU for float32 (tiling, uneven
-    and global windows), with the pure-JAX algorithms' values and gradients."""
+    """Adaptive average pooling runs the axis-map kernels on CPU for float32 (uneven and global
+    windows; tiling ones take the tiling average pool instead), with the pure-JAX algorithms'
+    values and gradients."""
     x = jnp.asarray(np.random.default_rng(5).normal(size=shape), jnp.float32)
+    tiles = adaptive._tiles(adaptive.adaptive_geometry("test", x, out, layout))
 
     def f(x):
         y, vjp = jax.vjp(lambda x: jc.adaptive_avg_pool(x, out, layout=layout), x)
@@ -244,9 +247,29 @@ def test_adaptive_avg_pool_native_vs_pure(shape, out, layout):
     with pure_jax():
         pure = jax.jit(lambda x: f(x))
         want = pure(x)
-    assert TARGET in native.lower(x).as_text()
+    assert (TARGET in native.lower(x).as_text()) != tiles
     assert TARGET not in pure.lower(x).as_text()
     for a, b in zip(native(x), want):
         assert_close(a, b, tol=1e-5)
     x64 = x.astype(jnp.float64)
     assert TARGET not in jax.jit(f).lower(x64).as_text()  # float64: the pure-JAX algorithms
+
+
+def test_adaptive_avg_pool_tiling_runs_the_pooling_kernels():
+    """Tiling windows (L % O == 0, not one window) run the tiling average pool: on CPU its
+    native pooling kernels (channels-last, >= 16 channels), no axis map; values and VJP as the
+    pure-JAX pool's."""
+    x = jnp.asarray(np.random.default_rng(6).normal(size=(2, 14, 14, 32)), jnp.float32)
+
+    def f(x):
+        y, vjp = jax.vjp(lambda x: jc.adaptive_avg_pool(x, 7), x)
+        return y, vjp(jnp.cos(y))[0]
+
+    hlo = jax.jit(f).lower(x).as_text()
+    assert TARGET not in hlo
+    if pool_kernels():  # (an AVX-512 CPU)
+        assert "jaxconv_avg_pool_f32" in hlo and "jaxconv_avg_pool_adjoint_f32" in hlo
+    with pure_jax():
+        want = jax.jit(lambda x: f(x))(x)
+    for a, b in zip(jax.jit(f)(x), want):
+        assert_close(a, b, tol=1e-6)
