@@ -285,7 +285,8 @@ def _sds(*shape, dtype=jnp.float32):
         ((2, 16, 16, 8), (3, 3, 8, 16), dict(stride=2, padding=1), True),
         ((2, 16, 16, 8), (3, 3, 1, 8), dict(padding=1, groups=8), True),  # depthwise
         ((2, 8, 8, 8, 4), (3, 3, 3, 4, 8), dict(padding=1), True),  # 3-D
-        ((2, 28, 28, 1), (5, 5, 1, 6), dict(), False),  # one input channel (lenet_c1)
+        ((2, 28, 28, 1), (5, 5, 1, 6), dict(), False),  # one input channel, 0.2 M MACs
+        ((64, 28, 28, 1), (5, 5, 1, 6), dict(), True),  # lenet_c1: one input channel, 5.3 M
         ((8, 40, 1), (5, 1, 32), dict(stride=2, padding=2), False),  # conv1d_mnist1d's first
     ],
 )

@@ -55,6 +55,9 @@ from jaxconv.convolution.lowering.xla import dw_xla, dx_transpose, fwd_xla
 
 # im2col patches larger than this (bytes) are never materialised by "auto".
 PATCH_BYTES_LIMIT = 256 * 2**20
+# Layers with one input channel (not depthwise) run on the native kernels from this many
+# multiply-adds on: where oneDNN runs its thread team (native/src/conv_onednn.cc, kSmallCall).
+ONE_CHANNEL_NATIVE_MACS = 2**22
 # col2im (dx "matmul") writes one column per tap and adds them back: worth it up to this size
 # for one input channel per group; with more channels, per-tap products ("taps") win above the
 # smaller limit (resnet_down and conv_transpose_up: 8-20 % faster per layer; lenet_c2, 2.5 MB of
@@ -163,18 +166,31 @@ def _native_rule(x_cl, w_cl, params, dtype) -> str:
     Measured per layer in experiments/results/benchmark.md (columns "auto" = this rule, "auto
     (pure)" = `auto_algorithms`, "native"; fwd+bwd medians, float32, 2-core AMD EPYC): oneDNN
     wins every conv layer (0.5-0.85x of the pure-JAX picks: resnet_3x3, resnet_down, stem,
-    dilated, depthwise, conv3d_small, conv_transpose_up, lenet_c2) except those whose groups have
-    one input channel and are not depthwise (lenet_c1, conv1d_mnist1d: 1.1-1.6x slower, where
-    the shifted multiply-adds are a handful of fused vector ops). bfloat16 (oneDNN's AVX-512
-    BF16 kernels, float32 accumulation): 0.36-0.71x of the pure-JAX picks on six benchmark
-    layers (experiments/results/native_kernels.md). Where the kernels cannot
-    take the layer (`native.fits`: float32 only, no lhs dilation, ...) the pure-JAX rule runs.
+    dilated, depthwise, conv3d_small, conv_transpose_up, lenet_c2). Groups with one input
+    channel (not depthwise), where the pure-JAX forward is a handful of fused shifted
+    multiply-adds, run the kernels only from `ONE_CHANNEL_NATIVE_MACS` (4 M) multiply-adds on:
+    conv1d_mnist1d (1.6 M, oneDNN on one thread) 0.89-1.25 ms native against 0.29-0.44 pure,
+    lenet_c1 (5.5 M) 1.55-2.22 ms against 1.96-3.3, native/pure 0.65-0.97 in each of eight runs
+    of the benchmark's steady-state protocol (2026-12-05; under the earlier after-pause one
+    lenet_c1 was 1.1-1.6x slower native). bfloat16 (oneDNN's AVX-512 BF16 kernels, float32
+    accumulation): 0.36-0.71x of the pure-JAX picks on six benchmark layers
+    (experiments/results/native_kernels.md). Where the kernels cannot take the layer
+    (`native.fits`: float32 only, no lhs dilation, ...) the pure-JAX rule runs.
     """
     if fits(x_cl, w_cl, params, dtype):
         return ""
     groups, cin_g = params.feature_group_count, w_cl[-2]
     if cin_g == 1 and groups == 1:
-        return ""
+        k_eff = effective_kernel(w_cl[:-2], params.rhs_dilation)
+        out = out_size(x_cl[1:-1], k_eff, params.window_strides, params.padding)
+        macs = x_cl[0] * math.prod(out) * math.prod(w_cl[:-2]) * w_cl[-1]
+        if macs < ONE_CHANNEL_NATIVE_MACS:
+            return ""
+        return (
+            f"native oneDNN kernels for all three (one input channel, {macs / 2**20:.1f} M "
+            f"multiply-adds >= {ONE_CHANNEL_NATIVE_MACS // 2**20} M: measured faster than the "
+            "pure-JAX picks there, slower below)"
+        )
     return (
         "native oneDNN kernels for all three (float32 and bfloat16 on CPU: measured faster "
         "than the pure-JAX picks on every layer but those with one input channel)"
