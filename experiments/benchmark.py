@@ -327,6 +327,20 @@ def interleave(
         bar.update(1)
 
 
+def time_variants(variants: list[Variant], args, bar) -> None:
+    """`interleave` with the command line's rounds, budget, pause and warm-up."""
+    interleave(
+        variants,
+        args.rounds,
+        args.min_rounds,
+        args.budget,
+        bar,
+        args.warm,
+        args.pause / 1e3,
+        args.warm_ms / 1e3,
+    )
+
+
 def block(exe, args) -> Callable[[], object]:
     return lambda: jax.block_until_ready(exe(*args))
 
@@ -376,16 +390,7 @@ def bench_config(cfg: Config, args, bar) -> dict[str, Variant]:
             variants.append(
                 Variant(f"torch[{name}]", call, err=err, status="ok" if err <= RTOL else "FAIL")
             )
-    interleave(
-        variants,
-        args.rounds,
-        args.min_rounds,
-        args.budget,
-        bar,
-        args.warm,
-        args.pause / 1e3,
-        args.warm_ms / 1e3,
-    )
+    time_variants(variants, args, bar)
     return {v.name: v for v in variants}
 
 
@@ -525,16 +530,7 @@ def bench_spatial(case: SpatialCase, args, bar) -> dict[str, Variant]:
             for name, call in tv.items():
                 status = "ok" if err <= RTOL else "FAIL"
                 variants.append(Variant(f"torch[{name}]", call, err=err, status=status))
-    interleave(
-        variants,
-        args.rounds,
-        args.min_rounds,
-        args.budget,
-        bar,
-        args.warm,
-        args.pause / 1e3,
-        args.warm_ms / 1e3,
-    )
+    time_variants(variants, args, bar)
     return {v.name: v for v in variants}
 
 
